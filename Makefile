@@ -1,0 +1,39 @@
+# The verbs CI and the README use. Each target installs what it needs itself.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_COMPILE_BYTECODE := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: install demo test test-unit test-integration lint format clean
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { echo "installing uv with pip"; python3 -m pip install --quiet uv; }
+	$$(command -v uv || echo python3 -m uv) sync --frozen --compile-bytecode
+	@touch $@
+
+install: $(VENV)/.installed ## create .venv and install the locked dependencies
+
+demo: install ## the main job: prepare the real flights data, apply the Feast repo, load the online store
+	$(VENV)/bin/featureloop demo
+
+test: install ## the whole test suite
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+test-integration: install
+	$(PY) -m pytest tests/integration
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf data/offline data/versions data/feast .pytest_cache .mypy_cache .ruff_cache

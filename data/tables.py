@@ -1,0 +1,96 @@
+"""Turn validated raw tables into the offline store's tables (pure pandas/DuckDB, no file I/O)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from data.rolling import ROLLING, compute_rolling
+
+# Minutes between wheels-on and the outcome being recorded; air_time excludes taxiing.
+TAXI_ALLOWANCE_MIN = 30
+# Aircraft attributes have no time of their own: they are valid from before the first flight.
+AIRCRAFT_VALID_FROM = pd.Timestamp("2013-01-01T00:00:00Z")
+WEATHER_FEATURES = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
+
+
+def build_flights(flights: pd.DataFrame) -> pd.DataFrame:
+    """Flights with their scheduled departure (UTC), route and the time their outcome became known."""
+    sched = flights["time_hour"] + pd.to_timedelta(flights["minute"], unit="min")
+    landed = flights["arr_delay"].notna() & flights["air_time"].notna() & flights["dep_delay"].notna()
+    known = sched + pd.to_timedelta(
+        flights["dep_delay"].fillna(0) + flights["air_time"].fillna(0) + TAXI_ALLOWANCE_MIN, unit="min"
+    )
+    # Never before the flight's own scheduled departure: its outcome cannot feed its own prediction.
+    known = known.where(known > sched, sched + pd.Timedelta(minutes=1)).where(landed)
+    local_date = pd.to_datetime(
+        flights[["year", "month", "day"]].rename(columns=str), errors="coerce"
+    )
+    out = pd.DataFrame(
+        {
+            "flight_id": (
+                flights["carrier"]
+                + flights["flight"].astype(str)
+                + "-"
+                + flights["origin"]
+                + "-"
+                + sched.dt.strftime("%Y%m%dT%H%MZ")
+            ),
+            "sched_dep_ts": sched.astype("datetime64[us, UTC]"),
+            "carrier": flights["carrier"],
+            "flight": flights["flight"].astype("int64"),
+            "tailnum": flights["tailnum"],
+            "origin": flights["origin"],
+            "dest": flights["dest"],
+            "route": flights["origin"] + "-" + flights["dest"],
+            "distance": flights["distance"].astype("float64"),
+            "sched_hour": flights["hour"].astype("int64"),
+            "day_of_week": local_date.dt.dayofweek.astype("int64"),
+            "month": flights["month"].astype("int64"),
+            "dep_delay": flights["dep_delay"],
+            "arr_delay": flights["arr_delay"],
+            "air_time": flights["air_time"],
+            "cancelled": flights["dep_time"].isna(),
+            "outcome_known_ts": known.astype("datetime64[us, UTC]"),
+        }
+    )
+    return out.sort_values(["sched_dep_ts", "flight_id"], kind="stable").reset_index(drop=True)
+
+
+def build_weather(weather: pd.DataFrame) -> pd.DataFrame:
+    """Hourly weather per origin airport, stamped with the observation hour."""
+    out = weather[["origin", "time_hour", *WEATHER_FEATURES]].rename(columns={"time_hour": "event_timestamp"})
+    out["event_timestamp"] = out["event_timestamp"].astype("datetime64[us, UTC]")
+    return out.sort_values(["origin", "event_timestamp"], kind="stable").reset_index(drop=True)
+
+
+def build_aircraft(planes: pd.DataFrame) -> pd.DataFrame:
+    """Static aircraft attributes per tail number."""
+    out = pd.DataFrame(
+        {
+            "tailnum": planes["tailnum"],
+            "event_timestamp": pd.Series(AIRCRAFT_VALID_FROM, index=planes.index).astype("datetime64[us, UTC]"),
+            "plane_year": planes["year"].astype("float64"),
+            "plane_type": planes["type"],
+            "manufacturer": planes["manufacturer"],
+            "model": planes["model"],
+            "engines": planes["engines"].astype("int64"),
+            "seats": planes["seats"].astype("int64"),
+            "engine_type": planes["engine"],
+        }
+    )
+    return out.sort_values("tailnum", kind="stable").reset_index(drop=True)
+
+
+def build_offline_tables(flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every table of the offline store, by file stem."""
+    flights_out = build_flights(flights)
+    tables = {
+        "flights": flights_out,
+        "weather": build_weather(weather),
+        "aircraft": build_aircraft(planes),
+    }
+    for spec in ROLLING:
+        stats = compute_rolling(flights_out, spec)
+        stats["event_timestamp"] = stats["event_timestamp"].astype("datetime64[us, UTC]")
+        tables[spec.table] = stats
+    return tables

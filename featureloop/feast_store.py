@@ -1,0 +1,137 @@
+"""Feast, opened the way our entry points need it: the repo's own config with our data paths."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featureloop.settings import Settings
+
+if TYPE_CHECKING:  # Feast takes seconds to import: only where a step needs it.
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+
+REPO_MODULES = ("entities", "data_sources", "features", "feature_services")
+
+
+def repo_config(settings: Settings) -> RepoConfig:
+    """The repo's feature_store.yaml with the file registry and SQLite paths under settings.data_dir."""
+    import yaml
+    from feast.repo_config import RepoConfig
+
+    repo = settings.feature_repo.resolve()
+    raw = yaml.safe_load(os.path.expandvars((repo / "feature_store.yaml").read_text()))
+    feast_dir = settings.feast_dir.resolve()
+    feast_dir.mkdir(parents=True, exist_ok=True)
+    registry = raw.get("registry")
+    if isinstance(registry, str) and "://" not in registry:
+        raw["registry"] = str(feast_dir / "registry.db")
+    online = raw.get("online_store")
+    if isinstance(online, dict) and online.get("type") == "sqlite":
+        raw["online_store"] = {**online, "path": str(feast_dir / "online.db")}
+    config = RepoConfig(**raw)
+    config.repo_path = repo
+    return config
+
+
+def open_store(settings: Settings) -> FeatureStore:
+    """A FeatureStore on the repo, with paths from settings."""
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=str(settings.feature_repo.resolve()), config=repo_config(settings))
+
+
+@contextlib.contextmanager
+def _repo_import_env(settings: Settings) -> Iterator[None]:
+    """Feast imports the repo's files as top-level modules: give them our data dir, then forget them."""
+    previous_env = os.environ.get("FEATURELOOP_DATA_DIR")
+    previous_cwd = Path.cwd()
+    os.environ["FEATURELOOP_DATA_DIR"] = str(settings.data_dir.resolve())
+    repo = str(settings.feature_repo.resolve())
+    for name in REPO_MODULES:
+        sys.modules.pop(name, None)
+    sys.path.insert(0, repo)
+    try:
+        yield
+    finally:
+        sys.path.remove(repo)
+        os.chdir(previous_cwd)
+        for name in REPO_MODULES:
+            sys.modules.pop(name, None)
+        if previous_env is None:
+            os.environ.pop("FEATURELOOP_DATA_DIR", None)
+        else:
+            os.environ["FEATURELOOP_DATA_DIR"] = previous_env
+
+
+def apply_repo(settings: Settings) -> dict[str, Any]:
+    """`feast apply` on the repo (the same code path as the CLI); returns what the registry holds."""
+    from feast.repo_operations import apply_total
+
+    config = repo_config(settings)
+    with _repo_import_env(settings), contextlib.redirect_stdout(sys.stderr):
+        apply_total(config, settings.feature_repo.resolve(), skip_source_validation=False)
+    store = open_store(settings)
+    return {
+        "entities": sorted(e.name for e in store.list_entities()),
+        "feature_views": sorted(fv.name for fv in store.list_feature_views()),
+        "feature_services": sorted(fs.name for fs in store.list_feature_services()),
+    }
+
+
+def materialize_window(
+    store: FeatureStore,
+    end: datetime,
+    *,
+    start: datetime | None = None,
+    feature_views: list[str] | None = None,
+    report: Callable[[str], None] = lambda _message: None,
+) -> list[dict[str, Any]]:
+    """Load each view's latest values as of `end` into the online store.
+
+    Without `start`, each view is loaded from `end - ttl` (what an online read can use at `end`);
+    a view without a TTL is loaded from the start of time.
+    """
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=timezone.utc)
+    views = [fv for fv in store.list_feature_views() if feature_views is None or fv.name in feature_views]
+    if feature_views is not None:
+        unknown = sorted(set(feature_views) - {fv.name for fv in views})
+        if unknown:
+            raise ValueError(f"unknown feature views {unknown}; known: {sorted(fv.name for fv in store.list_feature_views())}")
+    done = []
+    for fv in views:
+        ttl = fv.ttl or timedelta(0)
+        view_start = start or (end - ttl if ttl > timedelta(0) else datetime(1970, 1, 1, tzinfo=timezone.utc))
+        report(f"materialize {fv.name}: {view_start.isoformat()} .. {end.isoformat()}")
+        with contextlib.redirect_stdout(sys.stderr):
+            store.materialize(start_date=view_start, end_date=end, feature_views=[fv.name])
+        done.append({"feature_view": fv.name, "start": view_start.isoformat(), "end": end.isoformat()})
+    return done
+
+
+def online_counts(store: FeatureStore) -> dict[str, int]:
+    """Entities per feature view in a SQLite online store (empty for other stores)."""
+    config = store.config
+    if getattr(config.online_store, "type", None) != "sqlite":
+        return {}
+    path = Path(config.online_store.path)
+    if not path.exists():
+        return {}
+    counts = {}
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        for fv in store.list_feature_views():
+            try:
+                (n,) = con.execute(
+                    f'SELECT count(DISTINCT entity_key) FROM "{config.project}_{fv.name}"'
+                ).fetchone()
+            except sqlite3.OperationalError:
+                n = 0
+            counts[fv.name] = int(n)
+    return counts
