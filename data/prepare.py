@@ -82,8 +82,7 @@ def prepare_dataset(
         tables[f"quarantine/{name}"] = _stringify_objects(result.quarantined)
     summary = {name: _summary(result) for name, result in validated.items()}
     sources = {
-        spec.file: sha256_file(raw_dir / spec.file)[:16]
-        for spec in (FLIGHTS, WEATHER, PLANES, AIRLINES)
+        spec.file: sha256_file(raw_dir / spec.file)[:16] for spec in (FLIGHTS, WEATHER, PLANES, AIRLINES)
     }
     flights = tables["flights"]
     time_range = {

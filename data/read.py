@@ -42,7 +42,9 @@ def _open_bytes(path: Path) -> bytes:
                 raise DatasetError(f"{path}: expected one .csv inside the archive, found {members}")
             return archive.read(members[0])
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
-        raise DatasetError(f"{path}: the archive is corrupted or truncated ({exc}); restore the original file") from exc
+        raise DatasetError(
+            f"{path}: the archive is corrupted or truncated ({exc}); restore the original file"
+        ) from exc
 
 
 def read_table(spec: TableSpec, raw_dir: Path) -> pd.DataFrame:

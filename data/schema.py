@@ -86,14 +86,24 @@ FLIGHTS = TableSpec(
     key=("carrier", "flight", "origin", "time_hour", "minute"),
     rules=(
         Rule("time_hour_present", "scheduled departure hour (time_hour) is missing", _missing("time_hour")),
-        Rule("time_hour_in_2013", "scheduled departure is outside 2013 (New York time)", _not_in_2013("time_hour")),
+        Rule(
+            "time_hour_in_2013",
+            "scheduled departure is outside 2013 (New York time)",
+            _not_in_2013("time_hour"),
+        ),
         Rule("known_origin", f"origin is not one of {', '.join(ORIGINS)}", _not_in("origin", ORIGINS)),
         Rule("carrier_present", "carrier is missing", _missing("carrier")),
         Rule("dest_present", "destination is missing", _missing("dest")),
         Rule("distance_non_negative", "distance is missing or negative", lambda df: ~(df["distance"] >= 0)),
         Rule("minute_valid", "scheduled minute is not within 0-59", lambda df: ~df["minute"].between(0, 59)),
-        Rule("dep_delay_sane", "departure delay is outside -120..1440 minutes", _outside("dep_delay", -120, 1440)),
-        Rule("arr_delay_sane", "arrival delay is outside -180..1440 minutes", _outside("arr_delay", -180, 1440)),
+        Rule(
+            "dep_delay_sane",
+            "departure delay is outside -120..1440 minutes",
+            _outside("dep_delay", -120, 1440),
+        ),
+        Rule(
+            "arr_delay_sane", "arrival delay is outside -180..1440 minutes", _outside("arr_delay", -180, 1440)
+        ),
         Rule("air_time_positive", "air time is not within 1..1440 minutes", _outside("air_time", 1, 1440)),
         Rule(
             "flown_has_tailnum",
@@ -132,7 +142,11 @@ WEATHER = TableSpec(
     rules=(
         Rule("time_hour_present", "observation time (time_hour) is missing", _missing("time_hour")),
         Rule("time_hour_in_2013", "observation is outside 2013 (New York time)", _not_in_2013("time_hour")),
-        Rule("known_origin", f"origin is not one of {', '.join(ORIGINS)}", lambda df: ~df["origin"].isin(ORIGINS)),
+        Rule(
+            "known_origin",
+            f"origin is not one of {', '.join(ORIGINS)}",
+            lambda df: ~df["origin"].isin(ORIGINS),
+        ),
         Rule("temp_sane", "temperature is outside -40..130 F", _outside("temp", -40, 130)),
         Rule("humid_sane", "relative humidity is outside 0..100 %", _outside("humid", 0, 100)),
         Rule("wind_dir_sane", "wind direction is outside 0..360 degrees", _outside("wind_dir", 0, 360)),
@@ -167,8 +181,14 @@ PLANES = TableSpec(
     rules=(
         Rule("tailnum_present", "aircraft tail number is missing", _missing("tailnum")),
         Rule("year_sane", "year built is outside 1900..2013", _outside("year", 1900, 2013)),
-        Rule("seats_positive", "seats is missing or not within 1..1000", lambda df: ~df["seats"].between(1, 1000)),
-        Rule("engines_sane", "engines is missing or not within 0..8", lambda df: ~df["engines"].between(0, 8)),
+        Rule(
+            "seats_positive",
+            "seats is missing or not within 1..1000",
+            lambda df: ~df["seats"].between(1, 1000),
+        ),
+        Rule(
+            "engines_sane", "engines is missing or not within 0..8", lambda df: ~df["engines"].between(0, 8)
+        ),
         Rule("duplicate_tailnum", "another row has the same tail number", _duplicate(("tailnum",))),
     ),
 )

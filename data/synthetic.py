@@ -17,9 +17,24 @@ import pandas as pd
 
 from data.schema import LOCAL_TZ, ORIGINS
 
-CARRIERS = {"UA": "United Air Lines Inc.", "DL": "Delta Air Lines Inc.", "B6": "JetBlue Airways", "EV": "ExpressJet Airlines Inc."}
+CARRIERS = {
+    "UA": "United Air Lines Inc.",
+    "DL": "Delta Air Lines Inc.",
+    "B6": "JetBlue Airways",
+    "EV": "ExpressJet Airlines Inc.",
+}
 DESTS = {"ORD": 719, "ATL": 762, "LAX": 2454, "BOS": 187, "MCO": 944, "SFO": 2565}
-WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
+WEATHER_COLUMNS = [
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+]
 
 
 @dataclass(frozen=True)

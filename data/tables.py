@@ -10,7 +10,17 @@ from data.rolling import ROLLING, compute_rolling
 TAXI_ALLOWANCE_MIN = 30
 # Aircraft attributes have no time of their own: they are valid from before the first flight.
 AIRCRAFT_VALID_FROM = pd.Timestamp("2013-01-01T00:00:00Z")
-WEATHER_FEATURES = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
+WEATHER_FEATURES = [
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+]
 
 
 def build_flights(flights: pd.DataFrame) -> pd.DataFrame:
@@ -22,9 +32,7 @@ def build_flights(flights: pd.DataFrame) -> pd.DataFrame:
     )
     # Never before the flight's own scheduled departure: its outcome cannot feed its own prediction.
     known = known.where(known > sched, sched + pd.Timedelta(minutes=1)).where(landed)
-    local_date = pd.to_datetime(
-        flights[["year", "month", "day"]].rename(columns=str), errors="coerce"
-    )
+    local_date = pd.to_datetime(flights[["year", "month", "day"]].rename(columns=str), errors="coerce")
     out = pd.DataFrame(
         {
             "flight_id": (
@@ -68,7 +76,9 @@ def build_aircraft(planes: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "tailnum": planes["tailnum"],
-            "event_timestamp": pd.Series(AIRCRAFT_VALID_FROM, index=planes.index).astype("datetime64[us, UTC]"),
+            "event_timestamp": pd.Series(AIRCRAFT_VALID_FROM, index=planes.index).astype(
+                "datetime64[us, UTC]"
+            ),
             "plane_year": planes["year"].astype("float64"),
             "plane_type": planes["type"],
             "manufacturer": planes["manufacturer"],
@@ -81,7 +91,9 @@ def build_aircraft(planes: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("tailnum", kind="stable").reset_index(drop=True)
 
 
-def build_offline_tables(flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def build_offline_tables(
+    flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
     """Every table of the offline store, by file stem."""
     flights_out = build_flights(flights)
     tables = {

@@ -35,8 +35,8 @@ def validate_table(spec: TableSpec, frame: pd.DataFrame) -> Validated:
     quarantined = frame[bad].copy()
     broken_rules = broken[bad].apply(lambda row: [name for name in row.index if row[name]], axis=1)
     quarantined["rule"] = [",".join(rules) for rules in broken_rules] if len(quarantined) else []
-    quarantined["reason"] = [
-        "; ".join(names[name] for name in rules) for rules in broken_rules
-    ] if len(quarantined) else []
+    quarantined["reason"] = (
+        ["; ".join(names[name] for name in rules) for rules in broken_rules] if len(quarantined) else []
+    )
     accepted = frame[~bad].reset_index(drop=True)
     return Validated(spec.name, accepted, quarantined.reset_index(drop=True))

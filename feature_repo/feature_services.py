@@ -1,7 +1,6 @@
 """Feature services: the contract between training and serving, versioned by name."""
 
 from feast import FeatureService
-
 from features import (
     aircraft_fv,
     aircraft_stats_fv,

@@ -2,9 +2,6 @@
 
 from datetime import timedelta
 
-from feast import FeatureView, Field
-from feast.types import Float64, Int64, String
-
 from data_sources import (
     aircraft_source,
     aircraft_stats_source,
@@ -14,6 +11,8 @@ from data_sources import (
     weather_source,
 )
 from entities import aircraft, carrier, origin_airport, route
+from feast import FeatureView, Field
+from feast.types import Float64, Int64, String
 
 # Rolling statistics change only when a flight lands or leaves a window; a row at each change point
 # makes them exact. After 30 idle days a value is treated as unknown (null), not as zero flights.
@@ -25,7 +24,11 @@ def _rolling_fields(prefix: str) -> list[Field]:
     fields = []
     for window in WINDOWS:
         fields += [
-            Field(name=f"{prefix}_flights_{window}", dtype=Int64, description=f"Flights landed in the last {window}."),
+            Field(
+                name=f"{prefix}_flights_{window}",
+                dtype=Int64,
+                description=f"Flights landed in the last {window}.",
+            ),
             Field(
                 name=f"{prefix}_dep_delay_mean_{window}",
                 dtype=Float64,

@@ -6,7 +6,7 @@ Nothing heavy (Feast, Prefect, MLflow) is imported at start-up: each command imp
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -57,8 +57,12 @@ def _run_prepare(settings: Settings, clock: _Clock) -> dict[str, Any]:
     except DatasetError as exc:
         raise _fail(f"{exc}\nNothing was written; the previous dataset (if any) is unchanged.") from exc
     clock(f"dataset version {result.dataset_version} -> {result.offline_dir}")
-    return {"version": result.dataset_version, "validation": result.validation, "files": result.files,
-            "time_range": result.time_range}
+    return {
+        "version": result.dataset_version,
+        "validation": result.validation,
+        "files": result.files,
+        "time_range": result.time_range,
+    }
 
 
 def _print_prepare(summary: dict[str, Any]) -> None:
@@ -72,7 +76,9 @@ def _print_prepare(summary: dict[str, Any]) -> None:
     for name, meta in summary["files"].items():
         if not name.startswith("quarantine/"):
             typer.echo(f"{name:<22} {meta['rows']:>9,}")
-    typer.echo(f"\ndataset version {summary['version']}  ({summary['time_range']['start']} .. {summary['time_range']['end']})")
+    typer.echo(
+        f"\ndataset version {summary['version']}  ({summary['time_range']['start']} .. {summary['time_range']['end']})"
+    )
 
 
 @app.command()
@@ -148,12 +154,14 @@ def _parse_time(value: str | None) -> datetime | None:
     if value is None:
         return None
     parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @app.command()
 def materialize(
-    end: Annotated[str | None, typer.Option(help="ISO time to load up to; default: the end of the data.")] = None,
+    end: Annotated[
+        str | None, typer.Option(help="ISO time to load up to; default: the end of the data.")
+    ] = None,
     start: Annotated[
         str | None, typer.Option(help="ISO time to load from; default: each view's end - TTL.")
     ] = None,

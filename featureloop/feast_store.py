@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +29,14 @@ def repo_config(settings: Settings) -> RepoConfig:
     raw = yaml.safe_load(os.path.expandvars((repo / "feature_store.yaml").read_text()))
     feast_dir = settings.feast_dir.resolve()
     feast_dir.mkdir(parents=True, exist_ok=True)
+    # Relative to the repo, as the yaml writes them: Feast records the resolved path in the registry,
+    # and a different spelling of the same file would make `feast apply` tear the tables down.
     registry = raw.get("registry")
     if isinstance(registry, str) and "://" not in registry:
-        raw["registry"] = str(feast_dir / "registry.db")
+        raw["registry"] = os.path.relpath(feast_dir / "registry.db", repo)
     online = raw.get("online_store")
     if isinstance(online, dict) and online.get("type") == "sqlite":
-        raw["online_store"] = {**online, "path": str(feast_dir / "online.db")}
+        raw["online_store"] = {**online, "path": os.path.relpath(feast_dir / "online.db", repo)}
     config = RepoConfig(**raw)
     config.repo_path = repo
     return config
@@ -99,16 +101,18 @@ def materialize_window(
     a view without a TTL is loaded from the start of time.
     """
     if end.tzinfo is None:
-        end = end.replace(tzinfo=timezone.utc)
+        end = end.replace(tzinfo=UTC)
     views = [fv for fv in store.list_feature_views() if feature_views is None or fv.name in feature_views]
     if feature_views is not None:
         unknown = sorted(set(feature_views) - {fv.name for fv in views})
         if unknown:
-            raise ValueError(f"unknown feature views {unknown}; known: {sorted(fv.name for fv in store.list_feature_views())}")
+            raise ValueError(
+                f"unknown feature views {unknown}; known: {sorted(fv.name for fv in store.list_feature_views())}"
+            )
     done = []
     for fv in views:
         ttl = fv.ttl or timedelta(0)
-        view_start = start or (end - ttl if ttl > timedelta(0) else datetime(1970, 1, 1, tzinfo=timezone.utc))
+        view_start = start or (end - ttl if ttl > timedelta(0) else datetime(1970, 1, 1, tzinfo=UTC))
         report(f"materialize {fv.name}: {view_start.isoformat()} .. {end.isoformat()}")
         with contextlib.redirect_stdout(sys.stderr):
             store.materialize(start_date=view_start, end_date=end, feature_views=[fv.name])

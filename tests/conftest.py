@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from data.synthetic import SyntheticSpec, generate, write_raw  # noqa: E402
+from data.synthetic import SyntheticSpec, generate, write_raw
 
 
 @pytest.fixture(scope="session")

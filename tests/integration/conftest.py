@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -25,7 +24,9 @@ class FeastEnv:
 
 
 @pytest.fixture(scope="session")
-def feast_env(tmp_path_factory: pytest.TempPathFactory, synthetic_tables: dict[str, pd.DataFrame]) -> FeastEnv:
+def feast_env(
+    tmp_path_factory: pytest.TempPathFactory, synthetic_tables: dict[str, pd.DataFrame]
+) -> FeastEnv:
     from featureloop.feast_store import apply_repo, open_store
 
     root = tmp_path_factory.mktemp("feast")

@@ -56,8 +56,16 @@ def test_feast_cli_apply_and_materialize_incremental_in_the_repo(feast_env: Feas
     """What the README tells a platform engineer: `cd feature_repo && feast apply && feast materialize-incremental`."""
     repo = tmp_path / "project/feature_repo"
     shutil.copytree(PROJECT_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("__pycache__"))
-    (repo.parent / "data").mkdir()  # as in a clone: the registry lives in ../data/feast
-    env = {"FEATURELOOP_DATA_DIR": str(feast_env.settings.data_dir)}
+    data_dir = repo.parent / "data"  # as in a clone: the registry lives in ../data/feast
+    data_dir.mkdir()
+    (data_dir / "offline").symlink_to(feast_env.settings.offline_dir.resolve())
+    env = {"FEATURELOOP_DATA_DIR": str(data_dir), "FEATURELOOP_FEATURE_REPO": str(repo)}
+    ours = _run([str(BIN / "featureloop"), "apply"], cwd=tmp_path, **env)
+    assert ours.returncode == 0, ours.stderr
+    # `featureloop apply` and `feast apply` describe the same store: Feast sees nothing to change.
+    plan = _run([str(BIN / "feast"), "plan"], cwd=repo, **env)
+    assert plan.returncode == 0, plan.stderr + plan.stdout
+    assert "No changes to infrastructure" in plan.stdout, plan.stdout
     applied = _run([str(BIN / "feast"), "apply"], cwd=repo, **env)
     assert applied.returncode == 0, applied.stderr + applied.stdout
     # Feast's first incremental run starts at wall-clock now - TTL, which misses a historical
@@ -70,7 +78,7 @@ def test_feast_cli_apply_and_materialize_incremental_in_the_repo(feast_env: Feas
     assert loaded.returncode == 0, loaded.stderr + loaded.stdout
     plain = re.sub(r"\x1b\[[0-9;]*m", "", loaded.stdout)
     assert f"from {pd.Timestamp(middle).tz_localize('UTC')}" in plain  # continues where the backfill ended
-    assert (tmp_path / "project/data/feast/online.db").exists()
+    assert (data_dir / "feast/online.db").exists()
 
     code = (
         "from feast import FeatureStore; import json; "
@@ -81,5 +89,8 @@ def test_feast_cli_apply_and_materialize_incremental_in_the_repo(feast_env: Feas
     read = _run([sys.executable, "-c", code], cwd=repo, **env)
     assert read.returncode == 0, read.stderr
     stats = feast_env.table("carrier_stats")
-    expected = stats[(stats["carrier"] == "UA") & (stats["event_timestamp"] <= pd.Timestamp(feast_env.prepared.time_range["end"]))]
+    expected = stats[
+        (stats["carrier"] == "UA")
+        & (stats["event_timestamp"] <= pd.Timestamp(feast_env.prepared.time_range["end"]))
+    ]
     assert f'"carrier_flights_7d": [{int(expected["carrier_flights_7d"].iloc[-1])}]' in read.stdout

@@ -22,7 +22,12 @@ def test_apply_registers_the_entities_views_and_the_service(feast_env: FeastEnv)
     store = feast_env.store
     assert {e.name for e in store.list_entities()} == {"aircraft", "origin_airport", "carrier", "route"}
     assert {fv.name for fv in store.list_feature_views()} == {
-        "weather", "aircraft", "carrier_stats", "route_stats", "origin_stats", "aircraft_stats",
+        "weather",
+        "aircraft",
+        "carrier_stats",
+        "route_stats",
+        "origin_stats",
+        "aircraft_stats",
     }
     service = store.get_feature_service(SERVICE)
     names = {f.name for projection in service.feature_view_projections for f in projection.features}
@@ -77,7 +82,9 @@ def _brute_force_counts(flights: pd.DataFrame, key: str, rows: pd.DataFrame) -> 
     return pd.DataFrame(out, index=rows.index)
 
 
-@pytest.mark.parametrize(("key", "prefix", "view"), [("route", "route", "route_stats"), ("tailnum", "aircraft", "aircraft_stats")])
+@pytest.mark.parametrize(
+    ("key", "prefix", "view"), [("route", "route", "route_stats"), ("tailnum", "aircraft", "aircraft_stats")]
+)
 def test_rolling_statistics_count_only_flights_landed_before_the_prediction(
     feast_env: FeastEnv, key: str, prefix: str, view: str
 ) -> None:
@@ -105,13 +112,19 @@ def test_materialized_online_values_equal_the_latest_offline_rows(feast_env: Fea
 
     stats = feast_env.table("route_stats")
     ts_end = pd.Timestamp(end)
-    visible = stats[(stats["event_timestamp"] <= ts_end) & (stats["event_timestamp"] > ts_end - timedelta(days=30))]
+    visible = stats[
+        (stats["event_timestamp"] <= ts_end) & (stats["event_timestamp"] > ts_end - timedelta(days=30))
+    ]
     latest = visible.sort_values("event_timestamp").groupby("route").tail(1).set_index("route")
     routes = sorted(latest.index)[:5]
-    online = store.get_online_features(
-        features=[f"route_stats:{name}" for name in rolling_feature_names("route")],
-        entity_rows=[{"route": r} for r in routes],
-    ).to_df().set_index("route")
+    online = (
+        store.get_online_features(
+            features=[f"route_stats:{name}" for name in rolling_feature_names("route")],
+            entity_rows=[{"route": r} for r in routes],
+        )
+        .to_df()
+        .set_index("route")
+    )
     for name in rolling_feature_names("route"):
         np.testing.assert_allclose(
             online.loc[routes, name].astype(float).to_numpy(),
@@ -123,9 +136,13 @@ def test_materialized_online_values_equal_the_latest_offline_rows(feast_env: Fea
     weather = feast_env.table("weather")
     weather = weather[weather["event_timestamp"] <= ts_end]
     last = weather.sort_values("event_timestamp").groupby("origin").tail(1).set_index("origin")
-    got = store.get_online_features(
-        features=["weather:temp", "weather:pressure"], entity_rows=[{"origin": o} for o in last.index]
-    ).to_df().set_index("origin")
+    got = (
+        store.get_online_features(
+            features=["weather:temp", "weather:pressure"], entity_rows=[{"origin": o} for o in last.index]
+        )
+        .to_df()
+        .set_index("origin")
+    )
     np.testing.assert_allclose(got.loc[last.index, "temp"], last["temp"])
     np.testing.assert_allclose(got.loc[last.index, "pressure"], last["pressure"])
 

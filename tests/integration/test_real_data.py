@@ -38,4 +38,7 @@ def test_flights_are_2013_departures_from_new_york_with_a_real_delay_mix(validat
     late = (landed["arr_delay"] > 15).groupby(landed["month"]).mean()
     # The seasonal swing the loop has to cope with (DESIGN.md: 0.13 .. 0.33).
     assert 0.12 < late.min() < 0.16 and 0.30 < late.max() < 0.35
-    assert (flights["outcome_known_ts"].dropna() > flights.loc[flights["outcome_known_ts"].notna(), "sched_dep_ts"]).all()
+    assert (
+        flights["outcome_known_ts"].dropna()
+        > flights.loc[flights["outcome_known_ts"].notna(), "sched_dep_ts"]
+    ).all()

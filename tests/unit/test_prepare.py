@@ -52,7 +52,9 @@ def test_rerun_gives_byte_identical_output_and_the_same_version(synthetic_raw: P
 
 def test_missing_column_names_file_column_and_type(synthetic_raw: Path, tmp_path: Path) -> None:
     _rewrite_csv(synthetic_raw / "weather.csv", lambda text: text.replace("visib", "visibility", 1))
-    with pytest.raises(DatasetError, match=r"weather\.csv: column 'visib' is missing \(expected type double\)"):
+    with pytest.raises(
+        DatasetError, match=r"weather\.csv: column 'visib' is missing \(expected type double\)"
+    ):
         _prepare(synthetic_raw, tmp_path)
 
 

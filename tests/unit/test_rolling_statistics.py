@@ -90,16 +90,33 @@ def test_after_every_window_has_emptied_the_counts_are_zero(stats: pd.DataFrame)
 
 def _raw_flight(dep_delay: float, air_time: float, arr_delay: float | None) -> dict[str, object]:
     return {
-        "year": 2013, "month": 3, "day": 1, "dep_time": 900.0, "sched_dep_time": 900, "dep_delay": dep_delay,
-        "arr_time": 1200.0, "sched_arr_time": 1200, "arr_delay": arr_delay, "carrier": "AA", "flight": 1,
-        "tailnum": "N1", "origin": "JFK", "dest": "BOS", "air_time": air_time, "distance": 187.0,
-        "hour": 9, "minute": 0, "time_hour": pd.Timestamp("2013-03-01T14:00:00Z"),
+        "year": 2013,
+        "month": 3,
+        "day": 1,
+        "dep_time": 900.0,
+        "sched_dep_time": 900,
+        "dep_delay": dep_delay,
+        "arr_time": 1200.0,
+        "sched_arr_time": 1200,
+        "arr_delay": arr_delay,
+        "carrier": "AA",
+        "flight": 1,
+        "tailnum": "N1",
+        "origin": "JFK",
+        "dest": "BOS",
+        "air_time": air_time,
+        "distance": 187.0,
+        "hour": 9,
+        "minute": 0,
+        "time_hour": pd.Timestamp("2013-03-01T14:00:00Z"),
     }
 
 
 def test_a_flight_outcome_is_never_known_at_or_before_its_own_scheduled_departure() -> None:
     flights = build_flights(
-        pd.DataFrame([_raw_flight(-60.0, 20.0, -30.0), _raw_flight(15.0, 45.0, 20.0), _raw_flight(0.0, 45.0, None)])
+        pd.DataFrame(
+            [_raw_flight(-60.0, 20.0, -30.0), _raw_flight(15.0, 45.0, 20.0), _raw_flight(0.0, 45.0, None)]
+        )
     )
     known, sched = flights["outcome_known_ts"], flights["sched_dep_ts"]
     assert known.iloc[0] == sched.iloc[0] + pd.Timedelta(minutes=1)  # early departure: clipped

@@ -12,25 +12,59 @@ from data.validate import validate_table
 
 def _good_flight() -> dict[str, object]:
     return {
-        "year": 2013, "month": 1, "day": 1, "dep_time": 517.0, "sched_dep_time": 515, "dep_delay": 2.0,
-        "arr_time": 830.0, "sched_arr_time": 819, "arr_delay": 11.0, "carrier": "UA", "flight": 1545,
-        "tailnum": "N14228", "origin": "EWR", "dest": "IAH", "air_time": 227.0, "distance": 1400.0,
-        "hour": 5, "minute": 15, "time_hour": pd.Timestamp("2013-01-01T10:00:00Z"),
+        "year": 2013,
+        "month": 1,
+        "day": 1,
+        "dep_time": 517.0,
+        "sched_dep_time": 515,
+        "dep_delay": 2.0,
+        "arr_time": 830.0,
+        "sched_arr_time": 819,
+        "arr_delay": 11.0,
+        "carrier": "UA",
+        "flight": 1545,
+        "tailnum": "N14228",
+        "origin": "EWR",
+        "dest": "IAH",
+        "air_time": 227.0,
+        "distance": 1400.0,
+        "hour": 5,
+        "minute": 15,
+        "time_hour": pd.Timestamp("2013-01-01T10:00:00Z"),
     }
 
 
 def _good_weather() -> dict[str, object]:
     return {
-        "origin": "EWR", "year": 2013, "month": 1, "day": 1, "hour": 1, "temp": 39.0, "dewp": 26.0,
-        "humid": 59.4, "wind_dir": 270.0, "wind_speed": 10.4, "wind_gust": np.nan, "precip": 0.0,
-        "pressure": 1012.0, "visib": 10.0, "time_hour": pd.Timestamp("2013-01-01T06:00:00Z"),
+        "origin": "EWR",
+        "year": 2013,
+        "month": 1,
+        "day": 1,
+        "hour": 1,
+        "temp": 39.0,
+        "dewp": 26.0,
+        "humid": 59.4,
+        "wind_dir": 270.0,
+        "wind_speed": 10.4,
+        "wind_gust": np.nan,
+        "precip": 0.0,
+        "pressure": 1012.0,
+        "visib": 10.0,
+        "time_hour": pd.Timestamp("2013-01-01T06:00:00Z"),
     }
 
 
 def _good_plane() -> dict[str, object]:
     return {
-        "tailnum": "N10156", "year": 2004.0, "type": "Fixed wing multi engine", "manufacturer": "EMBRAER",
-        "model": "EMB-145XR", "engines": 2, "seats": 55, "speed": np.nan, "engine": "Turbo-fan",
+        "tailnum": "N10156",
+        "year": 2004.0,
+        "type": "Fixed wing multi engine",
+        "manufacturer": "EMBRAER",
+        "model": "EMB-145XR",
+        "engines": 2,
+        "seats": 55,
+        "speed": np.nan,
+        "engine": "Turbo-fan",
     }
 
 
@@ -77,7 +111,9 @@ DISTINCT_KEY: dict[str, dict[str, object]] = {
 
 
 def _cases(spec: TableSpec, good: dict[str, object], cases: dict[str, dict[str, object]]) -> list[object]:
-    return [pytest.param(spec, good, rule, change, id=f"{spec.name}-{rule}") for rule, change in cases.items()]
+    return [
+        pytest.param(spec, good, rule, change, id=f"{spec.name}-{rule}") for rule, change in cases.items()
+    ]
 
 
 @pytest.mark.parametrize(
@@ -129,5 +165,11 @@ def test_evening_flights_of_31_december_are_in_2013_new_york_time() -> None:
 
 
 def test_cancelled_flight_without_aircraft_is_accepted() -> None:
-    cancelled = {**_good_flight(), "dep_time": np.nan, "dep_delay": np.nan, "arr_delay": np.nan, "tailnum": None}
+    cancelled = {
+        **_good_flight(),
+        "dep_time": np.nan,
+        "dep_delay": np.nan,
+        "arr_delay": np.nan,
+        "tailnum": None,
+    }
     assert len(validate_table(FLIGHTS, pd.DataFrame([cancelled])).accepted) == 1
