@@ -126,7 +126,7 @@ def online_counts(store: FeatureStore) -> dict[str, int]:
     if getattr(config.online_store, "type", None) != "sqlite":
         return {}
     path = Path(config.online_store.path)
-    if not path.is_absolute():
+    if not path.is_absolute() and config.repo_path is not None:
         path = Path(config.repo_path) / path
     if not path.exists():
         return {}
