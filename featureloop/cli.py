@@ -146,7 +146,9 @@ def _print_materialize(summary: dict[str, Any]) -> None:
     typer.echo("\nfeature view      window start                 online entities")
     for window in summary["windows"]:
         name = window["feature_view"]
-        typer.echo(f"{name:<17} {window['start']:<28} {summary['online_entities'].get(name, 0):>10,}")
+        count = summary["online_entities"].get(name, 0)
+        note = "  (no row within its TTL before the end)" if count == 0 else ""
+        typer.echo(f"{name:<17} {window['start']:<28} {count:>10,}{note}")
     typer.echo(f"online store loaded as of {summary['end']}")
 
 
