@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # Feast takes seconds to import: only where a step needs it.
 REPO_MODULES = ("entities", "data_sources", "features", "feature_services")
 
 
-def repo_config(settings: Settings) -> RepoConfig:
+def repo_config(settings: Settings, *, offline_store: str | None = None) -> RepoConfig:
     """The repo's feature_store.yaml with the file registry and SQLite paths under settings.data_dir."""
     import yaml
     from feast.repo_config import RepoConfig
@@ -37,16 +37,19 @@ def repo_config(settings: Settings) -> RepoConfig:
     online = raw.get("online_store")
     if isinstance(online, dict) and online.get("type") == "sqlite":
         raw["online_store"] = {**online, "path": os.path.relpath(feast_dir / "online.db", repo)}
+    if offline_store is not None:  # e.g. "duckdb": Feast's own store, to compare against
+        raw["offline_store"] = {"type": offline_store}
     config = RepoConfig(**raw)
     config.repo_path = repo
     return config
 
 
-def open_store(settings: Settings) -> FeatureStore:
-    """A FeatureStore on the repo, with paths from settings."""
+def open_store(settings: Settings, *, offline_store: str | None = None) -> FeatureStore:
+    """A FeatureStore on the repo, with paths from settings (and optionally another offline store)."""
     from feast import FeatureStore
 
-    return FeatureStore(repo_path=str(settings.feature_repo.resolve()), config=repo_config(settings))
+    config = repo_config(settings, offline_store=offline_store)
+    return FeatureStore(repo_path=str(settings.feature_repo.resolve()), config=config)
 
 
 @contextlib.contextmanager

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=PROJECT_ROOT / "data", description="Root of prepared data.")
     feature_repo: Path = Field(default=PROJECT_ROOT / "feature_repo")
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default: sqlite under data_dir/mlflow."
+    )
+    model_name: str = Field(default="flight_delay", description="Registered model name in MLflow.")
+    experiment: str = Field(default="featureloop", description="MLflow experiment for training runs.")
 
     @property
     def offline_dir(self) -> Path:
@@ -42,3 +47,17 @@ class Settings(BaseSettings):
     def feast_dir(self) -> Path:
         """Feast's file registry and SQLite online store for the embedded profile."""
         return self.data_dir / "feast"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.data_dir / "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI: explicit, or SQLite in the data folder."""
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_location(self) -> str:
+        """Where new experiments keep their artifacts (local folder beside the SQLite store)."""
+        return (self.mlflow_dir / "artifacts").resolve().as_uri()

@@ -1,0 +1,126 @@
+"""MLflow I/O: log and register candidates, record gate decisions, move the champion alias."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+
+
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking store cannot be reached; nothing was logged or registered."""
+
+
+class NoPreviousModel(RuntimeError):
+    """Rollback asked for, but no model version carries the `previous` alias."""
+
+
+def connect(tracking_uri: str, artifact_location: str, experiment: str) -> tuple[MlflowClient, str]:
+    """A client on a reachable tracking store and the experiment id (created on first use)."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    # Fail fast instead of MLflow's minutes of HTTP retries when a server is down.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    if tracking_uri.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(tracking_uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = (
+            found.experiment_id
+            if found is not None
+            else client.create_experiment(experiment, artifact_location=artifact_location)
+        )
+    except (MlflowException, OSError, Exception) as exc:  # connection errors come in many types
+        raise TrackingUnavailable(
+            f"MLflow tracking store {tracking_uri} is unreachable ({type(exc).__name__}: {exc}); "
+            "start it or set FEATURELOOP_MLFLOW_TRACKING_URI. Nothing was registered."
+        ) from exc
+    return client, experiment_id
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A registered model version and what it recorded."""
+
+    name: str
+    version: str
+    run_id: str
+    tags: dict[str, str]
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def metric(self, key: str) -> float:
+        return float(self.tags[f"holdout.{key}"])
+
+
+def _info(version: ModelVersion) -> VersionInfo:
+    return VersionInfo(
+        name=version.name, version=str(version.version), run_id=version.run_id or "", tags=dict(version.tags)
+    )
+
+
+def get_alias(client: MlflowClient, name: str, alias: str) -> VersionInfo | None:
+    """The version behind an alias, or None when the model or alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _info(client.get_model_version_by_alias(name, alias))
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def record_decision(client: MlflowClient, version: VersionInfo, decision: dict[str, Any]) -> None:
+    """Write the gate's decision onto the model version, promoted or not."""
+    client.set_model_version_tag(
+        version.name, version.version, "gate.promoted", str(decision["promote"]).lower()
+    )
+    client.set_model_version_tag(version.name, version.version, "gate.reason", decision["reason"])
+    client.set_model_version_tag(version.name, version.version, "gate.checks", json.dumps(decision["checks"]))
+
+
+def promote(client: MlflowClient, version: VersionInfo) -> VersionInfo | None:
+    """Make `version` the champion and keep the old champion as `previous`; returns the old champion.
+
+    `previous` moves first: a crash between the two calls leaves the champion where it was.
+    """
+    old = get_alias(client, version.name, CHAMPION)
+    if old is not None and old.version == version.version:
+        return None
+    if old is not None:
+        client.set_registered_model_alias(version.name, PREVIOUS, old.version)
+    client.set_registered_model_alias(version.name, CHAMPION, version.version)
+    return old
+
+
+def rollback(client: MlflowClient, name: str) -> tuple[VersionInfo, VersionInfo | None]:
+    """Point `champion` back at `previous` and clear `previous`; returns (restored, demoted)."""
+    previous = get_alias(client, name, PREVIOUS)
+    if previous is None:
+        raise NoPreviousModel(
+            f"model {name!r} has no version with alias {PREVIOUS!r}: nothing to roll back to "
+            "(a rollback needs a champion that replaced another)"
+        )
+    demoted = get_alias(client, name, CHAMPION)
+    client.set_registered_model_alias(name, CHAMPION, previous.version)
+    client.delete_registered_model_alias(name, PREVIOUS)
+    if demoted is not None:
+        client.set_model_version_tag(name, demoted.version, "rolled_back", "true")
+    return previous, demoted

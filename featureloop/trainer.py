@@ -1,0 +1,333 @@
+"""The training steps: training set from Feast, fit and evaluate, register in MLflow, gate, promote.
+
+Each step is a plain function so the Prefect flow can run them as tasks and the CLI can run them
+directly; neither adds logic of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from featureloop.gate import Decision, decide
+from featureloop.params import TrainParams
+from featureloop.profile import build_profile
+from featureloop.settings import PROJECT_ROOT, Settings
+from featureloop.training import (
+    ID_COLUMN,
+    LABEL_COLUMN,
+    TIME_COLUMN,
+    Split,
+    TrainingDataError,
+    build_entity_frame,
+    build_pipeline,
+    evaluate,
+    feature_columns,
+    frame_digest,
+    model_input,
+    split_by_time,
+)
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+    from mlflow import MlflowClient
+    from sklearn.pipeline import Pipeline
+
+    from featureloop.model_registry import VersionInfo
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A point-in-time training set and where it came from."""
+
+    frame: pd.DataFrame
+    service_features: list[str]
+    lineage: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A fitted challenger with its metrics on validation and holdout, and its reference profile."""
+
+    pipeline: Pipeline
+    numeric: list[str]
+    categorical: list[str]
+    split: Split
+    metrics: dict[str, dict[str, float]]
+    profile: dict[str, Any] = field(repr=False)
+
+
+def service_features(store: FeatureStore, name: str) -> tuple[list[str], list[str]]:
+    """Feature names and the views they come from, for a feature service (error names the known ones)."""
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        service = store.get_feature_service(name)
+    except FeatureServiceNotFoundException as exc:
+        known = sorted(s.name for s in store.list_feature_services())
+        raise TrainingDataError(
+            f"feature service {name!r} does not exist in the Feast registry; known: {known} "
+            "(run `featureloop apply` after adding it)"
+        ) from exc
+    features = [f.name for p in service.feature_view_projections for f in p.features]
+    views = sorted({p.name for p in service.feature_view_projections})
+    return features, views
+
+
+def fetch_features(store: FeatureStore, entity: pd.DataFrame, service: str) -> pd.DataFrame:
+    """Point-in-time features of a service for entity rows, in the entity frame's row order."""
+    job = store.get_historical_features(entity_df=entity, features=store.get_feature_service(service))
+    got = job.to_df()
+    features, _ = service_features(store, service)
+    # Feast reorders rows: join back on the flight and its prediction time.
+    merged = entity.merge(got[[ID_COLUMN, TIME_COLUMN, *features]], on=[ID_COLUMN, TIME_COLUMN], how="left")
+    if len(merged) != len(entity):
+        raise RuntimeError(
+            f"Feast returned {len(got)} rows for {len(entity)} entity rows: keys are not unique"
+        )
+    return merged
+
+
+def _registry_hash(store: FeatureStore) -> str:
+    return hashlib.sha256(store.registry.proto().SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
+def code_version() -> str:
+    """The git commit of the code that trained (with `-dirty` for uncommitted changes), if known."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha[:12]}-dirty" if dirty else sha[:12]
+
+
+def load_training_set(store: FeatureStore, offline_dir: Path, params: TrainParams) -> TrainingSet:
+    """The labelled, point-in-time-correct training set for the window, through the feature service."""
+    from data.store import read_manifest
+
+    features, views = service_features(store, params.feature_service)
+    flights = pd.read_parquet(offline_dir / "flights.parquet")
+    entity = build_entity_frame(flights, params.train_start, params.train_end, params.label_threshold_minutes)
+    frame = fetch_features(store, entity, params.feature_service)
+    service_version = hashlib.sha256(",".join(sorted(features)).encode()).hexdigest()[:12]
+    lineage = {
+        "feature_service": params.feature_service,
+        "feature_service_version": service_version,
+        "feature_views": ",".join(views),
+        "feast_registry_hash": _registry_hash(store),
+        "dataset_version": read_manifest(offline_dir)["dataset_version"],
+        "train_start": params.train_start.isoformat(),
+        "train_end": params.train_end.isoformat(),
+        "label": f"arr_delay > {params.label_threshold_minutes}",
+        "label_threshold_minutes": str(params.label_threshold_minutes),
+        "training_set_digest": frame_digest(frame),
+        "training_rows": str(len(frame)),
+        "code_version": code_version(),
+    }
+    return TrainingSet(frame=frame, service_features=features, lineage=lineage)
+
+
+def fit_candidate(training_set: TrainingSet, params: TrainParams) -> Candidate:
+    """Split by time, fit the pipeline, measure it (and the prior-rate baseline) on validation and holdout."""
+    split = split_by_time(training_set.frame, params.validation_fraction, params.holdout_fraction)
+    numeric, categorical = feature_columns(training_set.frame, training_set.service_features)
+    pipeline = build_pipeline(params.model_family, numeric, categorical, dict(params.hyperparameters))
+    y_train = split.train[LABEL_COLUMN].to_numpy()
+    if params.shuffle_labels:
+        y_train = np.random.default_rng(0).permutation(y_train)
+    pipeline.fit(model_input(split.train, numeric, categorical), y_train)
+    prior = float(y_train.mean())
+    metrics: dict[str, dict[str, float]] = {}
+    for name, part in (("validation", split.validation), ("holdout", split.holdout)):
+        y = part[LABEL_COLUMN].to_numpy()
+        metrics[name] = evaluate(y, pipeline.predict_proba(model_input(part, numeric, categorical))[:, 1])
+        metrics[f"baseline_{name}"] = evaluate(y, np.full(len(y), prior))
+    profile = build_profile(split.train, numeric, categorical)
+    return Candidate(pipeline, numeric, categorical, split, metrics, profile)
+
+
+def register_candidate(
+    client: MlflowClient,
+    experiment_id: str,
+    model_name: str,
+    params: TrainParams,
+    training_set: TrainingSet,
+    candidate: Candidate,
+    offline_dir: Path,
+) -> VersionInfo:
+    """Log the run (params, metrics, model, lineage, reference profile) and register a model version."""
+    import mlflow
+    import sklearn
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.models import infer_signature
+
+    from featureloop.model_registry import VersionInfo
+
+    x_example = model_input(candidate.split.holdout.head(200), candidate.numeric, candidate.categorical)
+    signature = infer_signature(x_example, candidate.pipeline.predict_proba(x_example)[:, 1])
+    dataset = from_pandas(
+        training_set.frame,
+        source=str((offline_dir / "flights.parquet").resolve()),
+        targets=LABEL_COLUMN,
+        name=f"{params.feature_service}@{params.train_start.date()}..{params.train_end.date()}",
+        digest=training_set.lineage["training_set_digest"],
+    )
+    inputs = {"numeric": candidate.numeric, "categorical": candidate.categorical}
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_params(
+            {
+                "model_family": params.model_family,
+                "label_threshold_minutes": params.label_threshold_minutes,
+                "validation_fraction": params.validation_fraction,
+                "holdout_fraction": params.holdout_fraction,
+                "shuffle_labels": params.shuffle_labels,
+                **{f"hp.{k}": v for k, v in params.hyperparameters.items()},
+            }
+        )
+        mlflow.set_tags({f"lineage.{k}": v for k, v in training_set.lineage.items()})
+        for part, values in candidate.metrics.items():
+            mlflow.log_metrics({f"{part}.{k}": v for k, v in values.items()})
+        mlflow.log_input(dataset, context="training")
+        mlflow.log_dict(candidate.profile, "reference_profile.json")
+        mlflow.log_dict(inputs, "model_inputs.json")
+        info = mlflow.sklearn.log_model(
+            candidate.pipeline,
+            name="model",
+            signature=signature,
+            input_example=x_example.head(3),
+            pip_requirements=[
+                f"scikit-learn=={sklearn.__version__}",
+                f"pandas=={pd.__version__}",
+                f"numpy=={np.__version__}",
+            ],
+            registered_model_name=model_name,
+        )
+    version = str(info.registered_model_version)
+    tags = {
+        **training_set.lineage,
+        "run_id": run.info.run_id,
+        "model_family": params.model_family,
+        "model_inputs": json.dumps(inputs),
+        "reference_profile": f"runs:/{run.info.run_id}/reference_profile.json",
+        **{f"holdout.{k}": repr(v) for k, v in candidate.metrics["holdout"].items()},
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    return VersionInfo(name=model_name, version=version, run_id=run.info.run_id, tags=tags)
+
+
+def score_version(
+    store: FeatureStore, version: VersionInfo, holdout: pd.DataFrame, training_service: str
+) -> dict[str, float]:
+    """A registered model's metrics on a labelled window, with the features of its own service."""
+    import mlflow
+
+    inputs = json.loads(version.tags["model_inputs"])
+    service = version.tags.get("feature_service", training_service)
+    frame = holdout
+    if service != training_service:
+        keep = [c for c in holdout.columns if c not in set(inputs["numeric"]) | set(inputs["categorical"])]
+        frame = fetch_features(store, holdout[keep], service)
+    model = mlflow.sklearn.load_model(version.uri)
+    proba = model.predict_proba(model_input(frame, inputs["numeric"], inputs["categorical"]))[:, 1]
+    return evaluate(frame[LABEL_COLUMN].to_numpy(), proba)
+
+
+def gate_and_promote(
+    client: MlflowClient,
+    store: FeatureStore,
+    challenger: VersionInfo,
+    candidate: Candidate,
+    params: TrainParams,
+) -> tuple[Decision, dict[str, float] | None]:
+    """Compare with the champion on the challenger's holdout, record the decision, promote if it passes."""
+    from featureloop.model_registry import CHAMPION, get_alias, promote, record_decision
+
+    champion = get_alias(client, challenger.name, CHAMPION)
+    champion_metrics = (
+        score_version(store, champion, candidate.split.holdout, params.feature_service) if champion else None
+    )
+    decision = decide(
+        candidate.metrics["holdout"], champion_metrics, candidate.metrics["baseline_holdout"], params.gate
+    )
+    record = decision.as_dict()
+    record["champion_version"] = champion.version if champion else None
+    record_decision(client, challenger, record)
+    if champion_metrics is not None:
+        client.set_model_version_tag(
+            challenger.name, challenger.version, "gate.champion_metrics", json.dumps(champion_metrics)
+        )
+    if decision.promote:
+        promote(client, challenger)
+    return decision, champion_metrics
+
+
+def run_training(settings: Settings, params: TrainParams, report: Any = print) -> dict[str, Any]:
+    """Every step in order (what the `train` flow runs as tasks); returns a summary for people."""
+    from featureloop.feast_store import open_store
+    from featureloop.model_registry import connect
+
+    client, experiment_id = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    store = open_store(settings)
+    report(f"training set: {params.feature_service} {params.train_start.date()} .. {params.train_end.date()}")
+    training_set = load_training_set(store, settings.offline_dir, params)
+    report(
+        f"training set: {len(training_set.frame):,} rows, digest {training_set.lineage['training_set_digest']}"
+    )
+    candidate = fit_candidate(training_set, params)
+    report(f"fitted {params.model_family}: holdout ROC AUC {candidate.metrics['holdout']['roc_auc']:.4f}")
+    version = register_candidate(
+        client, experiment_id, settings.model_name, params, training_set, candidate, settings.offline_dir
+    )
+    report(f"registered {version.name} version {version.version}")
+    decision, champion_metrics = (
+        gate_and_promote(client, store, version, candidate, params) if params.promote else (None, None)
+    )
+    if decision is not None:
+        report(decision.reason)
+    return summarize(version, candidate, decision, champion_metrics)
+
+
+def summarize(
+    version: VersionInfo,
+    candidate: Candidate,
+    decision: Decision | None,
+    champion_metrics: dict[str, float] | None,
+) -> dict[str, Any]:
+    """What a person wants to read after a training run."""
+    return {
+        "model": version.name,
+        "version": version.version,
+        "run_id": version.run_id,
+        "rows": {name: len(getattr(candidate.split, name)) for name in ("train", "validation", "holdout")},
+        "holdout": candidate.metrics["holdout"],
+        "baseline_holdout": candidate.metrics["baseline_holdout"],
+        "champion_holdout": champion_metrics,
+        "promoted": bool(decision and decision.promote),
+        "reason": decision.reason if decision else "gate not run (promote=false)",
+        "lineage": {
+            k: version.tags[k] for k in ("feature_service", "dataset_version", "training_set_digest")
+        },
+    }

@@ -1,0 +1,199 @@
+"""Training-set shaping, time splits, the model pipeline and its metrics (pure: no Feast, MLflow, Prefect)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+ModelFamily = Literal["hist_gradient_boosting", "logistic_regression"]
+
+# Known at prediction time from the schedule itself, sent with each request (not from Feast).
+REQUEST_FEATURES: tuple[str, ...] = ("distance", "sched_hour", "day_of_week")
+ENTITY_COLUMNS: tuple[str, ...] = ("tailnum", "origin", "carrier", "route")
+ID_COLUMN = "flight_id"
+TIME_COLUMN = "event_timestamp"
+LABEL_COLUMN = "label"
+
+
+class TrainingDataError(ValueError):
+    """The training window cannot produce a model: the message says why and what to change."""
+
+
+def build_entity_frame(
+    flights: pd.DataFrame, start: datetime, end: datetime, threshold_minutes: int
+) -> pd.DataFrame:
+    """One row per landed flight scheduled in [start, end): keys, prediction time, request fields, label."""
+    sched = flights["sched_dep_ts"]
+    window = flights[(sched >= pd.Timestamp(start)) & (sched < pd.Timestamp(end))]
+    labelled = window[window["arr_delay"].notna()]
+    if labelled.empty:
+        raise TrainingDataError(
+            f"no labelled flights scheduled in [{start.isoformat()}, {end.isoformat()}) "
+            f"({len(window)} flights in the window, none landed): choose a window inside the data"
+        )
+    frame = labelled[[ID_COLUMN, *ENTITY_COLUMNS, *REQUEST_FEATURES]].copy()
+    frame.insert(1, TIME_COLUMN, labelled["sched_dep_ts"])
+    frame[LABEL_COLUMN] = (labelled["arr_delay"] > threshold_minutes).astype("int64")
+    if frame[LABEL_COLUMN].nunique() < 2:
+        only = int(frame[LABEL_COLUMN].iloc[0])
+        raise TrainingDataError(
+            f"the label 'arr_delay > {threshold_minutes}' has one class only ({only}) in "
+            f"{len(frame)} flights: widen the window or change the threshold"
+        )
+    return frame.sort_values([TIME_COLUMN, ID_COLUMN], kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    holdout: pd.DataFrame
+
+
+def split_by_time(frame: pd.DataFrame, validation_fraction: float, holdout_fraction: float) -> Split:
+    """Oldest rows to train, then validation, then the most recent slice as holdout; no time overlaps."""
+    ordered = frame.sort_values([TIME_COLUMN, ID_COLUMN], kind="stable").reset_index(drop=True)
+    times = ordered[TIME_COLUMN]
+    cut_val = times.quantile(1 - validation_fraction - holdout_fraction)
+    cut_hold = times.quantile(1 - holdout_fraction)
+    split = Split(
+        train=ordered[times < cut_val],
+        validation=ordered[(times >= cut_val) & (times < cut_hold)],
+        holdout=ordered[times >= cut_hold],
+    )
+    for name, part in (("train", split.train), ("validation", split.validation), ("holdout", split.holdout)):
+        if part[LABEL_COLUMN].nunique() < 2:
+            raise TrainingDataError(
+                f"the {name} slice has {len(part)} rows and one label class: widen the training window"
+            )
+    return split
+
+
+def feature_columns(frame: pd.DataFrame, service_features: list[str]) -> tuple[list[str], list[str]]:
+    """Numeric and categorical model inputs: the service's features plus the request fields."""
+    columns = [*service_features, *REQUEST_FEATURES]
+    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c]) or frame[c].isna().all()]
+    categorical = [c for c in columns if c not in numeric]
+    return numeric, categorical
+
+
+def build_pipeline(
+    family: ModelFamily, numeric: list[str], categorical: list[str], hyperparameters: dict[str, Any]
+) -> Pipeline:
+    """A scikit-learn pipeline that takes a frame with missing values and unseen categories."""
+    if family == "hist_gradient_boosting":
+        encode = ColumnTransformer(
+            [
+                ("num", "passthrough", numeric),
+                (
+                    "cat",
+                    OrdinalEncoder(
+                        handle_unknown="use_encoded_value",
+                        unknown_value=np.nan,
+                        encoded_missing_value=np.nan,
+                    ),
+                    categorical,
+                ),
+            ],
+            verbose_feature_names_out=False,
+        )
+        params = {
+            "max_iter": 200,
+            "learning_rate": 0.08,
+            "max_leaf_nodes": 31,
+            "random_state": 0,
+            **hyperparameters,
+        }
+        model: Any = HistGradientBoostingClassifier(
+            categorical_features=list(range(len(numeric), len(numeric) + len(categorical))), **params
+        )
+    else:
+        encode = ColumnTransformer(
+            [
+                (
+                    "num",
+                    Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+                    numeric,
+                ),
+                (
+                    "cat",
+                    Pipeline(
+                        [
+                            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+                            ("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=20)),
+                        ]
+                    ),
+                    categorical,
+                ),
+            ]
+        )
+        model = LogisticRegression(max_iter=2000, **hyperparameters)
+    return Pipeline([("encode", encode), ("model", model)])
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Mean prediction against observed rate in equal-width probability bins (non-empty bins only)."""
+    edges = np.linspace(0, 1, bins + 1)
+    index = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    table = []
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            table.append(
+                {
+                    "bin_low": float(edges[b]),
+                    "bin_high": float(edges[b + 1]),
+                    "n": int(mask.sum()),
+                    "mean_predicted": float(p[mask].mean()),
+                    "observed_rate": float(y[mask].mean()),
+                }
+            )
+    return table
+
+
+def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """ROC AUC, PR AUC, log loss, Brier score and expected calibration error (10 bins)."""
+    y = np.asarray(y, dtype=float)
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    table = calibration_table(y, p)
+    ece = sum(row["n"] * abs(row["mean_predicted"] - row["observed_rate"]) for row in table) / len(y)
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "pr_auc": float(average_precision_score(y, p)),
+        "log_loss": float(log_loss(y, p, labels=[0, 1])),
+        "brier": float(brier_score_loss(y, p)),
+        "ece": float(ece),
+        "positive_rate": float(y.mean()),
+        "n": float(len(y)),
+    }
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """A content hash of a training set, independent of row order."""
+    ordered = frame.sort_values([ID_COLUMN, TIME_COLUMN], kind="stable").reset_index(drop=True)
+    ordered = ordered[sorted(ordered.columns)]
+    digest = hashlib.sha256()
+    digest.update(",".join(ordered.columns).encode())
+    digest.update(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def model_input(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+    """The model's input: numeric columns as float64 (NaN when missing), categorical as strings (NaN when missing)."""
+    out = {c: pd.to_numeric(frame[c], errors="coerce").astype("float64").to_numpy() for c in numeric}
+    for c in categorical:
+        values = frame[c]
+        out[c] = values.astype(object).where(values.notna(), np.nan).to_numpy()
+    return pd.DataFrame(out, columns=[*numeric, *categorical])
