@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_COMPILE_BYTECODE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: install demo test test-unit test-integration lint format clean
 

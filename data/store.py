@@ -36,9 +36,10 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     pq.write_table(table, path, compression="zstd", write_statistics=True)
 
 
-def dataset_version(files: dict[str, dict[str, Any]]) -> str:
-    """The dataset version: a hash of every file's name, row count and content hash."""
-    canonical = json.dumps(files, sort_keys=True, separators=(",", ":")).encode()
+def dataset_version(files: dict[str, dict[str, Any]], extra: dict[str, Any]) -> str:
+    """The dataset version: a hash of every file's name, row count and content hash, and the manifest's
+    other entries (validation counts, time range), so one version always means one manifest."""
+    canonical = json.dumps({"files": files, **extra}, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(canonical).hexdigest()[:16]
 
 
@@ -59,7 +60,7 @@ def write_version(
             path.parent.mkdir(parents=True, exist_ok=True)
             write_parquet(frame, path)
             files[f"{name}.parquet"] = {"rows": len(frame), "sha256": sha256_file(path)}
-        version = dataset_version(files)
+        version = dataset_version(files, extra)
         manifest = {"dataset_version": version, "files": files, **extra}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _fsync_tree(staging)

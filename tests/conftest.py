@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+# Before anything imports Prefect or MLflow: no analytics, and a Prefect home of our own.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="featureloop-prefect-"))
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from data.synthetic import SyntheticSpec, generate, write_raw
 

@@ -1,0 +1,121 @@
+"""Prefect flows `train` and `rollback`: thin wrappers whose tasks call the core's training steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from featureloop.gate import Decision
+from featureloop.model_registry import VersionInfo
+from featureloop.params import RollbackParams, TrainParams
+from featureloop.settings import Settings
+from featureloop.trainer import (
+    Candidate,
+    TrainingSet,
+    fit_candidate,
+    gate_and_promote,
+    load_training_set,
+    register_candidate,
+    summarize,
+)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def connect_tracking(settings: Settings) -> tuple[Any, str]:
+    """Reach the MLflow tracking store before any work (fails fast, names the URI)."""
+    from featureloop.model_registry import connect
+
+    return connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def build_training_set(settings: Settings, params: TrainParams) -> TrainingSet:
+    """Point-in-time training set through the feature service."""
+    from featureloop.feast_store import open_store
+
+    return load_training_set(open_store(settings), settings.offline_dir, params)
+
+
+@task(cache_policy=NO_CACHE)
+def fit(training_set: TrainingSet, params: TrainParams) -> Candidate:
+    """Fit and evaluate the challenger."""
+    return fit_candidate(training_set, params)
+
+
+@task(cache_policy=NO_CACHE)
+def register(
+    client: Any, experiment_id: str, settings: Settings, params: TrainParams, ts: TrainingSet, cand: Candidate
+) -> VersionInfo:
+    """Log the run and register a model version (no retries: a retry could register twice)."""
+    return register_candidate(
+        client, experiment_id, settings.model_name, params, ts, cand, settings.offline_dir
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def gate(
+    client: Any, settings: Settings, version: VersionInfo, cand: Candidate, params: TrainParams
+) -> tuple[Decision, dict[str, float] | None]:
+    """Validation gate against the champion; promote when it passes."""
+    from featureloop.feast_store import open_store
+
+    return gate_and_promote(client, open_store(settings), version, cand, params)
+
+
+def _markdown(summary: dict[str, Any]) -> str:
+    rows = "\n".join(
+        f"| {name} | {summary['holdout'][name]:.4f} | {summary['baseline_holdout'][name]:.4f} | "
+        + (f"{summary['champion_holdout'][name]:.4f}" if summary["champion_holdout"] else "-")
+        + " |"
+        for name in ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
+    )
+    return (
+        f"# {summary['model']} version {summary['version']}\n\n**{summary['reason']}**\n\n"
+        f"| holdout metric | challenger | prior-rate baseline | champion |\n|---|---|---|---|\n{rows}\n\n"
+        f"Lineage: `{summary['lineage']}`\n"
+    )
+
+
+@flow(name="train")
+def train(params: TrainParams | None = None) -> dict[str, Any]:
+    """Train on a window through the feature service, register in MLflow, gate, promote."""
+    params = params or TrainParams()
+    logger = get_run_logger()
+    settings = Settings()
+    client, experiment_id = connect_tracking(settings)
+    training_set = build_training_set(settings, params)
+    logger.info(
+        "training set: %s rows, digest %s",
+        len(training_set.frame),
+        training_set.lineage["training_set_digest"],
+    )
+    candidate = fit(training_set, params)
+    version = register(client, experiment_id, settings, params, training_set, candidate)
+    decision, champion_metrics = (
+        gate(client, settings, version, candidate, params) if params.promote else (None, None)
+    )
+    summary = summarize(version, candidate, decision, champion_metrics)
+    logger.info("%s version %s: %s", summary["model"], summary["version"], summary["reason"])
+    create_markdown_artifact(
+        _markdown(summary), key="train-summary", description="Training and gate decision"
+    )
+    return summary
+
+
+@flow(name="rollback")
+def rollback(params: RollbackParams | None = None) -> dict[str, Any]:
+    """Point the champion alias back at the previous version."""
+    from featureloop.model_registry import connect
+    from featureloop.model_registry import rollback as rollback_alias
+
+    params = params or RollbackParams()
+    settings = Settings()
+    client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    restored, demoted = rollback_alias(client, params.model_name or settings.model_name)
+    get_run_logger().info(
+        "champion is version %s again (was %s)", restored.version, demoted.version if demoted else None
+    )
+    return {"champion": restored.version, "demoted": demoted.version if demoted else None}
