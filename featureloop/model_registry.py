@@ -110,6 +110,11 @@ def record_decision(client: MlflowClient, version: VersionInfo, decision: dict[s
     client.set_model_version_tag(version.name, version.version, "gate.checks", json.dumps(decision["checks"]))
     champion = decision.get("champion_version")
     client.set_model_version_tag(version.name, version.version, "gate.champion_version", champion or "none")
+    client.set_model_version_tag(version.name, version.version, "gate.window", decision.get("window", ""))
+    overlap = str(bool(decision.get("window_overlaps_champion_training"))).lower()
+    client.set_model_version_tag(
+        version.name, version.version, "gate.window_overlaps_champion_training", overlap
+    )
 
 
 def promote(client: MlflowClient, version: VersionInfo) -> VersionInfo | None:

@@ -29,6 +29,7 @@ from featureloop.training import (
     TrainingDataError,
     build_entity_frame,
     build_pipeline,
+    calibration_table,
     evaluate,
     feature_columns,
     frame_digest,
@@ -63,6 +64,12 @@ class Candidate:
     split: Split
     metrics: dict[str, dict[str, float]]
     profile: dict[str, Any] = field(repr=False)
+    calibration: list[dict[str, float]] = field(repr=False, default_factory=list)
+
+    @property
+    def holdout_window(self) -> tuple[str, str]:
+        times = self.split.holdout[TIME_COLUMN]
+        return times.min().isoformat(), times.max().isoformat()
 
 
 def service_features(store: FeatureStore, name: str) -> tuple[list[str], list[str]]:
@@ -166,7 +173,10 @@ def fit_candidate(training_set: TrainingSet, params: TrainParams) -> Candidate:
         metrics[name] = evaluate(y, pipeline.predict_proba(model_input(part, numeric, categorical))[:, 1])
         metrics[f"baseline_{name}"] = evaluate(y, np.full(len(y), prior))
     profile = build_profile(split.train, numeric, categorical)
-    return Candidate(pipeline, numeric, categorical, split, metrics, profile)
+    holdout_y = split.holdout[LABEL_COLUMN].to_numpy()
+    holdout_p = pipeline.predict_proba(model_input(split.holdout, numeric, categorical))[:, 1]
+    calibration = calibration_table(holdout_y, holdout_p)
+    return Candidate(pipeline, numeric, categorical, split, metrics, profile, calibration)
 
 
 def register_candidate(
@@ -216,6 +226,7 @@ def register_candidate(
             mlflow.log_metrics({f"{part}.{k}": v for k, v in values.items()})
         mlflow.log_input(dataset, context="training")
         mlflow.log_dict(candidate.profile, "reference_profile.json")
+        mlflow.log_dict({"holdout": candidate.calibration}, "calibration.json")
         mlflow.log_dict(inputs, "model_inputs.json")
         info = mlflow.sklearn.log_model(
             candidate.pipeline,
@@ -282,6 +293,13 @@ def gate_and_promote(
     )
     record = decision.as_dict()
     record["champion_version"] = champion.version if champion else None
+    holdout_start, holdout_end = candidate.holdout_window
+    record["window"] = f"{holdout_start}..{holdout_end}"
+    # The champion may have trained on part of this window (a retrain on the same period): that
+    # favours the champion, so the gate errs on the side of keeping it. Say so on the record.
+    record["window_overlaps_champion_training"] = bool(
+        champion and champion.tags.get("train_end", "") > holdout_start
+    )
     record_decision(client, challenger, record)
     if champion_metrics is not None:
         client.set_model_version_tag(

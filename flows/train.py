@@ -119,3 +119,8 @@ def rollback(params: RollbackParams | None = None) -> dict[str, Any]:
         "champion is version %s again (was %s)", restored.version, demoted.version if demoted else None
     )
     return {"champion": restored.version, "demoted": demoted.version if demoted else None}
+
+
+if __name__ == "__main__":
+    # `python -m flows.train`: one run with the default parameters (the UI form's defaults).
+    print(train())

@@ -71,6 +71,7 @@ def test_gate_promotes_better_refuses_worse_and_rollback_restores_previous(
     client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
     refused = client.get_model_version(settings.model_name, shuffled["version"]).tags
     assert refused["gate.promoted"] == "false" and refused["gate.champion_version"] == first["version"]
+    assert refused["gate.window_overlaps_champion_training"] == "true"  # same window as the champion's
     checks = json.loads(refused["gate.checks"])
     assert {c["check"] for c in checks} == {"auc_gain", "log_loss_guardrail", "calibration_guardrail"}
 
