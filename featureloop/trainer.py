@@ -202,6 +202,8 @@ def register_candidate(
     with warnings.catch_warnings():
         # MLflow registers the local-file source twice and warns that a path is ambiguous between them.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        # The label and request fields are integers without missing values; the hint does not apply.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
         dataset = from_pandas(
             training_set.frame,
             source=(offline_dir / "flights.parquet").resolve().as_uri(),
