@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +33,35 @@ class Settings(BaseSettings):
     )
     model_name: str = Field(default="flight_delay", description="Registered model name in MLflow.")
     experiment: str = Field(default="featureloop", description="MLflow experiment for training runs.")
+    environment: Literal["development", "production"] = "development"
+    serving_token: SecretStr | None = Field(
+        default=None, description="Bearer token every serving endpoint but /health requires (unset: none)."
+    )
+    predict_max_batch: int = Field(default=1000, ge=1, le=100_000)
+    model_reload_seconds: float = Field(default=5.0, gt=0, description="How often serving checks the alias.")
+    decision_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="Probability above which a flight is 'delayed'."
+    )
+    prediction_log_flush_seconds: float = Field(
+        default=1.0, gt=0, description="Most a crash can lose, in time."
+    )
+    prediction_log_max_queue: int = Field(
+        default=100_000, ge=1, description="Rows held in memory before dropping (counted)."
+    )
+
+    @model_validator(mode="after")
+    def _safe_outside_development(self) -> Settings:
+        if self.environment == "production" and self.serving_token is None:
+            raise ValueError(
+                "FEATURELOOP_SERVING_TOKEN must be set when FEATURELOOP_ENVIRONMENT=production "
+                "(serving would otherwise answer anyone)"
+            )
+        return self
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        """Append-only parquet partitions of what serving answered (date=YYYY-MM-DD/...)."""
+        return self.data_dir / "prediction_log"
 
     @property
     def offline_dir(self) -> Path:

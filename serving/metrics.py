@@ -1,0 +1,52 @@
+"""Prometheus metrics of the serving app, in a registry of its own (one per app)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass
+class ServingMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.latency = Histogram(
+            "featureloop_request_seconds",
+            "Request latency by endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "featureloop_errors_total", "Errors by endpoint and kind.", ["endpoint", "kind"], registry=r
+        )
+        self.predictions = Counter(
+            "featureloop_predictions_total", "Rows predicted by model version.", ["model_version"], registry=r
+        )
+        self.feature_status = Counter(
+            "featureloop_feature_status_total", "Served feature values by status.", ["status"], registry=r
+        )
+        self.model_load_seconds = Gauge(
+            "featureloop_model_load_seconds", "Time to load the serving model.", registry=r
+        )
+        self.model_version = Gauge(
+            "featureloop_model_version", "Version of the model serving now.", registry=r
+        )
+        self.model_swaps = Counter("featureloop_model_swaps_total", "Champion changes picked up.", registry=r)
+        self.tracking_errors = Counter(
+            "featureloop_tracking_errors_total", "Failed checks of the champion alias.", registry=r
+        )
+        self.log_rows = Counter(
+            "featureloop_prediction_log_rows_total", "Rows written to the prediction log.", registry=r
+        )
+        self.log_dropped = Counter(
+            "featureloop_prediction_log_dropped_total",
+            "Rows the prediction log could not keep.",
+            ["reason"],
+            registry=r,
+        )

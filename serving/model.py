@@ -1,0 +1,118 @@
+"""The model that answers: the MLflow champion, loaded once and hot-swapped when the alias moves."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from featureloop.training import model_input
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """One registered version, ready to score; a request uses exactly one of these."""
+
+    name: str
+    version: str
+    pipeline: Any
+    numeric: list[str]
+    categorical: list[str]
+    feature_service: str
+    load_seconds: float
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(
+            self.pipeline.predict_proba(model_input(frame, self.numeric, self.categorical))[:, 1]
+        )
+
+
+def load_version(name: str, version: str, tags: dict[str, str]) -> ServingModel:
+    """Load a version of our registry with the inputs and feature service its lineage records."""
+    from featureloop.model_registry import load_model
+
+    start = time.perf_counter()
+    pipeline = load_model(f"models:/{name}/{version}")
+    inputs = json.loads(tags["model_inputs"])
+    return ServingModel(
+        name=name,
+        version=version,
+        pipeline=pipeline,
+        numeric=list(inputs["numeric"]),
+        categorical=list(inputs["categorical"]),
+        feature_service=tags["feature_service"],
+        load_seconds=time.perf_counter() - start,
+    )
+
+
+class ChampionWatcher:
+    """Polls the champion alias and swaps the serving model atomically when it moves.
+
+    `current` is replaced by one reference assignment: a request that read it keeps its model to the
+    end. When the tracking store is unreachable the loaded model keeps serving and `healthy` says so.
+    """
+
+    def __init__(
+        self,
+        resolve: Callable[[], tuple[str, dict[str, str]] | None],
+        load: Callable[[str, dict[str, str]], ServingModel],
+        interval: float,
+        on_swap: Callable[[ServingModel], None] = lambda _m: None,
+        on_error: Callable[[Exception], None] = lambda _e: None,
+    ) -> None:
+        self._resolve, self._load, self._interval = resolve, load, interval
+        self._on_swap, self._on_error = on_swap, on_error
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="champion-watcher", daemon=True)
+        self.current: ServingModel | None = None
+        self.last_error: str | None = None
+
+    def load_now(self) -> ServingModel:
+        """Load the champion (at start-up); raises when there is none or it cannot be loaded."""
+        found = self._resolve()
+        if found is None:
+            raise LookupError("no model version has the alias 'champion': train and promote one first")
+        version, tags = found
+        self.current = self._load(version, tags)
+        self._on_swap(self.current)
+        return self.current
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    @property
+    def healthy(self) -> bool:
+        return self.last_error is None
+
+    def check(self) -> None:
+        """One poll: swap if the alias points elsewhere."""
+        try:
+            found = self._resolve()
+            if found is not None and (self.current is None or found[0] != self.current.version):
+                model = self._load(*found)
+                logger.info(
+                    "champion moved: version %s -> %s", getattr(self.current, "version", None), found[0]
+                )
+                self.current = model
+                self._on_swap(model)
+            self.last_error = None
+        except Exception as exc:  # keep serving the loaded model whatever the tracking store does
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._on_error(exc)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.check()

@@ -1,0 +1,364 @@
+"""The serving app over real HTTP: real online store, real MLflow champion, real prediction log."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import uvicorn
+import yaml
+from pydantic import SecretStr
+
+from featureloop.feast_store import materialize_window
+from featureloop.model_registry import CHAMPION, connect, load_model
+from featureloop.params import TrainParams
+from featureloop.settings import Settings
+from featureloop.trainer import run_training
+from featureloop.training import model_input
+from serving.app import create_app
+from tests.integration.conftest import FeastEnv
+
+pytestmark = pytest.mark.integration
+
+WINDOW = {"train_start": datetime(2013, 1, 1, tzinfo=UTC), "train_end": datetime(2013, 1, 30, tzinfo=UTC)}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Served:
+    url: str
+    settings: Settings
+    feast_env: FeastEnv
+    end: datetime
+    first_version: str
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # running in a thread
+        pass
+
+
+@contextlib.contextmanager
+def _serve(app: Any) -> Iterator[str]:
+    port = _free_port()
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200 and server.started:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    else:
+        raise RuntimeError("serving app did not start")
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served(feast_env: FeastEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A champion trained on the synthetic data, the online store loaded, the app on a real port."""
+    tmp = tmp_path_factory.mktemp("serving")
+    settings = feast_env.settings.model_copy(
+        update={
+            "mlflow_tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
+            "model_reload_seconds": 0.2,
+            "prediction_log_flush_seconds": 0.2,
+            "predict_max_batch": 50,
+        }
+    )
+    summary = run_training(settings, TrainParams(**WINDOW), report=lambda _m: None)
+    assert summary["promoted"]
+    end = datetime.fromisoformat(feast_env.prepared.time_range["end"])
+    materialize_window(feast_env.store, end)
+    with _serve(create_app(settings)) as url:
+        yield Served(url, settings, feast_env, end, summary["version"])
+
+
+def _flights(served: Served, n: int) -> list[dict[str, Any]]:
+    flights = served.feast_env.table("flights").dropna(subset=["tailnum"]).sample(n, random_state=5)
+    return [
+        {
+            "flight_id": r.flight_id, "tailnum": r.tailnum, "origin": r.origin, "dest": r.dest,
+            "carrier": r.carrier, "distance": r.distance, "sched_hour": int(r.sched_hour),
+            "day_of_week": int(r.day_of_week), "event_timestamp": served.end.isoformat(),
+        }
+        for r in flights.itertuples()
+    ]  # fmt: skip
+
+
+def test_predictions_equal_the_model_applied_to_the_features_feast_returns(served: Served) -> None:
+    flights = _flights(served, 20)
+    response = httpx.post(f"{served.url}/predict", json={"flights": flights}, timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == served.first_version and body["feature_service"] == "flight_delay_v1"
+
+    store = served.feast_env.store
+    entity_rows = [
+        {"tailnum": f["tailnum"], "origin": f["origin"], "carrier": f["carrier"], "route": f"{f['origin']}-{f['dest']}"}
+        for f in flights
+    ]  # fmt: skip
+    features = store.get_online_features(
+        features=store.get_feature_service("flight_delay_v1"), entity_rows=entity_rows
+    ).to_df()
+    frame = pd.concat(
+        [pd.DataFrame(flights), features.drop(columns=["tailnum", "origin", "carrier"])], axis=1
+    )
+    client, _ = connect(
+        served.settings.tracking_uri, served.settings.artifact_location, served.settings.experiment
+    )
+    version = client.get_model_version_by_alias(served.settings.model_name, CHAMPION)
+    inputs = json.loads(version.tags["model_inputs"])
+    model = load_model(f"models:/{served.settings.model_name}/{version.version}")
+    expected = model.predict_proba(model_input(frame, inputs["numeric"], inputs["categorical"]))[:, 1]
+    got = np.array([p["probability"] for p in body["predictions"]])
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert [p["flight_id"] for p in body["predictions"]] == [f["flight_id"] for f in flights]
+
+
+def test_unknown_entities_are_answered_and_flagged_not_failed(served: Served) -> None:
+    flight = {**_flights(served, 1)[0], "tailnum": "NOPE", "dest": "XXX"}
+    response = httpx.post(f"{served.url}/predict", json={"flights": [flight]}, timeout=30)
+    assert response.status_code == 200, response.text
+    missing = response.json()["predictions"][0]["missing_features"]
+    assert "seats" in missing and "route_flights_7d" in missing and "aircraft_flights_7d" in missing
+    assert "carrier_flights_7d" not in missing
+    assert 0.0 <= response.json()["predictions"][0]["probability"] <= 1.0
+
+
+def test_values_older_than_their_ttl_are_reported_stale(served: Served) -> None:
+    flight = {**_flights(served, 1)[0], "event_timestamp": "2013-06-01T00:00:00+00:00"}
+    prediction = httpx.post(f"{served.url}/predict", json={"flights": [flight]}, timeout=30).json()[
+        "predictions"
+    ][0]
+    assert "temp" in prediction["stale_features"]  # weather: 3 h TTL
+    assert "carrier_flights_7d" in prediction["stale_features"]  # rolling statistics: 30 d TTL
+    assert "seats" not in prediction["stale_features"]  # aircraft attributes: 10 years
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "names"),
+    [
+        ({"flights": []}, 422, "flights"),
+        ({"flights": [{"origin": "EWR"}]}, 422, "carrier"),
+        ({"flights": [{"origin": "EWR", "dest": "BOS", "carrier": "UA", "distance": "far",
+                       "sched_hour": 8, "day_of_week": 1}]}, 422, "distance"),
+        ({"flights": [{"origin": "EWR", "dest": "BOS", "carrier": "UA", "distance": 100,
+                       "sched_hour": 30, "day_of_week": 1}]}, 422, "sched_hour"),
+        ({"flights": [{"origin": "EWR", "dest": "BOS", "carrier": "UA", "distance": 100,
+                       "sched_hour": 8, "day_of_week": 1, "colour": "red"}]}, 422, "colour"),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_a_4xx_that_names_the_field(
+    served: Served, body: Any, status: int, names: str
+) -> None:
+    response = httpx.post(f"{served.url}/predict", json=body, timeout=30)
+    assert response.status_code == status
+    assert names in response.text
+
+
+def test_oversized_batch_is_refused_with_413(served: Served) -> None:
+    flights = _flights(served, 1) * 51
+    response = httpx.post(f"{served.url}/predict", json={"flights": flights}, timeout=30)
+    assert response.status_code == 413
+    assert "flights: 51 rows exceed the batch limit of 50" in response.text
+
+
+def test_malformed_json_is_a_422(served: Served) -> None:
+    response = httpx.post(
+        f"{served.url}/predict",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 422 and "json" in response.text.lower()
+
+
+def test_get_online_features_answers_like_feast_and_names_unknown_features(served: Served) -> None:
+    body = {"entities": {"carrier": ["UA", "ZZ"]}, "features": ["carrier_stats:carrier_flights_7d"]}
+    response = httpx.post(f"{served.url}/get-online-features", json=body, timeout=30)
+    assert response.status_code == 200
+    payload = response.json()
+    assert payload["metadata"]["feature_names"] == ["carrier", "carrier_flights_7d"]
+    assert payload["results"][1]["statuses"] == ["PRESENT", "NOT_FOUND"]
+    bad = httpx.post(
+        f"{served.url}/get-online-features",
+        json={"entities": {"carrier": ["UA"]}, "features": ["carrier_stats:no_such_feature"]},
+        timeout=30,
+    )
+    assert bad.status_code == 400 and "no_such_feature" in bad.text
+
+
+def _in_name_order(body: bytes) -> bytes:
+    payload = json.loads(body)
+    names = payload["metadata"]["feature_names"]
+    order = sorted(range(len(names)), key=lambda i: names[i])
+    payload["metadata"]["feature_names"] = [names[i] for i in order]
+    payload["results"] = [payload["results"][i] for i in order]
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def test_get_online_features_body_is_byte_for_byte_feast_serve(served: Served, tmp_path: Path) -> None:
+    """Start Feast's own feature server on the same registry and online store and compare bodies."""
+    repo = served.settings.feature_repo
+    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    config["registry"] = str(served.settings.feast_dir / "registry.db")
+    config["online_store"]["path"] = str(served.settings.feast_dir / "online.db")
+    (tmp_path / "feature_store.yaml").write_text(yaml.safe_dump(config))
+    port = _free_port()
+    env = {**os.environ, "FEATURELOOP_DATA_DIR": str(served.settings.data_dir)}
+    feast_bin = str(Path(sys.executable).parent / "feast")
+    proc = subprocess.Popen(
+        [feast_bin, "--chdir", str(repo), "-f", str(tmp_path / "feature_store.yaml"), "serve",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        feast_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{feast_url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            raise RuntimeError("feast serve did not start")
+        requests = [
+            {"entities": {"carrier": ["UA", "DL", "ZZ"]}, "features": ["carrier_stats:carrier_flights_7d",
+                                                                     "carrier_stats:carrier_dep_delay_mean_24h"]},
+            {"entities": {"origin": ["EWR", "JFK"]}, "features": ["weather:temp", "weather:visib"],
+             "full_feature_names": True},
+            {"entities": {"tailnum": ["N100SY", "NOPE"], "origin": ["EWR", "LGA"], "carrier": ["UA", "B6"],
+                          "route": ["EWR-ORD", "LGA-ATL"]}, "feature_service": "flight_delay_v1"},
+        ]  # fmt: skip
+        for request in requests:
+            ours = httpx.post(f"{served.url}/get-online-features", json=request, timeout=30)
+            theirs = httpx.post(f"{feast_url}/get-online-features", json=request, timeout=30)
+            assert ours.status_code == theirs.status_code == 200
+            # Feast does not fix the order of feature columns (a set inside): compare in name order,
+            # byte for byte once both bodies list their columns the same way.
+            assert _in_name_order(ours.content) == _in_name_order(theirs.content)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_served_rows_reach_the_prediction_log(served: Served) -> None:
+    response = httpx.post(f"{served.url}/predict", json={"flights": _flights(served, 3)}, timeout=30).json()
+    pattern = str(served.settings.prediction_log_dir / "**" / "*.parquet")
+    deadline = time.monotonic() + 10
+    rows = pd.DataFrame()
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        rows = duckdb.sql(
+            f"SELECT * FROM read_parquet('{pattern}', union_by_name = true) WHERE request_id = '{response['request_id']}'"
+        ).df()
+        if len(rows) == 3:
+            break
+    assert len(rows) == 3
+    assert set(rows["model_version"]) == {response["model_version"]}
+    assert rows["probability"].tolist() == pytest.approx([p["probability"] for p in response["predictions"]])
+    assert rows["carrier_flights_7d"].notna().all() and rows["latency_ms"].gt(0).all()
+
+
+def test_promotion_under_concurrent_load_fails_no_request_and_versions_are_consistent(served: Served) -> None:
+    from featureloop.model_registry import get_alias
+
+    client, _ = connect(
+        served.settings.tracking_uri, served.settings.artifact_location, served.settings.experiment
+    )
+    before = get_alias(client, served.settings.model_name, CHAMPION)
+    assert before is not None
+    retrained = run_training(
+        served.settings,
+        TrainParams(**WINDOW, promote=False, hyperparameters={"max_iter": 50}),
+        report=lambda _m: None,
+    )
+    flights = _flights(served, 5)
+    stop = threading.Event()
+
+    def hammer() -> list[tuple[int, str | None]]:
+        seen = []
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                r = http.post(f"{served.url}/predict", json={"flights": flights})
+                seen.append((r.status_code, r.json().get("model_version") if r.status_code == 200 else None))
+        return seen
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(hammer) for _ in range(4)]
+        time.sleep(1.0)
+        client.set_registered_model_alias(served.settings.model_name, CHAMPION, retrained["version"])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            r = httpx.post(f"{served.url}/predict", json={"flights": flights}, timeout=30)
+            if r.json()["model_version"] == retrained["version"]:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+        stop.set()
+        seen = [item for future in futures for item in future.result()]
+    client.set_registered_model_alias(served.settings.model_name, CHAMPION, before.version)
+    assert len(seen) > 20
+    assert {status for status, _ in seen} == {200}
+    assert {version for _, version in seen} == {before.version, retrained["version"]}
+
+
+def test_metrics_expose_latency_predictions_and_feature_status(served: Served) -> None:
+    httpx.post(f"{served.url}/predict", json={"flights": _flights(served, 2)}, timeout=30)
+    text = httpx.get(f"{served.url}/metrics", timeout=30).text
+    assert 'featureloop_request_seconds_bucket{endpoint="/predict"' in text
+    assert f'featureloop_predictions_total{{model_version="{served.first_version}"}}' in text
+    assert 'featureloop_feature_status_total{status="present"}' in text
+    assert "featureloop_model_load_seconds" in text
+
+
+def test_ready_reports_model_and_stores(served: Served) -> None:
+    body = httpx.get(f"{served.url}/ready", timeout=30).json()
+    assert body["ready"] is True
+    assert body["checks"] == {"model_loaded": True, "online_store": True, "tracking_store": True}
+
+
+def test_token_is_required_everywhere_but_health(served: Served) -> None:
+    settings = served.settings.model_copy(update={"serving_token": SecretStr("s3cret")})
+    with _serve(create_app(settings)) as url:
+        assert httpx.get(f"{url}/health", timeout=30).status_code == 200
+        flights = {"flights": _flights(served, 1)}
+        assert httpx.post(f"{url}/predict", json=flights, timeout=30).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert httpx.post(f"{url}/predict", json=flights, headers=wrong, timeout=30).status_code == 401
+        assert httpx.get(f"{url}/metrics", headers=wrong, timeout=30).status_code == 401
+        right = {"Authorization": "Bearer s3cret"}
+        assert httpx.post(f"{url}/predict", json=flights, headers=right, timeout=30).status_code == 200
+        assert httpx.get(f"{url}/ready", headers=right, timeout=30).status_code == 200
