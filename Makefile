@@ -6,7 +6,9 @@ export UV_COMPILE_BYTECODE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo test test-unit test-integration lint format clean
+.PHONY: install demo serve test test-unit test-integration lint format clean
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { echo "installing uv with pip"; python3 -m pip install --quiet uv; }
@@ -17,6 +19,9 @@ install: $(VENV)/.installed ## create .venv and install the locked dependencies
 
 demo: install ## the main job: prepare the real flights data, apply the Feast repo, load the online store
 	$(VENV)/bin/featureloop demo
+
+serve: install ## the serving app on $(HOST):$(PORT) (needs a champion: run `make demo` first)
+	$(VENV)/bin/uvicorn serving.app:create_app --factory --host $(HOST) --port $(PORT) --workers 1
 
 test: install ## the whole test suite
 	$(PY) -m pytest

@@ -196,8 +196,12 @@ def frame_digest(frame: pd.DataFrame) -> str:
 
 def model_input(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
     """The model's input: numeric columns as float64 (NaN when missing), categorical as strings (NaN when missing)."""
-    out = {c: pd.to_numeric(frame[c], errors="coerce").astype("float64").to_numpy() for c in numeric}
+    # One conversion for the numeric block (None and pd.NA become NaN): this runs on every request.
+    block = (
+        frame[numeric].to_numpy(dtype="float64", na_value=np.nan) if numeric else np.empty((len(frame), 0))
+    )
+    out = pd.DataFrame(block, columns=numeric)
     for c in categorical:
         values = frame[c]
         out[c] = values.astype(object).where(values.notna(), np.nan).to_numpy()
-    return pd.DataFrame(out, columns=[*numeric, *categorical])
+    return out
