@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from featureloop.settings import Settings
-from serving.features import ENTITY_KEYS, MISSING, STALE, feature_ttls, read_online
+from serving.features import ENTITY_KEYS, MISSING, STALE, ServiceReader
 from serving.metrics import ServingMetrics
 from serving.model import ChampionWatcher, ServingModel, load_version
 from serving.prediction_log import PredictionLog
@@ -43,7 +43,7 @@ class AppState:
     store: Any = None
     watcher: ChampionWatcher | None = None
     log: PredictionLog | None = None
-    ttls: dict[str, Any] = field(default_factory=dict)
+    readers: dict[str, ServiceReader] = field(default_factory=dict)
 
 
 class OnlineStoreUnavailable(RuntimeError):
@@ -226,16 +226,11 @@ def _predict(state: AppState, model: ServingModel, body: PredictRequest) -> Pred
         }
         for f, t in zip(body.flights, times, strict=True)
     ]
-    if model.feature_service not in state.ttls:
-        state.ttls[model.feature_service] = feature_ttls(state.store, model.feature_service)
+    reader = state.readers.get(model.feature_service)
+    if reader is None:
+        reader = state.readers[model.feature_service] = ServiceReader(state.store, model.feature_service)
     try:
-        served = read_online(
-            state.store,
-            model.feature_service,
-            [{k: r[k] for k in ENTITY_KEYS} for r in rows],
-            times,
-            state.ttls[model.feature_service],
-        )
+        served = reader.read([{k: r[k] for k in ENTITY_KEYS} for r in rows], times)
     except Exception as exc:
         raise OnlineStoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
     frame = pd.concat([pd.DataFrame(rows), served.values], axis=1)

@@ -1,4 +1,11 @@
-"""Online features for the rows of a request, with each value's status (present, missing, stale)."""
+"""Online features for the rows of a request, with each value's status (present, missing, stale).
+
+A `ServiceReader` is built once per feature service. It reads each feature view through the
+provider's `online_read` (the call Feast's own `get_online_features` makes), once per distinct
+entity of the batch, and skips the generic request bookkeeping around it: for one flight that is
+~1 ms instead of ~4 ms here. Values, statuses and TTL handling are tested equal to
+`FeatureStore.get_online_features`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
+    from feast import FeatureStore, FeatureView
 
 PRESENT, MISSING, STALE = "present", "missing", "stale"
 ENTITY_KEYS = ("tailnum", "origin", "carrier", "route")
@@ -23,42 +30,80 @@ class ServedFeatures:
     status: pd.DataFrame
 
 
-def feature_ttls(store: FeatureStore, service: str) -> dict[str, timedelta]:
-    """Each feature of a service with its view's TTL (zero: never stale)."""
-    out: dict[str, timedelta] = {}
-    for projection in store.get_feature_service(service, allow_cache=True).feature_view_projections:
-        ttl = store.get_feature_view(projection.name, allow_registry_cache=True).ttl or timedelta(0)
-        for feature in projection.features:
-            out[feature.name] = ttl
-    return out
+@dataclass(frozen=True)
+class _View:
+    view: FeatureView
+    join_keys: list[str]
+    value_types: list[Any]
+    features: list[str]
+    ttl: timedelta
 
 
-def read_online(
-    store: FeatureStore, service: str, entity_rows: list[dict[str, Any]], times: list[datetime],
-    ttls: dict[str, timedelta],
-) -> ServedFeatures:  # fmt: skip
-    """Read the service's features for the rows; a value older than its TTL at the row's time is stale."""
-    response = store.get_online_features(
-        features=store.get_feature_service(service, allow_cache=True), entity_rows=entity_rows
-    )
-    proto = response.proto
-    names = list(proto.metadata.feature_names.val)
-    values: dict[str, list[Any]] = {}
-    status: dict[str, list[str]] = {}
-    as_dict = response.to_dict()
-    for name, vector in zip(names, proto.results, strict=True):
-        if name in ENTITY_KEYS:
-            continue
-        ttl = ttls.get(name, timedelta(0))
-        column, states = list(as_dict[name]), []
-        for i, (state, stamp) in enumerate(zip(vector.statuses, vector.event_timestamps, strict=True)):
-            if state != 1 or column[i] is None:  # 1 = PRESENT in Feast's FieldStatus
-                states.append(MISSING)
-                column[i] = None
-            elif ttl > timedelta(0) and stamp.seconds < (times[i] - ttl).timestamp():
-                states.append(STALE)
-                column[i] = None
-            else:
-                states.append(PRESENT)
-        values[name], status[name] = column, states
-    return ServedFeatures(values=pd.DataFrame(values), status=pd.DataFrame(status))
+class ServiceReader:
+    """Reads a feature service's online values for a batch of entity rows."""
+
+    def __init__(self, store: FeatureStore, service: str) -> None:
+        self._store = store
+        self._provider = store._get_provider()
+        self.service = service
+        self._views: list[_View] = []
+        for projection in store.get_feature_service(service).feature_view_projections:
+            view = store.get_feature_view(projection.name)
+            columns = sorted(view.entity_columns, key=lambda c: c.name)
+            join_keys = [projection.join_key_map.get(c.name, c.name) for c in columns]
+            self._views.append(
+                _View(
+                    view=view,
+                    join_keys=join_keys,
+                    value_types=[c.dtype.to_value_type() for c in columns],
+                    features=[f.name for f in projection.features],
+                    ttl=view.ttl or timedelta(0),
+                )
+            )
+        self.feature_names = [name for v in self._views for name in v.features]
+
+    def read(self, entity_rows: list[dict[str, Any]], times: list[datetime]) -> ServedFeatures:
+        """Values and statuses for each row; a value older than its view's TTL at the row's time is stale."""
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+
+        values: dict[str, list[Any]] = {}
+        status: dict[str, list[str]] = {}
+        for v in self._views:
+            keys = [tuple(row.get(k) for k in v.join_keys) for row in entity_rows]
+            unique = list(dict.fromkeys(keys))
+            protos = [
+                EntityKey(
+                    join_keys=v.join_keys,
+                    entity_values=[
+                        python_values_to_proto_values([value], value_type)[0]
+                        for value, value_type in zip(key, v.value_types, strict=True)
+                    ],
+                )
+                for key in unique
+            ]
+            read = self._provider.online_read(
+                config=self._store.config, table=v.view, entity_keys=protos, requested_features=v.features
+            )
+            found = dict(zip(unique, read, strict=True))
+            for name in v.features:
+                values[name], status[name] = [], []
+            for key, t in zip(keys, times, strict=True):
+                stamp, row = found[key]
+                stale = stamp is not None and v.ttl > timedelta(0) and stamp < t - v.ttl
+                for name in v.features:
+                    proto = row.get(name) if row else None
+                    value = feast_value_type_to_python_type(proto) if proto is not None else None
+                    if value is None:
+                        values[name].append(None)
+                        status[name].append(MISSING)
+                    elif stale:
+                        values[name].append(None)
+                        status[name].append(STALE)
+                    else:
+                        values[name].append(value)
+                        status[name].append(PRESENT)
+        return ServedFeatures(
+            values=pd.DataFrame(values, columns=self.feature_names),
+            status=pd.DataFrame(status, columns=self.feature_names),
+        )

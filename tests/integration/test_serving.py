@@ -362,3 +362,32 @@ def test_token_is_required_everywhere_but_health(served: Served) -> None:
         right = {"Authorization": "Bearer s3cret"}
         assert httpx.post(f"{url}/predict", json=flights, headers=right, timeout=30).status_code == 200
         assert httpx.get(f"{url}/ready", headers=right, timeout=30).status_code == 200
+
+
+def test_service_reader_returns_what_feast_get_online_features_returns(served: Served) -> None:
+    from serving.features import MISSING, PRESENT, ServiceReader
+
+    store = served.feast_env.store
+    flights = _flights(served, 15)
+    rows = [
+        {"tailnum": f["tailnum"], "origin": f["origin"], "carrier": f["carrier"], "route": f"{f['origin']}-{f['dest']}"}
+        for f in flights
+    ] + [{"tailnum": "NOPE", "origin": "EWR", "carrier": "ZZ", "route": "EWR-NOWHERE"}]  # fmt: skip
+    reader = ServiceReader(store, "flight_delay_v1")
+    got = reader.read(rows, [served.end] * len(rows))
+    expected = store.get_online_features(
+        features=store.get_feature_service("flight_delay_v1"), entity_rows=rows
+    )
+    expected_values = expected.to_dict()
+    names = list(expected.proto.metadata.feature_names.val)
+    for name, vector in zip(names, expected.proto.results, strict=True):
+        if name in ("tailnum", "origin", "carrier", "route"):
+            continue
+        ours = [
+            None if isinstance(x, float) and x != x else x for x in got.values[name].tolist()
+        ]  # NaN -> None
+        assert ours == expected_values[name], name
+        feast_status = [PRESENT if s == 1 and v is not None else MISSING
+                        for s, v in zip(vector.statuses, expected_values[name], strict=True)]  # fmt: skip
+        assert got.status[name].tolist() == feast_status, name
+    assert set(got.values.columns) == set(names) - {"tailnum", "origin", "carrier", "route"}
