@@ -10,26 +10,23 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import numpy as np
-import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from featureloop.settings import Settings
-from serving.features import ENTITY_KEYS, MISSING, STALE, ServiceReader
+from serving.features import ServiceReader
 from serving.metrics import ServingMetrics
 from serving.model import ChampionWatcher, ServingModel, load_version
 from serving.prediction_log import PredictionLog
-from serving.schemas import GetOnlineFeaturesRequest, Prediction, PredictRequest, PredictResponse
+from serving.predictor import Batcher, OnlineStoreUnavailable, score
+from serving.schemas import GetOnlineFeaturesRequest, PredictRequest, PredictResponse
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +41,21 @@ class AppState:
     watcher: ChampionWatcher | None = None
     log: PredictionLog | None = None
     readers: dict[str, ServiceReader] = field(default_factory=dict)
+    batcher: Batcher | None = None
 
-
-class OnlineStoreUnavailable(RuntimeError):
-    """The online store could not be read; the request is answered 503."""
+    def score_batch(self, bodies: list[PredictRequest]) -> list[PredictResponse]:
+        """Score a batch with the current champion (one model for the whole batch), log and count it."""
+        assert self.watcher is not None and self.watcher.current is not None and self.log is not None
+        model = self.watcher.current
+        reader = self.readers.get(model.feature_service)
+        if reader is None:
+            reader = self.readers[model.feature_service] = ServiceReader(self.store, model.feature_service)
+        scored = score(reader, model, bodies, self.settings.decision_threshold)
+        self.metrics.predictions.labels(model.version).inc(len(scored.log_rows))
+        for status, n in scored.status_counts.items():
+            self.metrics.feature_status.labels(status).inc(n)
+        self.log.append(scored.log_rows)
+        return scored.responses
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -111,9 +119,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             on_dropped=lambda reason, n: metrics.log_dropped.labels(reason).inc(n),
         )
         state.log.start()
+        state.batcher = Batcher(state.score_batch, max_rows=max(settings.predict_max_batch, 256))
+        state.batcher.start()
         try:
             yield
         finally:
+            await state.batcher.stop()
             watcher.stop()
             state.log.close()
 
@@ -159,15 +170,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/predict", response_model=PredictResponse)
-    def predict(body: PredictRequest, _auth: Authorized) -> PredictResponse:
+    async def predict(body: PredictRequest, _auth: Authorized) -> PredictResponse:
         if len(body.flights) > settings.predict_max_batch:
             raise HTTPException(
                 413,
                 f"flights: {len(body.flights)} rows exceed the batch limit of {settings.predict_max_batch}",
             )
-        assert state.watcher is not None and state.watcher.current is not None
-        model = state.watcher.current  # one model answers the whole request
-        return _predict(state, model, body)
+        assert state.batcher is not None
+        return await state.batcher.submit(body)
 
     @app.post("/get-online-features")
     def get_online_features(body: GetOnlineFeaturesRequest, _auth: Authorized) -> JSONResponse:
@@ -204,85 +214,3 @@ def _store_reachable(state: AppState) -> bool:
     except Exception:
         return False
     return True
-
-
-def _predict(state: AppState, model: ServingModel, body: PredictRequest) -> PredictResponse:
-    start = time.perf_counter()
-    request_id = uuid.uuid4().hex
-    now = datetime.now(UTC)
-    times = [(f.event_timestamp or now).astimezone(UTC) for f in body.flights]
-    rows: list[dict[str, Any]] = [
-        {
-            "flight_id": f.flight_id,
-            "tailnum": f.tailnum or "",
-            "origin": f.origin,
-            "carrier": f.carrier,
-            "route": f"{f.origin}-{f.dest}",
-            "dest": f.dest,
-            "distance": f.distance,
-            "sched_hour": f.sched_hour,
-            "day_of_week": f.day_of_week,
-            "event_timestamp": t,
-        }
-        for f, t in zip(body.flights, times, strict=True)
-    ]
-    reader = state.readers.get(model.feature_service)
-    if reader is None:
-        reader = state.readers[model.feature_service] = ServiceReader(state.store, model.feature_service)
-    try:
-        served = reader.read([{k: r[k] for k in ENTITY_KEYS} for r in rows], times)
-    except Exception as exc:
-        raise OnlineStoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-    frame = pd.concat([pd.DataFrame(rows), served.values], axis=1)
-    probability = model.predict(frame)
-    delayed = probability >= state.settings.decision_threshold
-    predictions, log_rows = [], []
-    latency_ms = (time.perf_counter() - start) * 1000
-    for i, row in enumerate(rows):
-        status = served.status.iloc[i]
-        missing = [str(name) for name, s in status.items() if s == MISSING]
-        stale = [str(name) for name, s in status.items() if s == STALE]
-        predictions.append(
-            Prediction(
-                flight_id=row["flight_id"],
-                probability=float(probability[i]),
-                delayed=bool(delayed[i]),
-                missing_features=missing,
-                stale_features=stale,
-            )
-        )
-        log_rows.append(
-            {
-                "request_id": request_id,
-                "served_at": now,
-                **row,
-                **{name: _plain(served.values.iloc[i][name]) for name in served.values.columns},
-                "missing_features": ",".join(missing),
-                "stale_features": ",".join(stale),
-                "model_name": model.name,
-                "model_version": model.version,
-                "probability": float(probability[i]),
-                "delayed": bool(delayed[i]),
-                "latency_ms": latency_ms,
-            }
-        )
-    metrics = state.metrics
-    metrics.predictions.labels(model.version).inc(len(rows))
-    counts = served.status.stack().value_counts()
-    for status_name, n in counts.items():
-        metrics.feature_status.labels(str(status_name)).inc(int(n))
-    assert state.log is not None
-    state.log.append(log_rows)
-    return PredictResponse(
-        request_id=request_id,
-        model_name=model.name,
-        model_version=model.version,
-        feature_service=model.feature_service,
-        predictions=predictions,
-    )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

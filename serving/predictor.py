@@ -1,0 +1,168 @@
+"""Scoring: online features + the model for a batch of requests, and the batcher that forms batches.
+
+Concurrent /predict requests are scored together: while one batch is being scored, new requests
+queue, and the next batch takes all of them (up to `max_rows`). An idle server scores a request at
+once (no waiting window); a busy one reads features and runs the model once per batch instead of
+once per request. Every request of a batch is answered by the same model version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from serving.features import ENTITY_KEYS, MISSING, STALE, ServiceReader
+from serving.model import ServingModel
+from serving.schemas import Prediction, PredictRequest, PredictResponse
+
+
+class OnlineStoreUnavailable(RuntimeError):
+    """The online store could not be read; the request is answered 503."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The responses of one batch, and the rows to log and count."""
+
+    responses: list[PredictResponse]
+    log_rows: list[dict[str, Any]]
+    status_counts: dict[str, int]
+
+
+def _rows(body: PredictRequest, now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "flight_id": f.flight_id,
+            "tailnum": f.tailnum or "",
+            "origin": f.origin,
+            "carrier": f.carrier,
+            "route": f"{f.origin}-{f.dest}",
+            "dest": f.dest,
+            "distance": f.distance,
+            "sched_hour": f.sched_hour,
+            "day_of_week": f.day_of_week,
+            "event_timestamp": (f.event_timestamp or now).astimezone(UTC),
+        }
+        for f in body.flights
+    ]
+
+
+def score(
+    reader: ServiceReader, model: ServingModel, bodies: list[PredictRequest], threshold: float
+) -> Scored:
+    """Score every flight of every request with one feature read and one model call."""
+    start = time.perf_counter()
+    now = datetime.now(UTC)
+    per_request = [_rows(body, now) for body in bodies]
+    rows = [row for request_rows in per_request for row in request_rows]
+    try:
+        served = reader.read(
+            [{k: r[k] for k in ENTITY_KEYS} for r in rows], [r["event_timestamp"] for r in rows]
+        )
+    except Exception as exc:
+        raise OnlineStoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    probability = model.predict(pd.concat([pd.DataFrame(rows), served.values], axis=1))
+    delayed = probability >= threshold
+    plain = served.values.astype(object).where(served.values.notna(), None)
+    values = [dict(zip(plain.columns, record, strict=True)) for record in plain.itertuples(index=False)]
+    statuses = [
+        dict(zip(served.status.columns, record, strict=True))
+        for record in served.status.itertuples(index=False)
+    ]
+    latency_ms = (time.perf_counter() - start) * 1000
+    responses, log_rows, i = [], [], 0
+    for request_rows in per_request:
+        request_id = uuid.uuid4().hex
+        predictions = []
+        for row in request_rows:
+            missing = [name for name, s in statuses[i].items() if s == MISSING]
+            stale = [name for name, s in statuses[i].items() if s == STALE]
+            p, d = float(probability[i]), bool(delayed[i])
+            predictions.append(
+                Prediction(
+                    flight_id=row["flight_id"],
+                    probability=p,
+                    delayed=d,
+                    missing_features=missing,
+                    stale_features=stale,
+                )
+            )
+            log_rows.append(
+                {
+                    "request_id": request_id, "served_at": now, **row, **values[i],
+                    "missing_features": ",".join(missing), "stale_features": ",".join(stale),
+                    "model_name": model.name, "model_version": model.version,
+                    "probability": p, "delayed": d, "latency_ms": latency_ms,
+                }
+            )  # fmt: skip
+            i += 1
+        responses.append(
+            PredictResponse(
+                request_id=request_id,
+                model_name=model.name,
+                model_version=model.version,
+                feature_service=model.feature_service,
+                predictions=predictions,
+            )
+        )
+    counts = {str(k): int(v) for k, v in served.status.stack().value_counts().items()}
+    return Scored(responses=responses, log_rows=log_rows, status_counts=counts)
+
+
+@dataclass
+class _Job:
+    body: PredictRequest
+    future: asyncio.Future[PredictResponse]
+
+
+class Batcher:
+    """Forms batches of concurrent requests and scores each batch in a worker thread."""
+
+    def __init__(
+        self, score_batch: Callable[[list[PredictRequest]], list[PredictResponse]], max_rows: int
+    ) -> None:
+        self._score = score_batch
+        self._max_rows = max_rows
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def submit(self, body: PredictRequest) -> PredictResponse:
+        future: asyncio.Future[PredictResponse] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Job(body, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            jobs = [await self._queue.get()]
+            rows = len(jobs[0].body.flights)
+            while not self._queue.empty() and rows < self._max_rows:
+                job = self._queue.get_nowait()
+                jobs.append(job)
+                rows += len(job.body.flights)
+            try:
+                responses = await asyncio.to_thread(self._score, [job.body for job in jobs])
+            except Exception as exc:
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            for job, response in zip(jobs, responses, strict=True):
+                if not job.future.done():
+                    job.future.set_result(response)
