@@ -205,3 +205,19 @@ def model_input(frame: pd.DataFrame, numeric: list[str], categorical: list[str])
         values = frame[c]
         out[c] = values.astype(object).where(values.notna(), np.nan).to_numpy()
     return out
+
+
+def model_input_from_columns(
+    columns: dict[str, list[Any]], numeric: list[str], categorical: list[str]
+) -> pd.DataFrame:
+    """`model_input` for column lists (the serving path: no intermediate frame); None becomes NaN."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    block = (
+        np.array([columns[c] for c in numeric], dtype="float64").T.reshape(n, len(numeric))
+        if numeric
+        else np.empty((n, 0))
+    )
+    out = pd.DataFrame(block, columns=numeric)
+    for c in categorical:
+        out[c] = np.array([np.nan if v is None else v for v in columns[c]], dtype=object)
+    return out

@@ -7,6 +7,7 @@ Start it with `make serve` (uvicorn, `create_app` factory). Endpoints:
 
 from __future__ import annotations
 
+import gc
 import logging
 import secrets
 import time
@@ -121,6 +122,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.log.start()
         state.batcher = Batcher(state.score_batch, max_rows=max(settings.predict_max_batch, 256))
         state.batcher.start()
+        # Feast, MLflow and the model leave a large heap of long-lived objects: freeze it so that full
+        # garbage collections stop scanning it (they paused requests for ~200 ms here).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -201,6 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _record_swap(metrics: ServingMetrics, model: ServingModel) -> None:
+    gc.freeze()  # the new model's objects are long-lived too
     metrics.model_swaps.inc()
     metrics.model_version.set(float(model.version))
     metrics.model_load_seconds.set(model.load_seconds)

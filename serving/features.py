@@ -24,10 +24,18 @@ ENTITY_KEYS = ("tailnum", "origin", "carrier", "route")
 
 @dataclass(frozen=True)
 class ServedFeatures:
-    """Feature values (stale ones blanked, as in training) and a status per row and feature."""
+    """Feature values (stale ones blanked, as in training) and a status per row and feature, by column."""
 
-    values: pd.DataFrame
-    status: pd.DataFrame
+    columns: dict[str, list[Any]]
+    states: dict[str, list[str]]
+
+    @property
+    def values(self) -> pd.DataFrame:
+        return pd.DataFrame(self.columns)
+
+    @property
+    def status(self) -> pd.DataFrame:
+        return pd.DataFrame(self.states)
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,4 @@ class ServiceReader:
                     else:
                         values[name].append(value)
                         status[name].append(PRESENT)
-        return ServedFeatures(
-            values=pd.DataFrame(values, columns=self.feature_names),
-            status=pd.DataFrame(status, columns=self.feature_names),
-        )
+        return ServedFeatures(columns=values, states=status)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featureloop.training import model_input
+from featureloop.training import model_input, model_input_from_columns
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,11 @@ class ServingModel:
         return np.asarray(
             self.pipeline.predict_proba(model_input(frame, self.numeric, self.categorical))[:, 1]
         )
+
+    def predict_columns(self, columns: dict[str, list[Any]]) -> np.ndarray:
+        """Probabilities from column lists (request fields and served features)."""
+        x = model_input_from_columns(columns, self.numeric, self.categorical)
+        return np.asarray(self.pipeline.predict_proba(x)[:, 1])
 
 
 def load_version(name: str, version: str, tags: dict[str, str]) -> ServingModel:

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
-
 from serving.features import ENTITY_KEYS, MISSING, STALE, ServiceReader
 from serving.model import ServingModel
 from serving.schemas import Prediction, PredictRequest, PredictResponse
@@ -69,22 +67,18 @@ def score(
         )
     except Exception as exc:
         raise OnlineStoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-    probability = model.predict(pd.concat([pd.DataFrame(rows), served.values], axis=1))
+    columns = {key: [row[key] for row in rows] for key in ("distance", "sched_hour", "day_of_week")}
+    probability = model.predict_columns({**columns, **served.columns})
     delayed = probability >= threshold
-    plain = served.values.astype(object).where(served.values.notna(), None)
-    values = [dict(zip(plain.columns, record, strict=True)) for record in plain.itertuples(index=False)]
-    statuses = [
-        dict(zip(served.status.columns, record, strict=True))
-        for record in served.status.itertuples(index=False)
-    ]
+    names = list(served.columns)
     latency_ms = (time.perf_counter() - start) * 1000
     responses, log_rows, i = [], [], 0
     for request_rows in per_request:
         request_id = uuid.uuid4().hex
         predictions = []
         for row in request_rows:
-            missing = [name for name, s in statuses[i].items() if s == MISSING]
-            stale = [name for name, s in statuses[i].items() if s == STALE]
+            missing = [name for name in names if served.states[name][i] == MISSING]
+            stale = [name for name in names if served.states[name][i] == STALE]
             p, d = float(probability[i]), bool(delayed[i])
             predictions.append(
                 Prediction(
@@ -97,7 +91,7 @@ def score(
             )
             log_rows.append(
                 {
-                    "request_id": request_id, "served_at": now, **row, **values[i],
+                    "request_id": request_id, "served_at": now, **row, **{n: served.columns[n][i] for n in names},
                     "missing_features": ",".join(missing), "stale_features": ",".join(stale),
                     "model_name": model.name, "model_version": model.version,
                     "probability": p, "delayed": d, "latency_ms": latency_ms,
@@ -113,7 +107,10 @@ def score(
                 predictions=predictions,
             )
         )
-    counts = {str(k): int(v) for k, v in served.status.stack().value_counts().items()}
+    counts: dict[str, int] = {}
+    for states in served.states.values():
+        for state in states:
+            counts[state] = counts.get(state, 0) + 1
     return Scored(responses=responses, log_rows=log_rows, status_counts=counts)
 
 

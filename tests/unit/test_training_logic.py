@@ -117,3 +117,15 @@ def test_profile_folds_rare_categories_into_other() -> None:
     frame = pd.DataFrame({"c": [f"v{i}" for i in range(60)] + ["v0"] * 5})
     counts = build_profile(frame, [], ["c"])["features"]["c"]["counts"]
     assert len(counts) == 51 and counts[OTHER] == 10 and counts["v0"] == 6
+
+
+def test_serving_input_from_columns_equals_the_training_input() -> None:
+    from featureloop.training import model_input_from_columns
+
+    columns = {"a": [1, None, 3], "b": [0.5, 1.5, None], "c": ["x", None, "y"]}
+    frame = pd.DataFrame(
+        {"a": pd.array([1, None, 3], dtype="Int64"), "b": [0.5, 1.5, None], "c": ["x", None, "y"]}
+    )
+    pd.testing.assert_frame_equal(
+        model_input_from_columns(columns, ["a", "b"], ["c"]), model_input(frame, ["a", "b"], ["c"])
+    )
