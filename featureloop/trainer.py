@@ -226,7 +226,10 @@ def register_candidate(
         mlflow.set_tags({f"lineage.{k}": v for k, v in training_set.lineage.items()})
         for part, values in candidate.metrics.items():
             mlflow.log_metrics({f"{part}.{k}": v for k, v in values.items()})
-        mlflow.log_input(dataset, context="training")
+        with warnings.catch_warnings():
+            # The dataset's schema is inferred here; its integer columns (label, request fields) have no gaps.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+            mlflow.log_input(dataset, context="training")
         mlflow.log_dict(candidate.profile, "reference_profile.json")
         mlflow.log_dict({"holdout": candidate.calibration}, "calibration.json")
         mlflow.log_dict(inputs, "model_inputs.json")
