@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 PREVIOUS = "previous"
 
 

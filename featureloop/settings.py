@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     )
     predict_max_batch: int = Field(default=1000, ge=1, le=100_000)
     model_reload_seconds: float = Field(default=5.0, gt=0, description="How often serving checks the alias.")
+    serving_mode: Literal["champion", "shadow", "canary"] = Field(
+        default="champion",
+        description="shadow: the `challenger` alias also scores every row (logged, not returned); "
+        "canary: a share of aircraft, chosen by a stable hash, is answered by the challenger.",
+    )
+    canary_share: float = Field(default=0.1, ge=0, le=1, description="Share of aircraft the canary answers.")
     decision_threshold: float = Field(
         default=0.5, gt=0, lt=1, description="Probability above which a flight is 'delayed'."
     )

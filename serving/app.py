@@ -26,7 +26,7 @@ from serving.features import ServiceReader
 from serving.metrics import ServingMetrics
 from serving.model import ChampionWatcher, ServingModel, load_version
 from serving.prediction_log import PredictionLog
-from serving.predictor import Batcher, OnlineStoreUnavailable, score
+from serving.predictor import Batcher, OnlineStoreUnavailable, in_canary, score, shadow_columns
 from serving.schemas import GetOnlineFeaturesRequest, PredictRequest, PredictResponse
 
 logger = logging.getLogger(__name__)
@@ -44,19 +44,47 @@ class AppState:
     readers: dict[str, ServiceReader] = field(default_factory=dict)
     batcher: Batcher | None = None
 
-    def score_batch(self, bodies: list[PredictRequest]) -> list[PredictResponse]:
-        """Score a batch with the current champion (one model for the whole batch), log and count it."""
-        assert self.watcher is not None and self.watcher.current is not None and self.log is not None
-        model = self.watcher.current
+    challenger: ChampionWatcher | None = None
+
+    def reader_for(self, model: ServingModel) -> ServiceReader:
         reader = self.readers.get(model.feature_service)
         if reader is None:
             reader = self.readers[model.feature_service] = ServiceReader(self.store, model.feature_service)
-        scored = score(reader, model, bodies, self.settings.decision_threshold)
-        self.metrics.predictions.labels(model.version).inc(len(scored.log_rows))
-        for status, n in scored.status_counts.items():
-            self.metrics.feature_status.labels(status).inc(n)
-        self.log.append(scored.log_rows)
-        return scored.responses
+        return reader
+
+    def score_batch(self, bodies: list[PredictRequest]) -> list[PredictResponse]:
+        """Score a batch, log and count it. Each request is answered wholly by one model version:
+        the champion, or in canary mode the challenger for the requests its hash selects."""
+        assert self.watcher is not None and self.watcher.current is not None and self.log is not None
+        champion = self.watcher.current
+        challenger = self.challenger.current if self.challenger else None
+        mode = self.settings.serving_mode
+        groups: list[tuple[ServingModel, list[int]]] = [(champion, list(range(len(bodies))))]
+        if mode == "canary" and challenger is not None:
+            canary = [i for i, body in enumerate(bodies) if in_canary(body, self.settings.canary_share)]
+            rest = [i for i in range(len(bodies)) if i not in set(canary)]
+            groups = [(champion, rest), (challenger, canary)]
+        responses: list[PredictResponse | None] = [None] * len(bodies)
+        for model, indexes in groups:
+            if not indexes:
+                continue
+            group = [bodies[i] for i in indexes]
+            scored = score(self.reader_for(model), model, group, self.settings.decision_threshold)
+            if mode == "shadow" and challenger is not None:
+                shadow = shadow_columns(self.reader_for(challenger), challenger, group)
+                for row, p in zip(scored.log_rows, shadow, strict=True):
+                    row["shadow_model_version"], row["shadow_probability"] = challenger.version, p
+                self.metrics.predictions.labels(challenger.version, "shadow").inc(len(shadow))
+            role = "canary" if model is challenger else "champion"
+            self.metrics.predictions.labels(model.version, role).inc(len(scored.log_rows))
+            for status, n in scored.status_counts.items():
+                self.metrics.feature_status.labels(status).inc(n)
+            for row in scored.log_rows:
+                row["role"] = role
+            self.log.append(scored.log_rows)
+            for i, response in zip(indexes, scored.responses, strict=True):
+                responses[i] = response
+        return [r for r in responses if r is not None]
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -79,13 +107,13 @@ def require_token(
 Authorized = Annotated[None, Depends(require_token)]
 
 
-def _resolver(settings: Settings) -> Any:
-    from featureloop.model_registry import CHAMPION, connect, get_alias
+def _resolver(settings: Settings, alias: str) -> Any:
+    from featureloop.model_registry import connect, get_alias
 
     client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
 
     def resolve() -> tuple[str, dict[str, str]] | None:
-        found = get_alias(client, settings.model_name, CHAMPION)
+        found = get_alias(client, settings.model_name, alias)
         return (found.version, found.tags) if found else None
 
     return resolve
@@ -100,10 +128,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         from featureloop.feast_store import open_store
+        from featureloop.model_registry import CHALLENGER, CHAMPION
 
         state.store = open_store(settings)
         watcher = ChampionWatcher(
-            resolve=_resolver(settings),  # raises TrackingUnavailable, naming the URI: refuse to start
+            resolve=_resolver(
+                settings, CHAMPION
+            ),  # raises TrackingUnavailable, naming the URI: refuse to start
             load=lambda version, tags: load_version(settings.model_name, version, tags),
             interval=settings.model_reload_seconds,
             on_swap=lambda m: _record_swap(metrics, m),
@@ -112,6 +143,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         watcher.load_now()
         watcher.start()
         state.watcher = watcher
+        if settings.serving_mode != "champion":
+            # The challenger is optional: until the alias exists, everything is the champion's.
+            state.challenger = ChampionWatcher(
+                resolve=_resolver(settings, CHALLENGER),
+                load=lambda version, tags: load_version(settings.model_name, version, tags),
+                interval=settings.model_reload_seconds,
+                on_error=lambda _e: metrics.tracking_errors.inc(),
+            )
+            state.challenger.check()
+            state.challenger.start()
         state.log = PredictionLog(
             settings.prediction_log_dir,
             flush_seconds=settings.prediction_log_flush_seconds,
@@ -131,6 +172,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await state.batcher.stop()
             watcher.stop()
+            if state.challenger is not None:
+                state.challenger.stop()
             state.log.close()
 
     app = FastAPI(title="featureloop serving", version="0.1.0", lifespan=lifespan)

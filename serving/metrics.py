@@ -26,7 +26,10 @@ class ServingMetrics:
             "featureloop_errors_total", "Errors by endpoint and kind.", ["endpoint", "kind"], registry=r
         )
         self.predictions = Counter(
-            "featureloop_predictions_total", "Rows predicted by model version.", ["model_version"], registry=r
+            "featureloop_predictions_total",
+            "Rows predicted, by model version and role (champion, canary, shadow).",
+            ["model_version", "role"],
+            registry=r,
         )
         self.feature_status = Counter(
             "featureloop_feature_status_total", "Served feature values by status.", ["status"], registry=r

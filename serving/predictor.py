@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -112,6 +113,22 @@ def score(
         for state in states:
             counts[state] = counts.get(state, 0) + 1
     return Scored(responses=responses, log_rows=log_rows, status_counts=counts)
+
+
+def in_canary(body: PredictRequest, share: float) -> bool:
+    """Stable routing: the request's first aircraft (or flight id) hashed into [0, 1) below `share`."""
+    first = body.flights[0]
+    key = first.tailnum or first.flight_id or f"{first.carrier}-{first.origin}-{first.dest}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64 < share
+
+
+def shadow_columns(reader: ServiceReader, model: ServingModel, bodies: list[PredictRequest]) -> list[float]:
+    """The challenger's probabilities for every row (features of its own service), for the log only."""
+    now = datetime.now(UTC)
+    rows = [row for body in bodies for row in _rows(body, now)]
+    served = reader.read([{k: r[k] for k in ENTITY_KEYS} for r in rows], [r["event_timestamp"] for r in rows])
+    columns = {key: [row[key] for row in rows] for key in ("distance", "sched_hour", "day_of_week")}
+    return [float(p) for p in model.predict_columns({**columns, **served.columns})]
 
 
 @dataclass

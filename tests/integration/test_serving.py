@@ -339,7 +339,7 @@ def test_metrics_expose_latency_predictions_and_feature_status(served: Served) -
     httpx.post(f"{served.url}/predict", json={"flights": _flights(served, 2)}, timeout=30)
     text = httpx.get(f"{served.url}/metrics", timeout=30).text
     assert 'featureloop_request_seconds_bucket{endpoint="/predict"' in text
-    assert f'featureloop_predictions_total{{model_version="{served.first_version}"}}' in text
+    assert f'featureloop_predictions_total{{model_version="{served.first_version}",role="champion"}}' in text
     assert 'featureloop_feature_status_total{status="present"}' in text
     assert "featureloop_model_load_seconds" in text
 
@@ -391,3 +391,60 @@ def test_service_reader_returns_what_feast_get_online_features_returns(served: S
                         for s, v in zip(vector.statuses, expected_values[name], strict=True)]  # fmt: skip
         assert got.status[name].tolist() == feast_status, name
     assert set(got.values.columns) == set(names) - {"tailnum", "origin", "carrier", "route"}
+
+
+@pytest.fixture(scope="module")
+def challenger(served: Served) -> str:
+    """A second version (fewer boosting rounds: different probabilities) under the `challenger` alias."""
+    from featureloop.model_registry import CHALLENGER
+
+    summary = run_training(
+        served.settings,
+        TrainParams(**WINDOW, promote=False, hyperparameters={"max_iter": 30}),
+        report=lambda _m: None,
+    )
+    client, _ = connect(
+        served.settings.tracking_uri, served.settings.artifact_location, served.settings.experiment
+    )
+    client.set_registered_model_alias(served.settings.model_name, CHALLENGER, summary["version"])
+    return str(summary["version"])
+
+
+def test_canary_answers_a_stable_share_of_aircraft_with_the_challenger(
+    served: Served, challenger: str
+) -> None:
+    from serving.predictor import in_canary
+    from serving.schemas import PredictRequest
+
+    settings = served.settings.model_copy(update={"serving_mode": "canary", "canary_share": 0.5})
+    flights = _flights(served, 40)
+    with _serve(create_app(settings)) as url, httpx.Client(timeout=30) as http:
+        first = [http.post(f"{url}/predict", json={"flights": [f]}).json()["model_version"] for f in flights]
+        again = [http.post(f"{url}/predict", json={"flights": [f]}).json()["model_version"] for f in flights]
+        text = http.get(f"{url}/metrics").text
+    assert first == again  # the same aircraft always meets the same model
+    assert set(first) == {served.first_version, challenger}
+    for flight, version in zip(flights, first, strict=True):
+        expected = challenger if in_canary(PredictRequest(flights=[flight]), 0.5) else served.first_version
+        assert version == expected
+    assert f'featureloop_predictions_total{{model_version="{challenger}",role="canary"}}' in text
+
+
+def test_shadow_scores_with_the_challenger_but_answers_with_the_champion(
+    served: Served, challenger: str
+) -> None:
+    settings = served.settings.model_copy(update={"serving_mode": "shadow"})
+    flights = _flights(served, 4)
+    with _serve(create_app(settings)) as url:
+        response = httpx.post(f"{url}/predict", json={"flights": flights}, timeout=30).json()
+        text = httpx.get(f"{url}/metrics", timeout=30).text
+    assert response["model_version"] == served.first_version
+    pattern = str(served.settings.prediction_log_dir / "**" / "*.parquet")
+    rows = duckdb.sql(
+        f"SELECT * FROM read_parquet('{pattern}', union_by_name = true) WHERE request_id = '{response['request_id']}'"
+    ).df()
+    assert len(rows) == 4  # the app flushed the log on shutdown
+    assert set(rows["shadow_model_version"]) == {challenger}
+    assert rows["shadow_probability"].between(0, 1).all()
+    assert not np.allclose(rows["shadow_probability"], rows["probability"])  # a different model scored them
+    assert f'featureloop_predictions_total{{model_version="{challenger}",role="shadow"}} 4.0' in text
