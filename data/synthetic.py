@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from data.schema import LOCAL_TZ, ORIGINS
+from data.tables import WEATHER_FEATURES
 
 CARRIERS = {
     "UA": "United Air Lines Inc.",
@@ -24,17 +25,6 @@ CARRIERS = {
     "EV": "ExpressJet Airlines Inc.",
 }
 DESTS = {"ORD": 719, "ATL": 762, "LAX": 2454, "BOS": 187, "MCO": 944, "SFO": 2565}
-WEATHER_COLUMNS = [
-    "temp",
-    "dewp",
-    "humid",
-    "wind_dir",
-    "wind_speed",
-    "wind_gust",
-    "precip",
-    "pressure",
-    "visib",
-]
 
 
 @dataclass(frozen=True)
@@ -161,7 +151,7 @@ def generate(spec: SyntheticSpec) -> dict[str, pd.DataFrame]:
             "month": local.dt.month,
             "day": local.dt.day,
             "hour": local.dt.hour,
-            **{c: weather[c].round(2) for c in WEATHER_COLUMNS},
+            **{c: weather[c].round(2) for c in WEATHER_FEATURES},
             "time_hour": local.dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
     )

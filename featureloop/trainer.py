@@ -107,25 +107,17 @@ def _registry_hash(store: FeatureStore) -> str:
     return hashlib.sha256(store.registry.proto().SerializeToString(deterministic=True)).hexdigest()[:16]
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=5
+    ).stdout.strip()
+
+
 def code_version() -> str:
     """The git commit of the code that trained (with `-dirty` for uncommitted changes), if known."""
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=5,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=5,
-        ).stdout.strip()
+        sha = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha[:12]}-dirty" if dirty else sha[:12]
