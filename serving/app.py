@@ -43,7 +43,6 @@ class AppState:
     log: PredictionLog | None = None
     readers: dict[str, ServiceReader] = field(default_factory=dict)
     batcher: Batcher | None = None
-
     challenger: ChampionWatcher | None = None
 
     def reader_for(self, model: ServingModel) -> ServiceReader:
@@ -61,9 +60,11 @@ class AppState:
         mode = self.settings.serving_mode
         groups: list[tuple[ServingModel, list[int]]] = [(champion, list(range(len(bodies))))]
         if mode == "canary" and challenger is not None:
-            canary = [i for i, body in enumerate(bodies) if in_canary(body, self.settings.canary_share)]
-            rest = [i for i in range(len(bodies)) if i not in set(canary)]
-            groups = [(champion, rest), (challenger, canary)]
+            chosen = [in_canary(body, self.settings.canary_share) for body in bodies]
+            groups = [
+                (champion, [i for i, c in enumerate(chosen) if not c]),
+                (challenger, [i for i, c in enumerate(chosen) if c]),
+            ]
         responses: list[PredictResponse | None] = [None] * len(bodies)
         for model, indexes in groups:
             if not indexes:
@@ -71,10 +72,7 @@ class AppState:
             group = [bodies[i] for i in indexes]
             scored = score(self.reader_for(model), model, group, self.settings.decision_threshold)
             if mode == "shadow" and challenger is not None:
-                shadow = shadow_columns(self.reader_for(challenger), challenger, group)
-                for row, p in zip(scored.log_rows, shadow, strict=True):
-                    row["shadow_model_version"], row["shadow_probability"] = challenger.version, p
-                self.metrics.predictions.labels(challenger.version, "shadow").inc(len(shadow))
+                self._shadow(challenger, group, scored.log_rows)
             role = "canary" if model is challenger else "champion"
             self.metrics.predictions.labels(model.version, role).inc(len(scored.log_rows))
             for status, n in scored.status_counts.items():
@@ -85,6 +83,20 @@ class AppState:
             for i, response in zip(indexes, scored.responses, strict=True):
                 responses[i] = response
         return [r for r in responses if r is not None]
+
+    def _shadow(
+        self, challenger: ServingModel, group: list[PredictRequest], log_rows: list[dict[str, Any]]
+    ) -> None:
+        """Score the challenger for the log; its failures are counted and never reach the caller."""
+        try:
+            shadow = shadow_columns(self.reader_for(challenger), challenger, group)
+        except Exception as exc:
+            logger.warning("shadow scoring with version %s failed: %s", challenger.version, exc)
+            self.metrics.errors.labels("/predict", "shadow").inc()
+            return
+        for row, p in zip(log_rows, shadow, strict=True):
+            row["shadow_model_version"], row["shadow_probability"] = challenger.version, p
+        self.metrics.predictions.labels(challenger.version, "shadow").inc(len(shadow))
 
 
 _bearer = HTTPBearer(auto_error=False)
