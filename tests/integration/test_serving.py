@@ -308,12 +308,19 @@ def test_promotion_under_concurrent_load_fails_no_request_and_versions_are_consi
     flights = _flights(served, 5)
     stop = threading.Event()
 
-    def hammer() -> list[tuple[int, str | None]]:
+    def hammer() -> list[tuple[int, str | None, str | None]]:
         seen = []
         with httpx.Client(timeout=30) as http:
             while not stop.is_set():
                 r = http.post(f"{served.url}/predict", json={"flights": flights})
-                seen.append((r.status_code, r.json().get("model_version") if r.status_code == 200 else None))
+                ok = r.status_code == 200
+                seen.append(
+                    (
+                        r.status_code,
+                        r.json()["model_version"] if ok else None,
+                        r.json()["request_id"] if ok else None,
+                    )
+                )
         return seen
 
     with ThreadPoolExecutor(4) as pool:
@@ -331,8 +338,20 @@ def test_promotion_under_concurrent_load_fails_no_request_and_versions_are_consi
         seen = [item for future in futures for item in future.result()]
     client.set_registered_model_alias(served.settings.model_name, CHAMPION, before.version)
     assert len(seen) > 20
-    assert {status for status, _ in seen} == {200}
-    assert {version for _, version in seen} == {before.version, retrained["version"]}
+    assert {status for status, _, _ in seen} == {200}
+    assert {version for _, version, _ in seen} == {before.version, retrained["version"]}
+    # Every row of a response was computed by the version the response names (the log says which).
+    pattern = str(served.settings.prediction_log_dir / "**" / "*.parquet")
+    answered = {request_id: version for _, version, request_id in seen}
+    time.sleep(1.0)  # one flush interval and more
+    logged = duckdb.sql(
+        f"SELECT request_id, list(DISTINCT model_version) AS versions, count(*) AS n "
+        f"FROM read_parquet('{pattern}', union_by_name = true) GROUP BY request_id"
+    ).df()
+    logged = logged[logged["request_id"].isin(answered)]
+    assert len(logged) == len(answered)
+    for row in logged.itertuples():
+        assert list(row.versions) == [answered[row.request_id]] and row.n == len(flights)
 
 
 def test_metrics_expose_latency_predictions_and_feature_status(served: Served) -> None:
