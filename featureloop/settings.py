@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         "canary: a share of aircraft, chosen by a stable hash, is answered by the challenger.",
     )
     canary_share: float = Field(default=0.1, ge=0, le=1, description="Share of aircraft the canary answers.")
+    online_store_timeout_ms: int = Field(
+        default=100, ge=1, description="How long serving waits for a locked SQLite online store before a 503."
+    )
     decision_threshold: float = Field(
         default=0.5, gt=0, lt=1, description="Probability above which a flight is 'delayed'."
     )

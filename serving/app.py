@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -22,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from featureloop.settings import Settings
-from serving.features import ServiceReader
+from serving.features import ENTITY_KEYS, ServiceReader
 from serving.metrics import ServingMetrics
 from serving.model import ChampionWatcher, ServingModel, load_version
 from serving.prediction_log import PredictionLog
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from featureloop.model_registry import CHALLENGER, CHAMPION
 
         state.store = open_store(settings)
+        _bound_store_waits(state.store, settings.online_store_timeout_ms)
         watcher = ChampionWatcher(
             resolve=_resolver(
                 settings, CHAMPION
@@ -260,6 +262,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def _bound_store_waits(store: Any, timeout_ms: int) -> None:
+    """A locked SQLite online store answers 'busy' after `timeout_ms` (Python's default waits 5 s),
+    so a request fails fast with a 503 and the next one succeeds as soon as the lock is gone."""
+    if getattr(store.config.online_store, "type", None) != "sqlite":
+        return
+    connection = store._get_provider().online_store._get_conn(store.config)
+    connection.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+
+
 def _record_swap(metrics: ServingMetrics, model: ServingModel) -> None:
     gc.freeze()  # the new model's objects are long-lived too
     metrics.model_swaps.inc()
@@ -268,10 +279,12 @@ def _record_swap(metrics: ServingMetrics, model: ServingModel) -> None:
 
 
 def _store_reachable(state: AppState) -> bool:
+    """One read of the champion's service for an entity that does not exist."""
+    model = state.watcher.current if state.watcher else None
+    if model is None:
+        return False
     try:
-        state.store.get_online_features(
-            features=["carrier_stats:carrier_flights_1h"], entity_rows=[{"carrier": ""}]
-        )
+        state.reader_for(model).read([dict.fromkeys(ENTITY_KEYS, "")], [datetime.now(UTC)])
     except Exception:
         return False
     return True

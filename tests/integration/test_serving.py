@@ -467,3 +467,25 @@ def test_shadow_scores_with_the_challenger_but_answers_with_the_champion(
     assert rows["shadow_probability"].between(0, 1).all()
     assert not np.allclose(rows["shadow_probability"], rows["probability"])  # a different model scored them
     assert f'featureloop_predictions_total{{model_version="{challenger}",role="shadow"}} 4.0' in text
+
+
+def test_locked_online_store_gives_a_quick_503_and_service_resumes_by_itself(served: Served) -> None:
+    import sqlite3
+
+    flights = {"flights": _flights(served, 1)}
+    lock = sqlite3.connect(served.settings.feast_dir / "online.db", isolation_level=None)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        start = time.monotonic()
+        down = httpx.post(f"{served.url}/predict", json=flights, timeout=30)
+        elapsed = time.monotonic() - start
+        assert down.status_code == 503
+        assert "online store unavailable" in down.json()["detail"] and "locked" in down.json()["detail"]
+        assert elapsed < 1.0  # bounded by FEATURELOOP_ONLINE_STORE_TIMEOUT_MS (100 ms), not SQLite's 5 s
+        ready = httpx.get(f"{served.url}/ready", timeout=30)
+        assert ready.status_code == 503 and ready.json()["checks"]["online_store"] is False
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert httpx.post(f"{served.url}/predict", json=flights, timeout=30).status_code == 200
+    assert httpx.get(f"{served.url}/ready", timeout=30).status_code == 200
