@@ -12,14 +12,12 @@ from typing import Any
 
 import duckdb
 
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+from featureloop.sql import quote_identifier
 
 
 def _bucket_sql(column: str, inner_edges: list[float]) -> str:
     """The reference bin of a value, as np.histogram assigns it with open outer bins; -1 when missing."""
-    col = _quote(column)
+    col = quote_identifier(column)
     cases = " ".join(f"WHEN {col} < {edge!r} THEN {i}" for i, edge in enumerate(inner_edges))
     return f"CASE WHEN {col} IS NULL OR isnan({col}::DOUBLE) THEN -1 {cases} ELSE {len(inner_edges)} END"
 
@@ -42,7 +40,7 @@ def current_profile(
         if name not in columns:
             absent.append(name)
             continue
-        col = _quote(name)
+        col = quote_identifier(name)
         if ref["kind"] == "numeric":
             inner = list(ref["edges"][1:-1])
             bucket = _bucket_sql(name, inner)

@@ -32,6 +32,8 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from feast.saved_dataset import SavedDatasetStorage
 
+from featureloop.sql import quote_identifier, quote_literal
+
 ROW_ID = "__featureloop_row"
 
 
@@ -39,14 +41,6 @@ class AsofDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
     """Same options as Feast's DuckDB offline store."""
 
     type: str = "featureloop.feast_offline.AsofDuckDBOfflineStore"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 class ArrowRetrievalJob(RetrievalJob):
@@ -126,30 +120,33 @@ def _view_sql(
     ts_field, created = source.timestamp_field or "event_timestamp", source.created_timestamp_column
 
     def src(name: str) -> str:
-        return _quote(to_source.get(name) or name)
+        return quote_identifier(to_source.get(name) or name)
 
-    key_cols = [f"{src(k)} AS {_quote('k_' + k)}" for k in join_map]
-    feature_cols = [f"{src(f)} AS {_quote('f_' + f)}" for f in features]
-    order = f"{_quote(ts_field)} DESC" + (f", {_quote(created)} DESC" if created else "")
-    partition = ", ".join([src(k) for k in join_map] + [_quote(ts_field)])
+    key_cols = [f"{src(k)} AS {quote_identifier('k_' + k)}" for k in join_map]
+    feature_cols = [f"{src(f)} AS {quote_identifier('f_' + f)}" for f in features]
+    order = f"{quote_identifier(ts_field)} DESC" + (f", {quote_identifier(created)} DESC" if created else "")
+    partition = ", ".join([src(k) for k in join_map] + [quote_identifier(ts_field)])
     table = f"""
-        SELECT {", ".join(key_cols)}, {_quote(ts_field)}::TIMESTAMPTZ AS __ts, {", ".join(feature_cols)}
-        FROM read_parquet({_literal(source.path)})
+        SELECT {", ".join(key_cols)}, {quote_identifier(ts_field)}::TIMESTAMPTZ AS __ts, {", ".join(feature_cols)}
+        FROM read_parquet({quote_literal(source.path)})
         QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order}) = 1
     """
     on = " AND ".join(
-        [f"e.{_quote(entity_col)} = f.{_quote('k_' + key)}" for key, entity_col in join_map.items()]
-        + [f"e.{_quote(timestamp_col)} >= f.__ts"]
+        [
+            f"e.{quote_identifier(entity_col)} = f.{quote_identifier('k_' + key)}"
+            for key, entity_col in join_map.items()
+        ]
+        + [f"e.{quote_identifier(timestamp_col)} >= f.__ts"]
     )
     ttl = fv.ttl or timedelta(0)
     alive = (
-        f"f.__ts >= e.{_quote(timestamp_col)} - to_microseconds({int(ttl.total_seconds() * 1_000_000)})"
+        f"f.__ts >= e.{quote_identifier(timestamp_col)} - to_microseconds({int(ttl.total_seconds() * 1_000_000)})"
         if ttl > timedelta(0)
         else "f.__ts IS NOT NULL"
     )
     names = [f"{base}__{f}" if full_feature_names else f for f in features]
     selected = [
-        f"CASE WHEN {alive} THEN f.{_quote('f_' + f)} END AS {_quote(name)}"
+        f"CASE WHEN {alive} THEN f.{quote_identifier('f_' + f)} END AS {quote_identifier(name)}"
         for f, name in zip(features, names, strict=True)
     ]
     sql = f"SELECT e.{ROW_ID}, {', '.join(selected)} FROM entity AS e ASOF LEFT JOIN ({table}) AS f ON {on}"
@@ -181,8 +178,8 @@ def asof_historical_features(
         ctes = ", ".join(f"{alias} AS ({sql})" for alias, sql, _ in parts)
         joins = " ".join(f"LEFT JOIN {alias} USING ({ROW_ID})" for alias, _, _ in parts)
         select = ", ".join(
-            [f"e.{_quote(c)}" for c in entity_df.columns]
-            + [f"{alias}.{_quote(n)}" for alias, _, names in parts for n in names]
+            [f"e.{quote_identifier(c)}" for c in entity_df.columns]
+            + [f"{alias}.{quote_identifier(n)}" for alias, _, names in parts for n in names]
         )
         query = (
             f"{'WITH ' + ctes if ctes else ''} SELECT {select} FROM entity AS e {joins} ORDER BY e.{ROW_ID}"

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from featureloop.training import model_input, model_input_from_columns
+from featureloop.training import model_input_from_columns
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +28,6 @@ class ServingModel:
     categorical: list[str]
     feature_service: str
     load_seconds: float
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(
-            self.pipeline.predict_proba(model_input(frame, self.numeric, self.categorical))[:, 1]
-        )
 
     def predict_columns(self, columns: dict[str, list[Any]]) -> np.ndarray:
         """Probabilities from column lists (request fields and served features)."""
