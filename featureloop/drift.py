@@ -1,0 +1,131 @@
+"""Per-feature drift from profiles, the dataset verdict, and persistence over windows (pure).
+
+A feature drifts when its change is both significant and relevant: the two-sample chi-square test
+on the reference bins (or categories) rejects at `alpha`, and the effect (PSI) is at least `min_psi`.
+The p-value keeps small windows from crying wolf; the effect floor keeps large windows from flagging
+shifts too small to matter. A window smaller than `min_rows` gets no verdict at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+from scipy import stats
+
+from featureloop.drift_stats import jensenshannon_shares, psi_shares
+from featureloop.profile import OTHER
+
+
+class DriftConfig(BaseModel):
+    """Thresholds of the drift decision; the defaults pass the calibration test at `min_rows`."""
+
+    alpha: float = Field(0.01, gt=0, lt=1, description="Significance level of the per-feature test.")
+    min_psi: float = Field(0.02, ge=0, description="Smallest PSI that counts as drift.")
+    min_rows: int = Field(1000, ge=1, description="Smaller current windows get no verdict.")
+    share_threshold: float = Field(0.5, gt=0, le=1, description="Weighted share of drifted features.")
+    unseen_threshold: float = Field(0.01, ge=0, le=1, description="Share of unseen categories reported.")
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One feature's comparison: the test's p-value, the effect sizes, and notes a person should read."""
+
+    name: str
+    drifted: bool
+    p_value: float
+    psi: float
+    jensenshannon: float
+    missing_share_change: float
+    unseen_share: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _chi_square_p(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
+    table = np.vstack([ref_counts, cur_counts])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 1.0
+    return float(stats.chi2_contingency(table).pvalue)
+
+
+def _aligned_categories(ref: dict[str, int], cur: dict[str, int]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Counts over the reference's categories (+ unseen ones, folded into OTHER when the reference
+    folded its rare values) and the share of current values the reference never saw."""
+    seen = set(ref) - {OTHER}
+    total = sum(cur.values())
+    unseen = sum(n for k, n in cur.items() if k not in seen) / total if total else 0.0
+    if OTHER in ref:
+        cur = {k: n for k, n in cur.items() if k in seen} | {
+            OTHER: sum(n for k, n in cur.items() if k not in seen)
+        }
+    keys = sorted(set(ref) | set(cur))
+    return (
+        np.array([ref.get(k, 0) for k in keys], dtype=float),
+        np.array([cur.get(k, 0) for k in keys], dtype=float),
+        unseen,
+    )
+
+
+def feature_drift(
+    name: str, reference: dict[str, Any], current: dict[str, Any], config: DriftConfig
+) -> FeatureDrift:
+    """Compare a feature's current profile with its reference profile."""
+    notes = []
+    if reference["kind"] == "numeric":
+        ref_counts = np.asarray(reference["counts"], dtype=float)
+        cur_counts = np.asarray(current["counts"], dtype=float)
+        unseen = 0.0
+        if reference.get("min") is not None and reference.get("min") == reference.get("max"):
+            notes.append(f"constant in the reference ({reference['min']}): any other value is a change")
+    else:
+        ref_counts, cur_counts, unseen = _aligned_categories(reference["counts"], current["counts"])
+        if unseen >= config.unseen_threshold:
+            notes.append(f"{unseen:.1%} of current values are categories the reference never saw")
+    cur_missing = current["missing"] / current["n"] if current["n"] else 0.0
+    missing_change = abs(cur_missing - reference["missing_share"])
+    if cur_counts.sum() == 0:
+        notes.append("all values missing in the current window")
+        return FeatureDrift(name, False, 1.0, 0.0, 0.0, missing_change, unseen, notes)
+    r, c = ref_counts / max(ref_counts.sum(), 1.0), cur_counts / cur_counts.sum()
+    p = _chi_square_p(ref_counts, cur_counts)
+    psi = psi_shares(r, c).score
+    drifted = p < config.alpha and psi >= config.min_psi
+    return FeatureDrift(
+        name, drifted, p, psi, jensenshannon_shares(r, c).score, missing_change, unseen, notes
+    )
+
+
+@dataclass(frozen=True)
+class DatasetVerdict:
+    """The window's verdict: None when the window is too small to say anything."""
+
+    drifted: bool | None
+    share: float
+    drifted_features: list[str]
+    reason: str
+
+
+def dataset_verdict(
+    features: Sequence[FeatureDrift], rows: int, config: DriftConfig, weights: dict[str, float] | None = None
+) -> DatasetVerdict:
+    """Drift when the (importance-)weighted share of drifted features reaches the threshold."""
+    if rows < config.min_rows:
+        return DatasetVerdict(None, 0.0, [], f"window too small: {rows} rows < {config.min_rows}; no verdict")
+    if not features:
+        return DatasetVerdict(None, 0.0, [], "no feature to compare; no verdict")
+    w = {f.name: (weights or {}).get(f.name, 0.0 if weights else 1.0) for f in features}
+    total = sum(w.values()) or 1.0
+    share = sum(w[f.name] for f in features if f.drifted) / total
+    drifted = [f.name for f in sorted(features, key=lambda f: -f.psi) if f.drifted]
+    verdict = share >= config.share_threshold
+    return DatasetVerdict(verdict, share, drifted, f"{share:.0%} of the (weighted) features drifted")
+
+
+def persistent(history: Sequence[bool | None], k: int, n: int) -> bool:
+    """True when at least k of the last n windows with a verdict drifted (windows without one skipped)."""
+    verdicts = [v for v in history if v is not None][-n:]
+    return sum(bool(v) for v in verdicts) >= k
