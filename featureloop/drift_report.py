@@ -1,0 +1,48 @@
+"""One drift window: the prediction log's rows in [start, end) against the model's reference profile."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from featureloop.current_profile import current_profile
+from featureloop.drift import DriftConfig, dataset_verdict, feature_drift
+from featureloop.sql import quote_literal
+
+
+def log_window(log_dir: Path, start: datetime, end: datetime) -> str:
+    """A DuckDB relation of the prediction log rows whose prediction time falls in [start, end)."""
+    pattern = quote_literal(str(log_dir / "**" / "*.parquet"))
+    return (
+        f"(SELECT * FROM read_parquet({pattern}, union_by_name = true) "
+        f"WHERE event_timestamp >= {quote_literal(start.isoformat())}::TIMESTAMPTZ "
+        f"AND event_timestamp < {quote_literal(end.isoformat())}::TIMESTAMPTZ)"
+    )
+
+
+def compare_window(
+    reference: dict[str, Any],
+    relation: str,
+    config: DriftConfig,
+    *,
+    weights: dict[str, float] | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> dict[str, Any]:
+    """Per-feature results (most drifted first), the dataset verdict, and the features the window lacks."""
+    current = current_profile(relation, reference, con=con)
+    results = [
+        feature_drift(name, reference["features"][name], profile, config)
+        for name, profile in current["features"].items()
+    ]
+    verdict = dataset_verdict(results, current["rows"], config, weights)
+    return {
+        "rows": current["rows"],
+        "verdict": asdict(verdict),
+        "features": [asdict(r) for r in sorted(results, key=lambda r: (-r.drifted, -r.psi))],
+        "absent": current["absent"],
+        "config": config.model_dump(),
+    }
