@@ -94,3 +94,28 @@ def test_feast_cli_apply_and_materialize_incremental_in_the_repo(feast_env: Feas
         & (stats["event_timestamp"] <= pd.Timestamp(feast_env.prepared.time_range["end"]))
     ]
     assert f'"carrier_flights_7d": [{int(expected["carrier_flights_7d"].iloc[-1])}]' in read.stdout
+
+
+def test_rollback_without_a_previous_version_says_so(tmp_path: Path) -> None:
+    env = {
+        "FEATURELOOP_DATA_DIR": str(tmp_path / "data"),
+        "FEATURELOOP_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    out = _run([str(BIN / "featureloop"), "rollback"], cwd=tmp_path, **env)
+    assert out.returncode == 2
+    assert "has no version with alias 'previous': nothing to roll back to" in out.stderr
+
+
+def test_train_with_an_inverted_window_is_refused_before_any_work(tmp_path: Path) -> None:
+    env = {
+        "FEATURELOOP_DATA_DIR": str(tmp_path / "data"),
+        "FEATURELOOP_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    out = _run(
+        [str(BIN / "featureloop"), "train", "--start", "2013-03-01", "--end", "2013-02-01"],
+        cwd=tmp_path,
+        **env,
+    )
+    assert out.returncode == 2
+    assert "train_end (2013-02-01T00:00:00+00:00) must be after train_start" in out.stderr
+    assert "Nothing was registered" in out.stderr
