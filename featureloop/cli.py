@@ -250,6 +250,53 @@ def rollback() -> None:
 
 
 @app.command()
+def drift(
+    start: Annotated[str, typer.Option(help="Window start (ISO, UTC): prediction time of the served rows.")],
+    end: Annotated[str, typer.Option(help="Window end (ISO, UTC, exclusive).")],
+) -> None:
+    """Compare the prediction log's rows in [START, END) with the champion's reference profile."""
+    from featureloop.drift import DriftConfig
+    from featureloop.drift_report import compare_window, log_window
+    from featureloop.model_registry import (
+        CHAMPION,
+        TrackingUnavailable,
+        connect,
+        get_alias,
+        load_reference_profile,
+    )
+
+    settings = _settings()
+    try:
+        client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    except TrackingUnavailable as exc:
+        raise _fail(str(exc)) from exc
+    champion = get_alias(client, settings.model_name, CHAMPION)
+    if champion is None:
+        raise _fail(f"model {settings.model_name!r} has no champion: train and promote one first")
+    if not any(settings.prediction_log_dir.rglob("*.parquet")):
+        raise _fail(f"no prediction log under {settings.prediction_log_dir}: serve some predictions first")
+    window_start, window_end = _parse_time(start), _parse_time(end)
+    assert window_start is not None and window_end is not None
+    report = compare_window(
+        load_reference_profile(client, champion), log_window(settings.prediction_log_dir, window_start, window_end),
+        DriftConfig(),
+    )  # fmt: skip
+    typer.echo(
+        f"model {champion.name} version {champion.version}, window {start} .. {end}: {report['rows']:,} rows"
+    )
+    typer.echo("feature                          drifted   p-value      PSI  notes")
+    for f in report["features"]:
+        typer.echo(
+            f"{f['name']:<32} {'yes' if f['drifted'] else 'no':<7} {f['p_value']:9.2e} {f['psi']:8.4f}  {'; '.join(f['notes'])}"
+        )
+    if report["absent"]:
+        typer.echo(f"absent from the window: {', '.join(report['absent'])}")
+    verdict = report["verdict"]
+    label = {True: "DRIFT", False: "no drift", None: "no verdict"}[verdict["drifted"]]
+    typer.echo(f"verdict: {label} ({verdict['reason']})")
+
+
+@app.command()
 def demo() -> None:
     """Run the loop end to end on the real 2013 flights: prepare, apply, materialize, train."""
     clock = _Clock()

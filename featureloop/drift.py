@@ -1,7 +1,8 @@
 """Per-feature drift from profiles, the dataset verdict, and persistence over windows (pure).
 
 A feature drifts when its change is both significant and relevant: the two-sample chi-square test
-on the reference bins (or categories) rejects at `alpha`, and the effect (PSI) is at least `min_psi`.
+on the reference bins (or categories) rejects at `alpha`, and the effect (PSI) is at least `min_psi`;
+or when its share of missing values moves by more than `max_missing_change`.
 The p-value keeps small windows from crying wolf; the effect floor keeps large windows from flagging
 shifts too small to matter. A window smaller than `min_rows` gets no verdict at all.
 """
@@ -28,6 +29,9 @@ class DriftConfig(BaseModel):
     min_rows: int = Field(1000, ge=1, description="Smaller current windows get no verdict.")
     share_threshold: float = Field(0.5, gt=0, le=1, description="Weighted share of drifted features.")
     unseen_threshold: float = Field(0.01, ge=0, le=1, description="Share of unseen categories reported.")
+    max_missing_change: float = Field(
+        0.1, ge=0, le=1, description="A larger change in missing share is drift."
+    )
 
 
 @dataclass(frozen=True)
@@ -87,13 +91,16 @@ def feature_drift(
             notes.append(f"{unseen:.1%} of current values are categories the reference never saw")
     cur_missing = current["missing"] / current["n"] if current["n"] else 0.0
     missing_change = abs(cur_missing - reference["missing_share"])
+    missing_drift = missing_change > config.max_missing_change
+    if missing_drift:
+        notes.append(f"missing share changed by {missing_change:.0%}")
     if cur_counts.sum() == 0:
         notes.append("all values missing in the current window")
-        return FeatureDrift(name, False, 1.0, 0.0, 0.0, missing_change, unseen, notes)
+        return FeatureDrift(name, missing_drift, 1.0, 0.0, 0.0, missing_change, unseen, notes)
     r, c = ref_counts / max(ref_counts.sum(), 1.0), cur_counts / cur_counts.sum()
     p = _chi_square_p(ref_counts, cur_counts)
     psi = psi_shares(r, c).score
-    drifted = p < config.alpha and psi >= config.min_psi
+    drifted = (p < config.alpha and psi >= config.min_psi) or missing_drift
     return FeatureDrift(
         name, drifted, p, psi, jensenshannon_shares(r, c).score, missing_change, unseen, notes
     )

@@ -102,6 +102,13 @@ def load_model(uri: str) -> Any:
     return mlflow.sklearn.load_model(uri)
 
 
+def load_reference_profile(client: MlflowClient, version: VersionInfo) -> dict[str, Any]:
+    """The reference profile stored with a version's training run (for drift checks)."""
+    path = client.download_artifacts(version.run_id, "reference_profile.json")
+    with open(path) as handle:
+        return dict(json.load(handle))
+
+
 def record_decision(client: MlflowClient, version: VersionInfo, decision: dict[str, Any]) -> None:
     """Write the gate's decision onto the model version, promoted or not."""
     client.set_model_version_tag(

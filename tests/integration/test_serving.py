@@ -489,3 +489,24 @@ def test_locked_online_store_gives_a_quick_503_and_service_resumes_by_itself(ser
         lock.close()
     assert httpx.post(f"{served.url}/predict", json=flights, timeout=30).status_code == 200
     assert httpx.get(f"{served.url}/ready", timeout=30).status_code == 200
+
+
+def test_served_rows_carry_every_feature_of_the_reference_profile(served: Served) -> None:
+    """The contract between training and serving: drift can compare every profiled feature."""
+    from featureloop.drift import DriftConfig
+    from featureloop.drift_report import compare_window, log_window
+    from featureloop.model_registry import get_alias, load_reference_profile
+
+    httpx.post(f"{served.url}/predict", json={"flights": _flights(served, 30)}, timeout=30)
+    time.sleep(0.6)  # more than one flush interval
+    client, _ = connect(
+        served.settings.tracking_uri, served.settings.artifact_location, served.settings.experiment
+    )
+    champion = get_alias(client, served.settings.model_name, CHAMPION)
+    assert champion is not None
+    reference = load_reference_profile(client, champion)
+    window = log_window(served.settings.prediction_log_dir, served.end, served.end + pd.Timedelta(seconds=1))
+    report = compare_window(reference, window, DriftConfig(min_rows=10))
+    assert report["absent"] == []
+    assert report["rows"] >= 30
+    assert {f["name"] for f in report["features"]} == set(reference["features"])

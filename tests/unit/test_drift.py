@@ -66,6 +66,7 @@ def test_constant_reference_and_all_missing_current_are_named() -> None:
     y = feature_drift("y", reference["features"]["y"], current["features"]["y"], CONFIG)
     assert any("constant in the reference" in n for n in x.notes)
     assert any("all values missing" in n for n in y.notes) and y.missing_share_change == pytest.approx(1.0)
+    assert y.drifted and not x.drifted  # a feature that stops arriving is drift; a constant one is not
 
 
 def _f(name: str, drifted: bool) -> FeatureDrift:
