@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from featureloop.training import model_input_from_columns
+from serving.scorer import CompiledScorer, agrees, compile_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +29,12 @@ class ServingModel:
     categorical: list[str]
     feature_service: str
     load_seconds: float
+    compiled: CompiledScorer | None = None
 
     def predict_columns(self, columns: dict[str, list[Any]]) -> np.ndarray:
         """Probabilities from column lists (request fields and served features)."""
+        if self.compiled is not None:
+            return self.compiled.predict(columns)
         x = model_input_from_columns(columns, self.numeric, self.categorical)
         return np.asarray(self.pipeline.predict_proba(x)[:, 1])
 
@@ -42,14 +46,19 @@ def load_version(name: str, version: str, tags: dict[str, str]) -> ServingModel:
     start = time.perf_counter()
     pipeline = load_model(f"models:/{name}/{version}")
     inputs = json.loads(tags["model_inputs"])
+    numeric, categorical = list(inputs["numeric"]), list(inputs["categorical"])
+    compiled = compile_pipeline(pipeline, numeric, categorical)
+    if compiled is not None and not agrees(compiled, pipeline):
+        compiled = None
     return ServingModel(
         name=name,
         version=version,
         pipeline=pipeline,
-        numeric=list(inputs["numeric"]),
-        categorical=list(inputs["categorical"]),
+        numeric=numeric,
+        categorical=categorical,
         feature_service=tags["feature_service"],
         load_seconds=time.perf_counter() - start,
+        compiled=compiled,
     )
 
 

@@ -510,3 +510,23 @@ def test_served_rows_carry_every_feature_of_the_reference_profile(served: Served
     assert report["absent"] == []
     assert report["rows"] >= 30
     assert {f["name"] for f in report["features"]} == set(reference["features"])
+
+
+def test_compiled_scorer_is_used_and_equals_scikit_learn_on_real_rows(served: Served) -> None:
+    from featureloop.model_registry import get_alias
+    from featureloop.trainer import load_training_set
+    from serving.model import load_version
+
+    client, _ = connect(
+        served.settings.tracking_uri, served.settings.artifact_location, served.settings.experiment
+    )
+    champion = get_alias(client, served.settings.model_name, CHAMPION)
+    assert champion is not None
+    model = load_version(champion.name, champion.version, champion.tags)
+    assert model.compiled is not None
+    frame = load_training_set(
+        served.feast_env.store, served.settings.offline_dir, TrainParams(**WINDOW)
+    ).frame
+    columns = {c: [None if pd.isna(v) else v for v in frame[c]] for c in model.numeric + model.categorical}
+    expected = model.pipeline.predict_proba(model_input(frame, model.numeric, model.categorical))[:, 1]
+    np.testing.assert_allclose(model.compiled.predict(columns), expected, rtol=0, atol=1e-12)
