@@ -93,22 +93,30 @@ class ServiceReader:
             read = self._provider.online_read(
                 config=self._store.config, table=v.view, entity_keys=protos, requested_features=v.features
             )
-            found = dict(zip(unique, read, strict=True))
-            for name in v.features:
-                values[name], status[name] = [], []
+            # Decode each distinct entity once (a batch often repeats carriers, airports, routes).
+            decoded = {
+                key: (
+                    stamp,
+                    [
+                        feast_value_type_to_python_type(row[name]) if row and name in row else None
+                        for name in v.features
+                    ],
+                )
+                for key, (stamp, row) in zip(unique, read, strict=True)
+            }
+            columns = [values.setdefault(name, []) for name in v.features]
+            states = [status.setdefault(name, []) for name in v.features]
             for key, t in zip(keys, times, strict=True):
-                stamp, row = found[key]
+                stamp, row_values = decoded[key]
                 stale = stamp is not None and v.ttl > timedelta(0) and stamp < t - v.ttl
-                for name in v.features:
-                    proto = row.get(name) if row else None
-                    value = feast_value_type_to_python_type(proto) if proto is not None else None
+                for value, column, state in zip(row_values, columns, states, strict=True):
                     if value is None:
-                        values[name].append(None)
-                        status[name].append(MISSING)
+                        column.append(None)
+                        state.append(MISSING)
                     elif stale:
-                        values[name].append(None)
-                        status[name].append(STALE)
+                        column.append(None)
+                        state.append(STALE)
                     else:
-                        values[name].append(value)
-                        status[name].append(PRESENT)
+                        column.append(value)
+                        state.append(PRESENT)
         return ServedFeatures(columns=values, states=status)
