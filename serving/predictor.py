@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from serving.features import ENTITY_KEYS, MISSING, STALE, ServiceReader
+import numpy as np
+
+from featureloop.training import REQUEST_FEATURES
+from serving.features import ENTITY_KEYS, MISSING, STALE, ServedFeatures, ServiceReader
 from serving.model import ServingModel
 from serving.schemas import Prediction, PredictRequest, PredictResponse
 
@@ -54,6 +57,24 @@ def _rows(body: PredictRequest, now: datetime) -> list[dict[str, Any]]:
     ]
 
 
+class ServiceReadError(RuntimeError):
+    """Reading the online store failed (the cause is chained)."""
+
+
+def _read_and_predict(
+    reader: ServiceReader, model: ServingModel, rows: list[dict[str, Any]]
+) -> tuple[ServedFeatures, np.ndarray]:
+    """The service's online features for the rows, and the model's probabilities on them."""
+    try:
+        served = reader.read(
+            [{k: r[k] for k in ENTITY_KEYS} for r in rows], [r["event_timestamp"] for r in rows]
+        )
+    except Exception as exc:
+        raise ServiceReadError("online read failed") from exc
+    request_fields = {key: [row[key] for row in rows] for key in REQUEST_FEATURES}
+    return served, model.predict_columns({**request_fields, **served.columns})
+
+
 def score(
     reader: ServiceReader, model: ServingModel, bodies: list[PredictRequest], threshold: float
 ) -> Scored:
@@ -63,13 +84,10 @@ def score(
     per_request = [_rows(body, now) for body in bodies]
     rows = [row for request_rows in per_request for row in request_rows]
     try:
-        served = reader.read(
-            [{k: r[k] for k in ENTITY_KEYS} for r in rows], [r["event_timestamp"] for r in rows]
-        )
-    except Exception as exc:
-        raise OnlineStoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-    columns = {key: [row[key] for row in rows] for key in ("distance", "sched_hour", "day_of_week")}
-    probability = model.predict_columns({**columns, **served.columns})
+        served, probability = _read_and_predict(reader, model, rows)
+    except ServiceReadError as exc:
+        cause = exc.__cause__
+        raise OnlineStoreUnavailable(f"{type(cause).__name__}: {cause}") from cause
     delayed = probability >= threshold
     names = list(served.columns)
     latency_ms = (time.perf_counter() - start) * 1000
@@ -125,10 +143,8 @@ def in_canary(body: PredictRequest, share: float) -> bool:
 def shadow_columns(reader: ServiceReader, model: ServingModel, bodies: list[PredictRequest]) -> list[float]:
     """The challenger's probabilities for every row (features of its own service), for the log only."""
     now = datetime.now(UTC)
-    rows = [row for body in bodies for row in _rows(body, now)]
-    served = reader.read([{k: r[k] for k in ENTITY_KEYS} for r in rows], [r["event_timestamp"] for r in rows])
-    columns = {key: [row[key] for row in rows] for key in ("distance", "sched_hour", "day_of_week")}
-    return [float(p) for p in model.predict_columns({**columns, **served.columns})]
+    _, probability = _read_and_predict(reader, model, [row for body in bodies for row in _rows(body, now)])
+    return [float(p) for p in probability]
 
 
 @dataclass
