@@ -37,7 +37,12 @@ class Settings(BaseSettings):
     serving_token: SecretStr | None = Field(
         default=None, description="Bearer token every serving endpoint but /health requires (unset: none)."
     )
-    predict_max_batch: int = Field(default=1000, ge=1, le=100_000)
+    predict_max_batch: int = Field(
+        default=1000, ge=1, le=100_000, description="Most flights in one /predict."
+    )
+    max_request_bytes: int = Field(
+        default=4_000_000, ge=1024, description="Largest request body serving reads; larger ones get a 413."
+    )
     model_reload_seconds: float = Field(default=5.0, gt=0, description="How often serving checks the alias.")
     serving_mode: Literal["champion", "shadow", "canary"] = Field(
         default="champion",

@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import gc
 import logging
-import secrets
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic_core import to_json
 
 from featureloop.settings import Settings
 from serving.features import ENTITY_KEYS, ServiceReader
+from serving.http import TOKEN_REQUIRED, ServingLayer, answer_predict, token_matches
 from serving.metrics import ServingMetrics
 from serving.model import ChampionWatcher, ServingModel, load_version
 from serving.prediction_log import PredictionLog
@@ -52,9 +52,10 @@ class AppState:
             reader = self.readers[model.feature_service] = ServiceReader(self.store, model.feature_service)
         return reader
 
-    def score_batch(self, bodies: list[PredictRequest]) -> list[PredictResponse]:
-        """Score a batch, log and count it. Each request is answered wholly by one model version:
-        the champion, or in canary mode the challenger for the requests its hash selects."""
+    def score_batch(self, bodies: list[PredictRequest]) -> list[bytes]:
+        """Score a batch, log and count it, and encode each request's response. Each request is
+        answered wholly by one model version: the champion, or in canary mode the challenger for the
+        requests its hash selects."""
         assert self.watcher is not None and self.watcher.current is not None and self.log is not None
         champion = self.watcher.current
         challenger = self.challenger.current if self.challenger else None
@@ -66,27 +67,27 @@ class AppState:
                 (champion, [i for i, c in enumerate(chosen) if not c]),
                 (challenger, [i for i, c in enumerate(chosen) if c]),
             ]
-        responses: list[PredictResponse | None] = [None] * len(bodies)
+        responses: list[bytes] = [b""] * len(bodies)
         for model, indexes in groups:
             if not indexes:
                 continue
             group = [bodies[i] for i in indexes]
             scored = score(self.reader_for(model), model, group, self.settings.decision_threshold)
             if mode == "shadow" and challenger is not None:
-                self._shadow(challenger, group, scored.log_rows)
+                self._shadow(challenger, group, scored.log_columns)
             role = "canary" if model is challenger else "champion"
-            self.metrics.predictions.labels(model.version, role).inc(len(scored.log_rows))
+            self.metrics.predictions.labels(model.version, role).inc(scored.rows)
             for status, n in scored.status_counts.items():
-                self.metrics.feature_status.labels(status).inc(n)
-            for row in scored.log_rows:
-                row["role"] = role
-            self.log.append(scored.log_rows)
+                if n:
+                    self.metrics.feature_status.labels(status).inc(n)
+            scored.log_columns["role"] = [role] * scored.rows
+            self.log.append(scored.log_columns)
             for i, response in zip(indexes, scored.responses, strict=True):
-                responses[i] = response
-        return [r for r in responses if r is not None]
+                responses[i] = to_json(response)
+        return responses
 
     def _shadow(
-        self, challenger: ServingModel, group: list[PredictRequest], log_rows: list[dict[str, Any]]
+        self, challenger: ServingModel, group: list[PredictRequest], log_columns: dict[str, list[Any]]
     ) -> None:
         """Score the challenger for the log; its failures are counted and never reach the caller."""
         try:
@@ -95,26 +96,16 @@ class AppState:
             logger.warning("shadow scoring with version %s failed: %s", challenger.version, exc)
             self.metrics.errors.labels("/predict", "shadow").inc()
             return
-        for row, p in zip(log_rows, shadow, strict=True):
-            row["shadow_model_version"], row["shadow_probability"] = challenger.version, p
+        log_columns["shadow_model_version"] = [challenger.version] * len(shadow)
+        log_columns["shadow_probability"] = shadow
         self.metrics.predictions.labels(challenger.version, "shadow").inc(len(shadow))
 
 
-_bearer = HTTPBearer(auto_error=False)
-
-
-def require_token(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> None:
+def require_token(request: Request) -> None:
     """With FEATURELOOP_SERVING_TOKEN set, a matching bearer token (compared in constant time)."""
     expected = request.app.state.featureloop.settings.serving_token
-    if expected is None:
-        return
-    given = credentials.credentials if credentials else ""
-    if not secrets.compare_digest(given.encode(), expected.get_secret_value().encode()):
-        raise HTTPException(
-            401, "missing or wrong bearer token (Authorization: Bearer <FEATURELOOP_SERVING_TOKEN>)"
-        )
+    if not token_matches(request.headers.get("authorization"), expected):
+        raise HTTPException(401, TOKEN_REQUIRED, headers={"WWW-Authenticate": "Bearer"})
 
 
 Authorized = Annotated[None, Depends(require_token)]
@@ -132,7 +123,17 @@ def _resolver(settings: Settings, alias: str) -> Any:
     return resolve
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class ServingApp(FastAPI):
+    """FastAPI, entered through `ServingLayer` (serving/http.py): /predict, the latency and error
+    metrics and the body size limit are handled before FastAPI's own per-request machinery."""
+
+    layer: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.layer(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> ServingApp:
     """The app; Feast, the champion and the prediction log open in its lifespan."""
     settings = settings or Settings()
     metrics = ServingMetrics()
@@ -190,17 +191,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 state.challenger.stop()
             state.log.close()
 
-    app = FastAPI(title="featureloop serving", version="0.1.0", lifespan=lifespan)
+    app = ServingApp(title="featureloop serving", version="0.1.0", lifespan=lifespan)
+    app.layer = ServingLayer(partial(FastAPI.__call__, app), state)
     app.state.featureloop = state
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Response:
-        start = time.perf_counter()
-        response: Response = await call_next(request)
-        metrics.latency.labels(request.url.path).observe(time.perf_counter() - start)
-        if response.status_code >= 400:
-            metrics.errors.labels(request.url.path, str(response.status_code)).inc()
-        return response
 
     @app.exception_handler(OnlineStoreUnavailable)
     async def store_down(_request: Request, exc: OnlineStoreUnavailable) -> JSONResponse:
@@ -232,17 +225,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/predict", response_model=PredictResponse)
-    async def predict(body: PredictRequest, _auth: Authorized) -> Response:
-        if len(body.flights) > settings.predict_max_batch:
-            raise HTTPException(
-                413,
-                f"flights: {len(body.flights)} rows exceed the batch limit of {settings.predict_max_batch}",
-            )
-        assert state.batcher is not None
-        answer = await state.batcher.submit(body)
-        # Already a validated PredictResponse: encode it once (pydantic's Rust encoder) instead of
-        # having FastAPI validate and encode it again; the schema stays documented by response_model.
-        return Response(answer.model_dump_json(), media_type="application/json")
+    async def predict(_body: PredictRequest, request: Request, _auth: Authorized) -> Response:
+        """Scores flights. Served by `ServingLayer` below FastAPI; this route documents the endpoint
+        in the OpenAPI schema and answers the same way if the layer is not mounted."""
+        status, body = await answer_predict(state, await request.body())
+        return Response(body, status_code=status, media_type="application/json")
 
     @app.post("/get-online-features")
     def get_online_features(body: GetOnlineFeaturesRequest, _auth: Authorized) -> JSONResponse:

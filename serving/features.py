@@ -24,10 +24,12 @@ ENTITY_KEYS = ("tailnum", "origin", "carrier", "route")
 
 @dataclass(frozen=True)
 class ServedFeatures:
-    """Feature values (stale ones blanked, as in training) and a status per row and feature, by column."""
+    """Feature values by column (stale ones blanked, as in training) and, per row, the names of the
+    features that were missing or stale (a feature named in neither was present)."""
 
     columns: dict[str, list[Any]]
-    states: dict[str, list[str]]
+    missing: list[list[str]]
+    stale: list[list[str]]
 
     @property
     def values(self) -> pd.DataFrame:
@@ -35,7 +37,23 @@ class ServedFeatures:
 
     @property
     def status(self) -> pd.DataFrame:
-        return pd.DataFrame(self.states)
+        """The status of every value (present, missing, stale) as a frame shaped like `values`."""
+        rows = []
+        for missing, stale in zip(self.missing, self.stale, strict=True):
+            row = dict.fromkeys(self.columns, PRESENT)
+            row.update(dict.fromkeys(missing, MISSING))
+            row.update(dict.fromkeys(stale, STALE))
+            rows.append(row)
+        return pd.DataFrame(rows, columns=list(self.columns))
+
+    def status_counts(self) -> dict[str, int]:
+        missing = sum(len(names) for names in self.missing)
+        stale = sum(len(names) for names in self.stale)
+        return {
+            PRESENT: len(self.missing) * len(self.columns) - missing - stale,
+            MISSING: missing,
+            STALE: stale,
+        }
 
 
 @dataclass(frozen=True)
@@ -76,7 +94,8 @@ class ServiceReader:
         from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
         values: dict[str, list[Any]] = {}
-        status: dict[str, list[str]] = {}
+        missing: list[list[str]] = [[] for _ in entity_rows]
+        stale: list[list[str]] = [[] for _ in entity_rows]
         for v in self._views:
             keys = [tuple(row.get(k) for k in v.join_keys) for row in entity_rows]
             unique = list(dict.fromkeys(keys))
@@ -93,30 +112,29 @@ class ServiceReader:
             read = self._provider.online_read(
                 config=self._store.config, table=v.view, entity_keys=protos, requested_features=v.features
             )
-            # Decode each distinct entity once (a batch often repeats carriers, airports, routes).
-            decoded = {
-                key: (
-                    stamp,
-                    [
-                        feast_value_type_to_python_type(row[name]) if row and name in row else None
-                        for name in v.features
-                    ],
+            # Decode each distinct entity once (a batch often repeats carriers, airports, routes), and
+            # split its features into missing (no value) and present once.
+            nothing = (None,) * len(v.features)
+            decoded: dict[tuple[Any, ...], tuple[datetime | None, tuple[Any, ...], list[str], list[str]]] = {}
+            for key, (stamp, found) in zip(unique, read, strict=True):
+                row_values = tuple(
+                    feast_value_type_to_python_type(found[name]) if found and name in found else None
+                    for name in v.features
                 )
-                for key, (stamp, row) in zip(unique, read, strict=True)
-            }
-            columns = [values.setdefault(name, []) for name in v.features]
-            states = [status.setdefault(name, []) for name in v.features]
-            for key, t in zip(keys, times, strict=True):
-                stamp, row_values = decoded[key]
-                stale = stamp is not None and v.ttl > timedelta(0) and stamp < t - v.ttl
-                for value, column, state in zip(row_values, columns, states, strict=True):
-                    if value is None:
-                        column.append(None)
-                        state.append(MISSING)
-                    elif stale:
-                        column.append(None)
-                        state.append(STALE)
-                    else:
-                        column.append(value)
-                        state.append(PRESENT)
-        return ServedFeatures(columns=values, states=status)
+                absent = [name for name, x in zip(v.features, row_values, strict=True) if x is None]
+                present = [name for name, x in zip(v.features, row_values, strict=True) if x is not None]
+                decoded[key] = (stamp, row_values, absent, present)
+            ttl = v.ttl if v.ttl > timedelta(0) else None
+            served: list[tuple[Any, ...]] = []
+            for i, (key, t) in enumerate(zip(keys, times, strict=True)):
+                stamp, row_values, absent, present = decoded[key]
+                if absent:
+                    missing[i].extend(absent)
+                if ttl is not None and stamp is not None and stamp < t - ttl and present:
+                    stale[i].extend(present)
+                    served.append(nothing)
+                else:
+                    served.append(row_values)
+            for name, column in zip(v.features, zip(*served, strict=True), strict=True):
+                values[name] = list(column)
+        return ServedFeatures(columns=values, missing=missing, stale=stale)

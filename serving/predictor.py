@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from featureloop.training import REQUEST_FEATURES
-from serving.features import ENTITY_KEYS, MISSING, STALE, ServedFeatures, ServiceReader
+from serving.features import ENTITY_KEYS, ServedFeatures, ServiceReader
 from serving.model import ServingModel
-from serving.schemas import Prediction, PredictRequest, PredictResponse
+from serving.schemas import PredictRequest
 
 
 class OnlineStoreUnavailable(RuntimeError):
@@ -32,10 +32,12 @@ class OnlineStoreUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Scored:
-    """The responses of one batch, and the rows to log and count."""
+    """The responses of one batch (JSON-ready, shaped like `PredictResponse`), the rows to log as
+    columns, and the feature status counts."""
 
-    responses: list[PredictResponse]
-    log_rows: list[dict[str, Any]]
+    responses: list[dict[str, Any]]
+    log_columns: dict[str, list[Any]]
+    rows: int
     status_counts: dict[str, int]
 
 
@@ -88,49 +90,49 @@ def score(
     except ServiceReadError as exc:
         cause = exc.__cause__
         raise OnlineStoreUnavailable(f"{type(cause).__name__}: {cause}") from cause
-    delayed = probability >= threshold
-    names = list(served.columns)
+    probabilities = probability.tolist()
+    delayed = [p >= threshold for p in probabilities]
     latency_ms = (time.perf_counter() - start) * 1000
-    responses, log_rows, i = [], [], 0
+    responses, request_ids, i = [], [], 0
     for request_rows in per_request:
         request_id = uuid.uuid4().hex
+        request_ids.extend([request_id] * len(request_rows))
         predictions = []
         for row in request_rows:
-            missing = [name for name in names if served.states[name][i] == MISSING]
-            stale = [name for name in names if served.states[name][i] == STALE]
-            p, d = float(probability[i]), bool(delayed[i])
             predictions.append(
-                Prediction(
-                    flight_id=row["flight_id"],
-                    probability=p,
-                    delayed=d,
-                    missing_features=missing,
-                    stale_features=stale,
-                )
-            )
-            log_rows.append(
                 {
-                    "request_id": request_id, "served_at": now, **row, **{n: served.columns[n][i] for n in names},
-                    "missing_features": ",".join(missing), "stale_features": ",".join(stale),
-                    "model_name": model.name, "model_version": model.version,
-                    "probability": p, "delayed": d, "latency_ms": latency_ms,
+                    "flight_id": row["flight_id"],
+                    "probability": probabilities[i],
+                    "delayed": delayed[i],
+                    "missing_features": served.missing[i],
+                    "stale_features": served.stale[i],
                 }
-            )  # fmt: skip
+            )
             i += 1
         responses.append(
-            PredictResponse(
-                request_id=request_id,
-                model_name=model.name,
-                model_version=model.version,
-                feature_service=model.feature_service,
-                predictions=predictions,
-            )
+            {
+                "request_id": request_id,
+                "model_name": model.name,
+                "model_version": model.version,
+                "feature_service": model.feature_service,
+                "predictions": predictions,
+            }
         )
-    counts: dict[str, int] = {}
-    for states in served.states.values():
-        for state in states:
-            counts[state] = counts.get(state, 0) + 1
-    return Scored(responses=responses, log_rows=log_rows, status_counts=counts)
+    n = len(rows)
+    log_columns: dict[str, list[Any]] = {
+        "request_id": request_ids,
+        "served_at": [now] * n,
+        **{key: [row[key] for row in rows] for key in rows[0]},
+        **served.columns,
+        "missing_features": [",".join(names) for names in served.missing],
+        "stale_features": [",".join(names) for names in served.stale],
+        "model_name": [model.name] * n,
+        "model_version": [model.version] * n,
+        "probability": probabilities,
+        "delayed": delayed,
+        "latency_ms": [latency_ms] * n,
+    }
+    return Scored(responses=responses, log_columns=log_columns, rows=n, status_counts=served.status_counts())
 
 
 def in_canary(body: PredictRequest, share: float) -> bool:
@@ -150,15 +152,13 @@ def shadow_columns(reader: ServiceReader, model: ServingModel, bodies: list[Pred
 @dataclass
 class _Job:
     body: PredictRequest
-    future: asyncio.Future[PredictResponse]
+    future: asyncio.Future[bytes]
 
 
 class Batcher:
     """Forms batches of concurrent requests and scores each batch in a worker thread."""
 
-    def __init__(
-        self, score_batch: Callable[[list[PredictRequest]], list[PredictResponse]], max_rows: int
-    ) -> None:
+    def __init__(self, score_batch: Callable[[list[PredictRequest]], list[bytes]], max_rows: int) -> None:
         self._score = score_batch
         self._max_rows = max_rows
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
@@ -173,9 +173,10 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def submit(self, body: PredictRequest) -> PredictResponse:
-        future: asyncio.Future[PredictResponse] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(body, future))
+    async def submit(self, body: PredictRequest) -> bytes:
+        """The request's response body (JSON), once its batch is scored."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(body, future))
         return await future
 
     async def _run(self) -> None:

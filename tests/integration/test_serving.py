@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import uvicorn
 import yaml
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from featureloop.feast_store import materialize_window
@@ -204,6 +205,52 @@ def test_malformed_json_is_a_422(served: Served) -> None:
     assert response.status_code == 422 and "json" in response.text.lower()
 
 
+def test_bodies_over_the_size_limit_get_a_413_before_being_read(served: Served) -> None:
+    limit = served.settings.max_request_bytes
+    padding = {"flights": _flights(served, 1), "pad": "x" * limit}
+    for path in ("/predict", "/get-online-features"):
+        response = httpx.post(f"{served.url}{path}", json=padding, timeout=30)
+        assert response.status_code == 413, path
+        assert f"over {limit} bytes" in response.json()["detail"]
+
+    def chunked() -> Iterator[bytes]:  # no content-length: the limit applies while reading
+        yield b'{"flights": ['
+        for _ in range(limit // 1000 + 1):
+            yield b" " * 1000
+        yield b"]}"
+
+    response = httpx.post(f"{served.url}/predict", content=chunked(), timeout=30)
+    assert response.status_code == 413 and f"over {limit} bytes" in response.text
+
+
+def test_openapi_documents_predict_and_the_fastapi_route_answers_like_the_fast_path(served: Served) -> None:
+    schema = httpx.get(f"{served.url}/openapi.json", timeout=30).json()
+    operation = schema["paths"]["/predict"]["post"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/PredictRequest"
+    )
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/PredictResponse"
+    )
+    # The route behind the layer (used when the layer is not in front) gives the same answers.
+    app = create_app(served.settings)
+    flights = _flights(served, 3)
+
+    async def without_layer(scope: Any, receive: Any, send: Any) -> None:
+        await FastAPI.__call__(app, scope, receive, send)
+
+    with _serve(without_layer) as plain:
+        for body, status in (({"flights": flights}, 200), ({"flights": flights * 20}, 413)):
+            fast = httpx.post(f"{served.url}/predict", json=body, timeout=30)
+            slow = httpx.post(f"{plain}/predict", json=body, timeout=30)
+            assert fast.status_code == slow.status_code == status
+            if status == 200:
+                a, b = fast.json(), slow.json()
+                assert a["predictions"] == b["predictions"] and a["model_version"] == b["model_version"]
+            else:
+                assert fast.json() == slow.json()
+
+
 def test_get_online_features_answers_like_feast_and_names_unknown_features(served: Served) -> None:
     body = {"entities": {"carrier": ["UA", "ZZ"]}, "features": ["carrier_stats:carrier_flights_7d"]}
     response = httpx.post(f"{served.url}/get-online-features", json=body, timeout=30)
@@ -361,6 +408,12 @@ def test_metrics_expose_latency_predictions_and_feature_status(served: Served) -
     assert f'featureloop_predictions_total{{model_version="{served.first_version}",role="champion"}}' in text
     assert 'featureloop_feature_status_total{status="present"}' in text
     assert "featureloop_model_load_seconds" in text
+    # Unknown paths share one label (a scanner cannot grow the series without bound).
+    for path in ("/nope", "/nope/2", "/wp-admin"):
+        assert httpx.get(f"{served.url}{path}", timeout=30).status_code == 404
+    text = httpx.get(f"{served.url}/metrics", timeout=30).text
+    assert 'featureloop_errors_total{endpoint="other",kind="404"} 3.0' in text
+    assert "/wp-admin" not in text
 
 
 def test_ready_reports_model_and_stores(served: Served) -> None:
@@ -374,7 +427,9 @@ def test_token_is_required_everywhere_but_health(served: Served) -> None:
     with _serve(create_app(settings)) as url:
         assert httpx.get(f"{url}/health", timeout=30).status_code == 200
         flights = {"flights": _flights(served, 1)}
-        assert httpx.post(f"{url}/predict", json=flights, timeout=30).status_code == 401
+        refused = httpx.post(f"{url}/predict", json=flights, timeout=30)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        assert "FEATURELOOP_SERVING_TOKEN" in refused.json()["detail"]
         wrong = {"Authorization": "Bearer nope"}
         assert httpx.post(f"{url}/predict", json=flights, headers=wrong, timeout=30).status_code == 401
         assert httpx.get(f"{url}/metrics", headers=wrong, timeout=30).status_code == 401

@@ -1,0 +1,160 @@
+"""The serving app's hot path, below FastAPI.
+
+`/predict` is answered by a plain ASGI handler: the body is read (bounded), validated by pydantic's
+Rust JSON validator against the same `PredictRequest` model the OpenAPI schema documents, scored by
+the batcher, and the response sent as the bytes the batch's worker thread encoded. For one flight,
+FastAPI's router, dependency injection, body handling and exception middleware cost as much as the
+features and the model together; every other endpoint still goes through FastAPI.
+
+The same layer measures every endpoint's latency and errors, and refuses bodies over
+`max_request_bytes` with a 413 before reading them.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr, ValidationError
+from pydantic_core import to_json
+
+from serving.predictor import OnlineStoreUnavailable
+from serving.schemas import PredictRequest
+
+if TYPE_CHECKING:
+    from serving.app import AppState
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ENDPOINTS = frozenset(
+    {"/predict", "/get-online-features", "/health", "/ready", "/metrics", "/docs", "/openapi.json"}
+)
+TOKEN_REQUIRED = "missing or wrong bearer token (Authorization: Bearer <FEATURELOOP_SERVING_TOKEN>)"
+
+
+def token_matches(authorization: str | None, expected: SecretStr | None) -> bool:
+    """No token configured, or `Authorization: Bearer <token>` with the token (constant-time compare)."""
+    if expected is None:
+        return True
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        given = ""
+    return secrets.compare_digest(given.strip().encode(), expected.get_secret_value().encode())
+
+
+def _detail(message: str | list[Any]) -> bytes:
+    return to_json({"detail": message}, fallback=str)
+
+
+async def answer_predict(state: AppState, raw: bytes) -> tuple[int, bytes]:
+    """The status and JSON body of a /predict request (authorisation already checked)."""
+    try:
+        request = PredictRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ["body", *e["loc"]]} for e in exc.errors(include_url=False)]
+        return 422, _detail(errors)
+    limit = state.settings.predict_max_batch
+    if len(request.flights) > limit:
+        return 413, _detail(
+            f"flights: {len(request.flights)} rows exceed the batch limit of {limit} "
+            "(send smaller batches, or raise FEATURELOOP_PREDICT_MAX_BATCH)"
+        )
+    if state.batcher is None or state.watcher is None or state.watcher.current is None:
+        return 503, _detail("no model loaded yet; retry shortly")
+    try:
+        return 200, await state.batcher.submit(request)
+    except OnlineStoreUnavailable as exc:
+        return 503, _detail(f"online store unavailable: {exc}; retry shortly")
+
+
+class ServingLayer:
+    """ASGI middleware: /predict without FastAPI's per-request machinery; latency, errors and the
+    request size limit for every endpoint."""
+
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
+        self.app = app
+        self.state = state
+        self.max_bytes = state.settings.max_request_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        endpoint = path if path in ENDPOINTS else "other"
+        metrics = self.state.metrics
+        start = time.perf_counter()
+        status = 0
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            length = _header(scope, b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+                await _respond(send_and_record, 413, self._too_large())
+            elif path == "/predict" and scope["method"] == "POST":
+                await self._predict(scope, receive, send_and_record)
+            else:
+                await self.app(scope, receive, send_and_record)
+        finally:
+            metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+            if status >= 400 or status == 0:  # 0: nothing was sent, the server answers 500
+                metrics.errors.labels(endpoint, str(status or 500)).inc()
+
+    def _too_large(self) -> bytes:
+        return _detail(
+            f"request body over {self.max_bytes} bytes (split it, or raise FEATURELOOP_MAX_REQUEST_BYTES)"
+        )
+
+    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+        settings = self.state.settings
+        if not token_matches(_header(scope, b"authorization"), settings.serving_token):
+            await _respond(send, 401, _detail(TOKEN_REQUIRED), [(b"www-authenticate", b"Bearer")])
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _respond(send, 413, self._too_large())
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        try:
+            status, body = await answer_predict(self.state, b"".join(chunks))
+        except Exception as exc:
+            logger.exception("/predict failed")
+            status, body = 500, _detail(f"internal error: {type(exc).__name__}: {exc}")
+        await _respond(send, status, body)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,75 @@
+"""The prediction log writer: column chunks in, parquet partitions out, nothing lost silently."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from serving.prediction_log import PredictionLog
+
+
+def _chunk(start: int, n: int, **extra: list[object]) -> dict[str, list[object]]:
+    return {
+        "request_id": [f"r{start + i}" for i in range(n)],
+        "served_at": [datetime(2026, 1, 1, tzinfo=UTC)] * n,
+        "temp": [None] * n if start == 0 else [float(start + i) for i in range(n)],
+        **extra,
+    }
+
+
+def _read(folder: Path, columns: str = "request_id, temp") -> list[tuple[object, ...]]:
+    return duckdb.sql(
+        f"SELECT {columns} FROM read_parquet('{folder}/**/*.parquet', "
+        "union_by_name = true) ORDER BY request_id"
+    ).fetchall()
+
+
+def test_chunks_with_different_columns_and_all_null_columns_land_in_one_table(tmp_path: Path) -> None:
+    written: list[int] = []
+    log = PredictionLog(tmp_path, flush_seconds=60, on_written=written.append)
+    log.start()
+    log.append(_chunk(0, 2))  # temp all null: widens to the other chunks' float
+    for start in range(2, 602, 3):  # more than one conversion step
+        log.append(_chunk(start, 3, shadow_probability=[0.5] * 3))
+    log.close()
+    rows = _read(tmp_path, "request_id, temp, shadow_probability")
+    assert len(rows) == 2 + 600 and sum(written) == 602
+    assert rows[0] == ("r0", None, None) and ("r2", 2.0, 0.5) in rows
+    assert len(list(tmp_path.rglob("*.parquet"))) == 1  # closed before the 60 s flush: one file
+    assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_a_full_queue_drops_whole_chunks_and_counts_them(tmp_path: Path) -> None:
+    dropped: list[tuple[str, int]] = []
+    log = PredictionLog(tmp_path, max_queue=5, on_dropped=lambda reason, n: dropped.append((reason, n)))
+    log.append(_chunk(1, 4))  # the writer is not started: rows wait in the queue
+    log.append(_chunk(5, 4))
+    assert dropped == [("queue_full", 4)]
+    log.start()
+    log.close()
+    assert [r[0] for r in _read(tmp_path)] == ["r1", "r2", "r3", "r4"]
+
+
+def test_an_unwritable_destination_spills_then_writes_when_it_is_back(tmp_path: Path) -> None:
+    target = tmp_path / "log"
+    target.write_text("a file where the log folder should be")  # mkdir fails: OSError
+    dropped: list[tuple[str, int]] = []
+    log = PredictionLog(
+        target, flush_seconds=0.05, max_queue=6, on_dropped=lambda r, n: dropped.append((r, n))
+    )
+    log.start()
+    log.append(_chunk(1, 4))
+    deadline = time.monotonic() + 10
+    while log.last_error is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.last_error is not None and "log" in log.last_error
+    log.append(_chunk(5, 4))  # spilled 4 + 4 new > max_queue 6: the oldest chunk is dropped, counted
+    while not dropped and time.monotonic() < deadline:
+        time.sleep(0.01)
+    target.unlink()  # the destination is back
+    log.close()
+    assert [r[0] for r in _read(target)] == ["r5", "r6", "r7", "r8"]
+    assert dropped == [("spill_full", 4)]  # every row written or counted
