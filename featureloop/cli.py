@@ -251,49 +251,59 @@ def rollback() -> None:
 
 @app.command()
 def drift(
-    start: Annotated[str, typer.Option(help="Window start (ISO, UTC): prediction time of the served rows.")],
-    end: Annotated[str, typer.Option(help="Window end (ISO, UTC, exclusive).")],
+    start: Annotated[
+        str | None, typer.Option(help="Window start (ISO, UTC): prediction time of the served rows.")
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(help="Window end (ISO, UTC, exclusive); default: after the newest served row."),
+    ] = None,
+    hours: Annotated[float, typer.Option(help="Window length when --start is not given.")] = 24 * 7,
+    skew_sample: Annotated[
+        int, typer.Option(help="Entities per feature view for the skew check (0: skip).")
+    ] = 200,
 ) -> None:
-    """Compare the prediction log's rows in [START, END) with the champion's reference profile."""
-    from featureloop.drift import DriftConfig
-    from featureloop.drift_report import compare_window, log_window
-    from featureloop.model_registry import (
-        CHAMPION,
-        TrackingUnavailable,
-        connect,
-        get_alias,
-        load_reference_profile,
-    )
+    """Check a window of served predictions for drift, decay on delayed labels, and online/offline skew.
+
+    Writes the HTML and JSON reports (also to MLflow) and the gauges /metrics serves. The Prefect flow
+    `drift` does the same and also sends the featureloop.drift.detected event; this command does not.
+    """
+    from featureloop.model_registry import TrackingUnavailable
+    from featureloop.monitor import NoWindow, run_drift
+    from featureloop.params import DriftParams
 
     settings = _settings()
-    try:
-        client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
-    except TrackingUnavailable as exc:
-        raise _fail(str(exc)) from exc
-    champion = get_alias(client, settings.model_name, CHAMPION)
-    if champion is None:
-        raise _fail(f"model {settings.model_name!r} has no champion: train and promote one first")
-    if not any(settings.prediction_log_dir.rglob("*.parquet")):
-        raise _fail(f"no prediction log under {settings.prediction_log_dir}: serve some predictions first")
-    window_start, window_end = _parse_time(start), _parse_time(end)
-    assert window_start is not None and window_end is not None
-    report = compare_window(
-        load_reference_profile(client, champion), log_window(settings.prediction_log_dir, window_start, window_end),
-        DriftConfig(),
-    )  # fmt: skip
-    typer.echo(
-        f"model {champion.name} version {champion.version}, window {start} .. {end}: {report['rows']:,} rows"
+    clock = _Clock()
+    params = DriftParams(
+        window_start=_parse_time(start),
+        window_end=_parse_time(end),
+        window_hours=hours,
+        skew_sample=skew_sample,
     )
-    typer.echo("feature                          drifted   p-value      PSI  notes")
+    try:
+        report, paths = run_drift(settings, params, report=clock)
+    except (TrackingUnavailable, NoWindow) as exc:
+        raise _fail(str(exc)) from exc
+    s = report["summary"]
+    typer.echo(
+        f"model {s['model']} version {s['model_version']}, window {s['window_start'][:19]} .. {s['window_end'][:19]}: "
+        f"{s['rows']:,} rows"
+    )
+    typer.echo(f"{'feature':<32} {'drifted':<7} {'test':<10} {'p-value':>9} {'PSI':>8}  notes")
     for f in report["features"]:
         typer.echo(
-            f"{f['name']:<32} {'yes' if f['drifted'] else 'no':<7} {f['p_value']:9.2e} {f['psi']:8.4f}  {'; '.join(f['notes'])}"
+            f"{f['name']:<32} {'yes' if f['drifted'] else 'no':<7} {f['test']:<10} {f['p_value']:9.2e} "
+            f"{f['psi']:8.4f}  {'; '.join(f['notes'])}"
         )
     if report["absent"]:
         typer.echo(f"absent from the window: {', '.join(report['absent'])}")
-    verdict = report["verdict"]
-    label = {True: "DRIFT", False: "no drift", None: "no verdict"}[verdict["drifted"]]
-    typer.echo(f"verdict: {label} ({verdict['reason']})")
+    label = {True: "DRIFT", False: "no drift", None: "no verdict"}
+    typer.echo(f"drift:  {label[s['drifted']]} ({report['verdict']['reason']}); {s['persistence']}")
+    typer.echo(f"labels: {report['decay']['reason']}")
+    if report["skew"] is not None:
+        views = ", ".join(f"{v['view']} {v.get('checked', 0)}" for v in report["skew"]["views"])
+        typer.echo(f"skew:   {s['skew_mismatches']} mismatches (entities checked: {views})")
+    typer.echo(f"report: {paths['html']} (MLflow run {paths['mlflow_run_id']}) in {clock.elapsed:.1f} s")
 
 
 @app.command()

@@ -14,24 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
 from scipy import stats
 
-from featureloop.drift_stats import jensenshannon_shares, psi_shares
+from featureloop.drift_stats import jensenshannon_shares, ks_wasserstein_sorted, psi_shares
+from featureloop.params import DriftConfig, FeatureOverride
 from featureloop.profile import OTHER
-
-
-class DriftConfig(BaseModel):
-    """Thresholds of the drift decision; the defaults pass the calibration test at `min_rows`."""
-
-    alpha: float = Field(0.01, gt=0, lt=1, description="Significance level of the per-feature test.")
-    min_psi: float = Field(0.02, ge=0, description="Smallest PSI that counts as drift.")
-    min_rows: int = Field(1000, ge=1, description="Smaller current windows get no verdict.")
-    share_threshold: float = Field(0.5, gt=0, le=1, description="Weighted share of drifted features.")
-    unseen_threshold: float = Field(0.01, ge=0, le=1, description="Share of unseen categories reported.")
-    max_missing_change: float = Field(
-        0.1, ge=0, le=1, description="A larger change in missing share is drift."
-    )
 
 
 @dataclass(frozen=True)
@@ -46,6 +33,9 @@ class FeatureDrift:
     missing_share_change: float
     unseen_share: float = 0.0
     notes: list[str] = field(default_factory=list)
+    test: str = "chi_square"
+    ks_p_value: float | None = None
+    wasserstein: float | None = None
 
 
 def _chi_square_p(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
@@ -77,14 +67,31 @@ def _aligned_categories(ref: dict[str, int], cur: dict[str, int]) -> tuple[np.nd
 def feature_drift(
     name: str, reference: dict[str, Any], current: dict[str, Any], config: DriftConfig
 ) -> FeatureDrift:
-    """Compare a feature's current profile with its reference profile."""
+    """Compare a feature's current profile with its reference profile.
+
+    The test depends on the feature's type and the sizes of both windows: categorical features and
+    numeric ones with at least `min_bin_rows` values on each side use the two-sample chi-square test
+    on the reference's bins (effect: PSI); smaller numeric windows use the exact two-sample KS test on
+    the raw values (effect: Wasserstein distance over the reference std). KS and Wasserstein are
+    reported for every numeric feature whose profiles carry samples."""
+    override = config.features.get(name, FeatureOverride())
+    alpha = override.alpha if override.alpha is not None else config.alpha
+    min_psi = override.min_psi if override.min_psi is not None else config.min_psi
     notes = []
+    ks_p = wasserstein = None
     if reference["kind"] == "numeric":
         ref_counts = np.asarray(reference["counts"], dtype=float)
         cur_counts = np.asarray(current["counts"], dtype=float)
         unseen = 0.0
         if reference.get("min") is not None and reference.get("min") == reference.get("max"):
             notes.append(f"constant in the reference ({reference['min']}): any other value is a change")
+        ref_sample = np.asarray(reference.get("sample", []), dtype=float)
+        cur_sample = np.asarray(current.get("sample", []), dtype=float)
+        if len(ref_sample) and len(cur_sample):
+            sorted_ = ks_wasserstein_sorted(
+                ref_sample, cur_sample, ref_std=float(reference.get("std") or 0.0)
+            )
+            ks_p, wasserstein = sorted_.ks.score, sorted_.wasserstein.score
     else:
         ref_counts, cur_counts, unseen = _aligned_categories(reference["counts"], current["counts"])
         if unseen >= config.unseen_threshold:
@@ -96,14 +103,28 @@ def feature_drift(
         notes.append(f"missing share changed by {missing_change:.0%}")
     if cur_counts.sum() == 0:
         notes.append("all values missing in the current window")
-        return FeatureDrift(name, missing_drift, 1.0, 0.0, 0.0, missing_change, unseen, notes)
+        drifted = missing_drift and not override.ignore
+        return FeatureDrift(
+            name, drifted, 1.0, 0.0, 0.0, missing_change, unseen, notes, "none", ks_p, wasserstein
+        )
+    if ref_counts.sum() == 0:
+        notes.append("all values missing in the reference")
     r, c = ref_counts / max(ref_counts.sum(), 1.0), cur_counts / cur_counts.sum()
-    p = _chi_square_p(ref_counts, cur_counts)
     psi = psi_shares(r, c).score
-    drifted = (p < config.alpha and psi >= config.min_psi) or missing_drift
+    small = min(ref_counts.sum(), cur_counts.sum()) < config.min_bin_rows
+    if reference["kind"] == "numeric" and small and ks_p is not None and wasserstein is not None:
+        test, p = "ks", ks_p
+        changed = p < alpha and wasserstein >= config.min_wasserstein
+    else:
+        test, p = "chi_square", _chi_square_p(ref_counts, cur_counts)
+        changed = p < alpha and psi >= min_psi
+    drifted = (changed or missing_drift) and not override.ignore
+    if override.ignore and (changed or missing_drift):
+        notes.append("changed, but ignored by configuration")
     return FeatureDrift(
-        name, drifted, p, psi, jensenshannon_shares(r, c).score, missing_change, unseen, notes
-    )
+        name, drifted, p, psi, jensenshannon_shares(r, c).score, missing_change, unseen, notes, test, ks_p,
+        wasserstein,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,45 @@ from featureloop.gate import GateConfig
 from featureloop.training import ModelFamily
 
 
+class FeatureOverride(BaseModel):
+    """Thresholds for one feature, where the defaults do not fit it."""
+
+    alpha: float | None = Field(None, gt=0, lt=1)
+    min_psi: float | None = Field(None, ge=0)
+    ignore: bool = Field(False, description="Report the feature, never count it as drift.")
+
+
+class DriftConfig(BaseModel):
+    """Thresholds of the drift decision; the defaults pass the calibration test at `min_rows`."""
+
+    alpha: float = Field(0.01, gt=0, lt=1, description="Significance level of the per-feature test.")
+    min_psi: float = Field(0.02, ge=0, description="Smallest PSI that counts as drift.")
+    min_rows: int = Field(1000, ge=1, description="Smaller current windows get no verdict.")
+    share_threshold: float = Field(0.5, gt=0, le=1, description="Weighted share of drifted features.")
+    unseen_threshold: float = Field(0.01, ge=0, le=1, description="Share of unseen categories reported.")
+    max_missing_change: float = Field(
+        0.1, ge=0, le=1, description="A larger change in missing share is drift."
+    )
+    min_bin_rows: int = Field(
+        50,
+        ge=1,
+        description="Numeric features are tested on the reference bins (chi-square) when both windows "
+        "have this many values; smaller ones by the exact two-sample KS test on the raw values.",
+    )
+    min_wasserstein: float = Field(
+        0.1, ge=0, description="Effect floor of the KS path: Wasserstein distance / reference std."
+    )
+    features: dict[str, FeatureOverride] = Field(default_factory=dict, description="Per-feature thresholds.")
+
+
+class DecayConfig(BaseModel):
+    """When the serving model's measured quality counts as decayed."""
+
+    min_labels: int = Field(500, ge=10, description="Fewer labelled predictions give no decay verdict.")
+    max_auc_drop: float = Field(0.05, ge=0, le=1, description="Holdout ROC AUC minus window AUC beyond this.")
+    max_ece_rise: float = Field(0.05, ge=0, le=1, description="Window ECE minus holdout ECE beyond this.")
+
+
 class TrainParams(BaseModel):
     """What to train on, how to label it, which model, and how strict the promotion gate is."""
 
@@ -49,3 +88,44 @@ class RollbackParams(BaseModel):
     """Which registered model to roll back to its `previous` version."""
 
     model_name: str | None = Field(None, description="Registered model; default: the configured one.")
+
+
+class DriftParams(BaseModel):
+    """Which window of served predictions to check, against what, and when to raise the event."""
+
+    window_end: datetime | None = Field(
+        None, description="End of the window (exclusive, UTC); default: just after the newest served row."
+    )
+    window_hours: float = Field(24 * 7, gt=0, description="Window length, ending at window_end.")
+    window_start: datetime | None = Field(None, description="Overrides window_hours when given.")
+    labels_as_of: datetime | None = Field(
+        None, description="Outcomes known by this time count as labels; default: now."
+    )
+    persistence_k: int = Field(
+        2, ge=1, description="The event fires when k of the last n verdicts drifted..."
+    )
+    persistence_n: int = Field(3, ge=1, description="...(windows without a verdict are skipped).")
+    drift: DriftConfig = Field(default_factory=lambda: DriftConfig())
+    decay: DecayConfig = Field(default_factory=lambda: DecayConfig())
+    feature_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Weights of the drift share (e.g. feature importance); default equal.",
+    )
+    skew_sample: int = Field(
+        200, ge=0, description="Entities per feature view for the skew check; 0: skip it."
+    )
+    emit_event: bool = Field(True, description="Send featureloop.drift.detected when drift or decay holds.")
+
+    @model_validator(mode="after")
+    def _times(self) -> Self:
+        for name in ("window_end", "window_start", "labels_as_of"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                setattr(self, name, value.replace(tzinfo=UTC))
+        if self.persistence_k > self.persistence_n:
+            raise ValueError(
+                f"persistence_k ({self.persistence_k}) cannot exceed persistence_n ({self.persistence_n})"
+            )
+        if self.window_start and self.window_end and self.window_start >= self.window_end:
+            raise ValueError("window_start must be before window_end")
+        return self

@@ -1,7 +1,8 @@
 """Reference profiles: what the training data looked like, stored with the model for drift checks.
 
 A profile keeps, per feature, enough to compare a later window without reloading the training set:
-numeric bin edges (reference deciles) with counts, quantiles, mean, std and missing share;
+numeric bin edges (reference deciles) with counts, quantiles, mean, std, missing share and a bounded
+sorted sample;
 categorical value counts (the most frequent values plus an `__other__` bucket) and missing share.
 """
 
@@ -16,6 +17,9 @@ QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 NUMERIC_BINS = 10
 MAX_CATEGORIES = 50
 OTHER = "__other__"
+# A seeded random sample of each numeric reference column, sorted, for the exact two-sample KS test
+# and the Wasserstein distance (the bins serve chi-square, PSI and Jensen-Shannon).
+SAMPLE_SIZE = 2000
 
 
 def numeric_profile(values: pd.Series) -> dict[str, Any]:
@@ -25,12 +29,16 @@ def numeric_profile(values: pd.Series) -> dict[str, Any]:
     clean = clean[np.isfinite(clean)]
     out: dict[str, Any] = {"kind": "numeric", "n": n, "missing_share": (n - len(clean)) / n if n else 0.0}
     if clean.empty:
-        return {**out, "edges": [], "counts": [], "quantiles": {}, "mean": None, "std": None}
+        return {**out, "edges": [], "counts": [], "quantiles": {}, "mean": None, "std": None, "sample": []}
     inner = np.unique(np.quantile(clean, np.linspace(0, 1, NUMERIC_BINS + 1)[1:-1]))
     edges = [-np.inf, *inner.tolist(), np.inf]
     counts, _ = np.histogram(clean, bins=np.asarray(edges))
+    sample = clean.to_numpy()
+    if len(sample) > SAMPLE_SIZE:
+        sample = np.random.default_rng(0).choice(sample, SAMPLE_SIZE, replace=False)
     return {
         **out,
+        "sample": np.sort(sample).tolist(),
         "edges": [_finite_or_none(e) for e in edges],
         "counts": counts.astype(int).tolist(),
         "quantiles": {str(q): float(np.quantile(clean, q)) for q in QUANTILES},
