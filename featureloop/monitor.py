@@ -45,10 +45,6 @@ class NoWindow(RuntimeError):
     """There is nothing to check (no champion, no prediction log); the message says what to do."""
 
 
-def drift_dir(settings: Settings) -> Path:
-    return settings.data_dir / "drift"
-
-
 def load_champion(client: MlflowClient, settings: Settings) -> Champion:
     from featureloop.model_registry import CHAMPION, get_alias, load_reference_profile
 
@@ -127,7 +123,7 @@ def check_skew(settings: Settings, champion: Champion, params: DriftParams) -> d
 
 def read_history(settings: Settings, model_name: str) -> list[dict[str, Any]]:
     """Earlier runs' summaries for this model, oldest first (by window end)."""
-    path = drift_dir(settings) / "history.jsonl"
+    path = settings.drift_dir / "history.jsonl"
     if not path.exists():
         return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -292,7 +288,7 @@ def write_outputs(
     """JSON and HTML reports, the history line and the gauges file (each written atomically)."""
     from featureloop.drift_html import render
 
-    folder = drift_dir(settings)
+    folder = settings.drift_dir
     end = datetime.fromisoformat(report["summary"]["window_end"])
     stem = f"{end:%Y%m%dT%H%M%S}-v{report['model']['version']}"
     paths = {

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         return self.data_dir / "prediction_log"
 
     @property
+    def drift_dir(self) -> Path:
+        """Drift reports, their history, and the gauges file (`metrics.prom`) serving exposes."""
+        return self.data_dir / "drift"
+
+    @property
     def offline_dir(self) -> Path:
         """The current dataset version (a symlink swapped atomically by `prepare`)."""
         return self.data_dir / "offline"

@@ -222,7 +222,10 @@ def create_app(settings: Settings | None = None) -> ServingApp:
 
     @app.get("/metrics")
     def prometheus(_auth: Authorized) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # The drift flow's gauges (its last report) are served here too, so one scrape sees both.
+        gauges = settings.drift_dir / "metrics.prom"
+        drift = gauges.read_bytes() if gauges.exists() else b""
+        return Response(generate_latest(metrics.registry) + drift, media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/predict", response_model=PredictResponse)
     async def predict(_body: PredictRequest, request: Request, _auth: Authorized) -> Response:
