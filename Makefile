@@ -6,7 +6,7 @@ export UV_COMPILE_BYTECODE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo serve test test-unit test-integration lint format clean
+.PHONY: install test-tools demo serve test test-unit test-integration lint format clean
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -17,19 +17,25 @@ $(VENV)/.installed: pyproject.toml uv.lock
 
 install: $(VENV)/.installed ## create .venv and install the locked dependencies
 
+# Debian packages the integration tests drive for real: chromium opens the drift report.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-tools:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (the drift report's browser test)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
 demo: install ## the main job: prepare the real flights data, apply the Feast repo, load the online store
 	$(VENV)/bin/featureloop demo
 
 serve: install ## the serving app on $(HOST):$(PORT) (needs a champion: run `make demo` first)
 	$(VENV)/bin/uvicorn serving.app:create_app --factory --host $(HOST) --port $(PORT) --workers 1
 
-test: install ## the whole test suite
+test: install test-tools ## the whole test suite
 	$(PY) -m pytest
 
 test-unit: install
 	$(PY) -m pytest tests/unit
 
-test-integration: install
+test-integration: install test-tools
 	$(PY) -m pytest tests/integration
 
 lint: install

@@ -68,7 +68,8 @@ def current_profile(
             f"SELECT {picked} FROM {relation} USING SAMPLE reservoir({int(sample_size)} ROWS) REPEATABLE (7)"
         ).fetchnumpy()
         for name in numeric:
-            column = np.asarray(drawn[name], dtype=float)
+            # fetchnumpy returns masked arrays for columns with NULLs: NULL must not read as a value.
+            column = np.ma.asarray(drawn[name]).astype(float).filled(np.nan)
             samples[name] = np.sort(column[np.isfinite(column)])
     features: dict[str, Any] = {}
     for name, ref in present.items():

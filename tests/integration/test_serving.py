@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +20,6 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 import yaml
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -34,17 +31,11 @@ from featureloop.settings import Settings
 from featureloop.trainer import run_training
 from featureloop.training import model_input
 from serving.app import create_app
-from tests.integration.conftest import FeastEnv
+from tests.integration.conftest import FeastEnv, free_port, serve_app
 
 pytestmark = pytest.mark.integration
 
 WINDOW = {"train_start": datetime(2013, 1, 1, tzinfo=UTC), "train_end": datetime(2013, 1, 30, tzinfo=UTC)}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -54,35 +45,6 @@ class Served:
     feast_env: FeastEnv
     end: datetime
     first_version: str
-
-
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # running in a thread
-        pass
-
-
-@contextlib.contextmanager
-def _serve(app: Any) -> Iterator[str]:
-    port = _free_port()
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200 and server.started:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    else:
-        raise RuntimeError("serving app did not start")
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +63,7 @@ def served(feast_env: FeastEnv, tmp_path_factory: pytest.TempPathFactory) -> Ite
     assert summary["promoted"]
     end = datetime.fromisoformat(feast_env.prepared.time_range["end"])
     materialize_window(feast_env.store, end)
-    with _serve(create_app(settings)) as url:
+    with serve_app(create_app(settings)) as url:
         yield Served(url, settings, feast_env, end, summary["version"])
 
 
@@ -239,7 +201,7 @@ def test_openapi_documents_predict_and_the_fastapi_route_answers_like_the_fast_p
     async def without_layer(scope: Any, receive: Any, send: Any) -> None:
         await FastAPI.__call__(app, scope, receive, send)
 
-    with _serve(without_layer) as plain:
+    with serve_app(without_layer) as plain:
         for body, status in (({"flights": flights}, 200), ({"flights": flights * 20}, 413)):
             fast = httpx.post(f"{served.url}/predict", json=body, timeout=30)
             slow = httpx.post(f"{plain}/predict", json=body, timeout=30)
@@ -282,7 +244,7 @@ def test_get_online_features_body_is_byte_for_byte_feast_serve(served: Served, t
     config["registry"] = str(served.settings.feast_dir / "registry.db")
     config["online_store"]["path"] = str(served.settings.feast_dir / "online.db")
     (tmp_path / "feature_store.yaml").write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "FEATURELOOP_DATA_DIR": str(served.settings.data_dir)}
     feast_bin = str(Path(sys.executable).parent / "feast")
     proc = subprocess.Popen(
@@ -424,7 +386,7 @@ def test_ready_reports_model_and_stores(served: Served) -> None:
 
 def test_token_is_required_everywhere_but_health(served: Served) -> None:
     settings = served.settings.model_copy(update={"serving_token": SecretStr("s3cret")})
-    with _serve(create_app(settings)) as url:
+    with serve_app(create_app(settings)) as url:
         assert httpx.get(f"{url}/health", timeout=30).status_code == 200
         flights = {"flights": _flights(served, 1)}
         refused = httpx.post(f"{url}/predict", json=flights, timeout=30)
@@ -492,7 +454,7 @@ def test_canary_answers_a_stable_share_of_aircraft_with_the_challenger(
 
     settings = served.settings.model_copy(update={"serving_mode": "canary", "canary_share": 0.5})
     flights = _flights(served, 40)
-    with _serve(create_app(settings)) as url, httpx.Client(timeout=30) as http:
+    with serve_app(create_app(settings)) as url, httpx.Client(timeout=30) as http:
         first = [http.post(f"{url}/predict", json={"flights": [f]}).json()["model_version"] for f in flights]
         again = [http.post(f"{url}/predict", json={"flights": [f]}).json()["model_version"] for f in flights]
         text = http.get(f"{url}/metrics").text
@@ -509,7 +471,7 @@ def test_shadow_scores_with_the_challenger_but_answers_with_the_champion(
 ) -> None:
     settings = served.settings.model_copy(update={"serving_mode": "shadow"})
     flights = _flights(served, 4)
-    with _serve(create_app(settings)) as url:
+    with serve_app(create_app(settings)) as url:
         response = httpx.post(f"{url}/predict", json={"flights": flights}, timeout=30).json()
         text = httpx.get(f"{url}/metrics", timeout=30).text
     assert response["model_version"] == served.first_version

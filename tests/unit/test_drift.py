@@ -69,6 +69,16 @@ def test_constant_reference_and_all_missing_current_are_named() -> None:
     assert y.drifted and not x.drifted  # a feature that stops arriving is drift; a constant one is not
 
 
+def test_null_values_are_missing_not_zeros_in_the_current_sample() -> None:
+    ref = pd.DataFrame({"z": pd.array(np.arange(500), dtype="Int64")})
+    cur = pd.DataFrame({"z": pd.array([None] * 290 + [7] * 10, dtype="Int64")})  # NULLs in DuckDB
+    reference, current = _profiles(ref, cur, ["z"], [])
+    assert current["features"]["z"]["sample"].tolist() == [7.0] * 10
+    assert current["features"]["z"]["missing"] == 290
+    z = feature_drift("z", reference["features"]["z"], current["features"]["z"], CONFIG)
+    assert z.ks_p_value is not None and z.missing_share_change == pytest.approx(290 / 300)
+
+
 def _f(name: str, drifted: bool) -> FeatureDrift:
     return FeatureDrift(name, drifted, 0.0 if drifted else 1.0, 0.2 if drifted else 0.0, 0.0, 0.0)
 
