@@ -69,7 +69,7 @@ def current_profile(
         ).fetchnumpy()
         for name in numeric:
             # fetchnumpy returns masked arrays for columns with NULLs: NULL must not read as a value.
-            column = np.ma.asarray(drawn[name]).astype(float).filled(np.nan)
+            column = np.ma.filled(np.ma.asarray(drawn[name]).astype(float), np.nan)
             samples[name] = np.sort(column[np.isfinite(column)])
     features: dict[str, Any] = {}
     for name, ref in present.items():
