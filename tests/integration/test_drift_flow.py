@@ -238,3 +238,15 @@ def test_the_html_report_renders_its_plots_in_a_real_browser(
     # The bars are drawn in the reference and current colours: the screenshot must contain both.
     for colour in ((0x4C, 0x72, 0xB0), (0xDD, 0x84, 0x52)):
         assert (pixels == colour).all(axis=1).sum() > 500, colour
+
+
+def test_an_empty_window_says_so_and_gives_no_verdict(monitored: Monitored) -> None:
+    from flows.drift import drift
+
+    start = datetime(2013, 1, 2, tzinfo=UTC)  # nothing was served for this time
+    result = drift(_params(start))
+    assert result["rows"] == 0 and result["drifted"] is None and result["decayed"] is None
+    assert result["event"] is False and result["event_id"] is None
+    report = json.loads(Path(result["report"]).with_suffix(".json").read_text())
+    assert report["verdict"]["reason"] == "window too small: 0 rows < 300; no verdict"
+    assert "no decay verdict" in report["decay"]["reason"]
