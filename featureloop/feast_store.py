@@ -144,3 +144,43 @@ def online_counts(store: FeatureStore) -> dict[str, int]:
                 n = 0
             counts[fv.name] = int(n)
     return counts
+
+
+def incremental_windows(
+    store: FeatureStore,
+    end: datetime,
+    *,
+    overlap: timedelta = timedelta(hours=1),
+    start: datetime | None = None,
+    feature_views: list[str] | None = None,
+) -> list[tuple[str, datetime, datetime, str]]:
+    """Per view, the window the next materialisation loads, and why.
+
+    With `start` (backfill), every view loads [start, end]. Otherwise each view continues from the
+    end of its last materialised interval minus `overlap` (late rows are picked up again; writing a
+    row twice gives the same online store); a view never materialised loads [end - TTL, end], the
+    values an online read can use at `end` (a view without TTL: from the start of time)."""
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    names = {fv.name: fv for fv in store.list_feature_views()}
+    unknown = sorted(set(feature_views or []) - set(names))
+    if unknown:
+        raise ValueError(f"unknown feature views {unknown}; known: {sorted(names)}")
+    windows = []
+    for name in feature_views or sorted(names):
+        fv = names[name]
+        if start is not None:
+            windows.append((name, start, end, "backfill"))
+            continue
+        ends = [e if e.tzinfo else e.replace(tzinfo=UTC) for _, e in fv.materialization_intervals]
+        ttl = fv.ttl or timedelta(0)
+        if ends:
+            begin, why = max(ends) - overlap, f"incremental from {max(ends).isoformat()} - {overlap}"
+        else:
+            begin = end - ttl if ttl > timedelta(0) else datetime(1970, 1, 1, tzinfo=UTC)
+            why = "first load: end - TTL"
+        if begin >= end:
+            windows.append((name, end, end, "up to date"))
+        else:
+            windows.append((name, begin, end, why))
+    return windows

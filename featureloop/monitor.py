@@ -51,7 +51,11 @@ def load_champion(client: MlflowClient, settings: Settings) -> Champion:
     version = get_alias(client, settings.model_name, CHAMPION)
     if version is None:
         raise NoWindow(f"model {settings.model_name!r} has no champion: train and promote one first")
-    holdout = {k: version.metric(k) for k in ("roc_auc", "ece") if f"holdout.{k}" in version.tags}
+    holdout = {
+        k: version.metric(k)
+        for k in ("roc_auc", "ece", "n", "positive_rate")
+        if f"holdout.{k}" in version.tags
+    }
     return Champion(
         version=version,
         reference=load_reference_profile(client, version),

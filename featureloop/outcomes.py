@@ -9,6 +9,7 @@ reason of its own, whatever the feature distributions say.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -79,8 +80,16 @@ def measure_decay(
     metrics = evaluate(labels, probabilities)
     drop = holdout["roc_auc"] - metrics["roc_auc"]
     rise = metrics["ece"] - holdout["ece"]
+    # Both AUCs are estimates: a drop counts only beyond the margin *and* beyond sampling noise
+    # (1.96 standard errors of the difference, Hanley-McNeil), or small windows and small holdouts
+    # would report decay that is not there.
+    noise = 1.96 * math.hypot(
+        auc_standard_error(metrics["roc_auc"], metrics["n"], metrics["positive_rate"]),
+        auc_standard_error(holdout["roc_auc"], holdout.get("n", 0.0), holdout.get("positive_rate", 0.0)),
+    )
+    metrics["auc_drop_noise"] = noise
     reasons = []
-    if drop > config.max_auc_drop:
+    if drop > config.max_auc_drop and drop > noise:
         reasons.append(
             f"ROC AUC {metrics['roc_auc']:.3f} is {drop:.3f} below the holdout's {holdout['roc_auc']:.3f}"
         )
@@ -89,10 +98,22 @@ def measure_decay(
             f"calibration error {metrics['ece']:.3f} is {rise:.3f} above the holdout's {holdout['ece']:.3f}"
         )
     reason = "; ".join(reasons) or (
-        f"ROC AUC {metrics['roc_auc']:.3f} (holdout {holdout['roc_auc']:.3f}), "
+        f"ROC AUC {metrics['roc_auc']:.3f} (holdout {holdout['roc_auc']:.3f}, noise +/- {noise:.3f}), "
         f"ECE {metrics['ece']:.3f} (holdout {holdout['ece']:.3f}): within margins"
     )
     return Decay(bool(reasons), n, served, reason, metrics, holdout, calibration_table(labels, probabilities))
+
+
+def auc_standard_error(auc: float, n: float, positive_rate: float) -> float:
+    """Hanley and McNeil's standard error of a ROC AUC; 0 when the sample size is unknown."""
+    positives, negatives = n * positive_rate, n * (1 - positive_rate)
+    if positives < 1 or negatives < 1:
+        return 0.0
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
+        positives * negatives
+    )
+    return math.sqrt(max(variance, 0.0))
 
 
 def decay_summary(decay: Decay) -> dict[str, Any]:

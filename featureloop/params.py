@@ -46,7 +46,12 @@ class DecayConfig(BaseModel):
     """When the serving model's measured quality counts as decayed."""
 
     min_labels: int = Field(500, ge=10, description="Fewer labelled predictions give no decay verdict.")
-    max_auc_drop: float = Field(0.05, ge=0, le=1, description="Holdout ROC AUC minus window AUC beyond this.")
+    max_auc_drop: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Holdout ROC AUC minus window AUC beyond this (and beyond sampling noise).",
+    )
     max_ece_rise: float = Field(0.05, ge=0, le=1, description="Window ECE minus holdout ECE beyond this.")
 
 

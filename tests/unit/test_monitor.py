@@ -199,3 +199,16 @@ def test_gauges_name_every_feature() -> None:
     text = gauges_text(build_report(champion, window, decay, None, summary))
     assert 'featureloop_drift_feature_drifted{feature="x",model_version="3"} 1.0' in text
     assert 'featureloop_decay_verdict{model_version="3"} -1.0' in text
+
+
+def test_a_drop_within_sampling_noise_is_not_decay() -> None:
+    y, p = _scores(300, separation=1.6, seed=4)
+    auc = measure_decay(y, p, 300, HOLDOUT, DecayConfig(min_labels=100, max_ece_rise=1.0)).metrics["roc_auc"]
+    small = {"roc_auc": auc + 0.07, "ece": 0.0, "n": 120.0, "positive_rate": 0.3}
+    decay = measure_decay(y, p, 300, small, DecayConfig(min_labels=100, max_ece_rise=1.0))
+    assert decay.decayed is False and decay.metrics["auc_drop_noise"] > 0.07  # 0.07 > margin, < noise
+    # The same drop measured on large samples is decay.
+    y, p = _scores(20_000, separation=1.6, seed=4)
+    auc = measure_decay(y, p, 20_000, HOLDOUT, DecayConfig(max_ece_rise=1.0)).metrics["roc_auc"]
+    large = {"roc_auc": auc + 0.07, "ece": 0.0, "n": 100_000.0, "positive_rate": 0.3}
+    assert measure_decay(y, p, 20_000, large, DecayConfig(max_ece_rise=1.0)).decayed is True

@@ -1,0 +1,89 @@
+"""The deployment server: one long-running process that serves every featureloop flow.
+
+    python -m flows.deploy [--materialize-every 15] [--drift-every 1440] [--retrain-days 56] [--no-schedules]
+
+Deployments (each a form in the Prefect UI, from the flows' pydantic parameters):
+- `materialize/materialize`: scheduled every `--materialize-every` minutes (incremental, idempotent);
+- `drift/drift`: scheduled every `--drift-every` minutes (the last 7 days of served predictions);
+- `train/train`, `rollback/rollback`: on demand;
+- `retrain/retrain`: triggered by the event `featureloop.drift.detected` (the automation is created
+  when this process registers the deployment; no hand steps), with the event's window end and
+  reasons as parameters; one run at a time.
+Start it with `make up` (which also starts the Prefect server it talks to) or on its own with
+PREFECT_API_URL pointing at a server.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+from typing import Any
+
+from prefect import serve
+from prefect.events import DeploymentEventTrigger
+
+from featureloop.monitor import EVENT
+from flows.drift import drift
+from flows.materialize import materialize
+from flows.retrain import retrain
+from flows.train import rollback, train
+
+
+def retrain_trigger(train_days: int) -> DeploymentEventTrigger:
+    """`retrain` on each `featureloop.drift.detected`, up to the event's window end."""
+    return DeploymentEventTrigger(
+        name="retrain when drift or decay is detected",
+        expect={EVENT},
+        match={"prefect.resource.id": "featureloop.model.*"},
+        parameters={
+            "params": {
+                "window_end": "{{ event.payload.window_end }}",
+                "reason": "{{ event.payload.reasons | join('; ') }}",
+                "train_days": train_days,
+            }
+        },
+    )
+
+
+def deployments(
+    materialize_every: float | None, drift_every: float | None, retrain_days: int = 56
+) -> list[Any]:
+    """The deployments; schedules in minutes (None: on demand only)."""
+
+    def every(minutes: float | None) -> timedelta | None:
+        return timedelta(minutes=minutes) if minutes else None
+
+    return [
+        materialize.to_deployment(
+            name="materialize", interval=every(materialize_every), concurrency_limit=1,
+            description="Incremental load of the online store (scheduled).",
+        ),
+        drift.to_deployment(
+            name="drift", interval=every(drift_every), concurrency_limit=1,
+            description="Drift, decay and skew of the last window of served predictions (scheduled).",
+        ),
+        train.to_deployment(name="train", description="Train, register, gate and promote (on demand)."),
+        retrain.to_deployment(
+            name="retrain", triggers=[retrain_trigger(retrain_days)], concurrency_limit=1,
+            description="Retrain on the recent window when featureloop.drift.detected arrives.",
+        ),
+        rollback.to_deployment(name="rollback", description="Point the champion back at the previous version."),
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--materialize-every", type=float, default=15.0, help="minutes")
+    parser.add_argument("--drift-every", type=float, default=24 * 60.0, help="minutes")
+    parser.add_argument("--retrain-days", type=int, default=56, help="days before the drifted window's end")
+    parser.add_argument("--no-schedules", action="store_true", help="deploy everything on demand only")
+    args = parser.parse_args()
+    if args.no_schedules:
+        args.materialize_every = args.drift_every = None
+    serve(*deployments(args.materialize_every, args.drift_every, args.retrain_days))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Prefect flow `retrain`: train on the most recent window, then the gate; what drift triggers.
+
+The `retrain` deployment runs it when `featureloop.drift.detected` arrives, with the event's window
+end and reasons as parameters. It trains through the `train` flow (a subflow: the same steps, the
+same gate, the same lineage), on the `train_days` before the window's end; the gate promotes the new
+version only when it beats the champion, and serving picks it up by watching the alias.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Self
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field, model_validator
+
+from featureloop.params import TrainParams
+from flows.train import train
+
+
+class RetrainParams(BaseModel):
+    """Which recent window to train on, and why (the event's figures, for the record)."""
+
+    window_end: datetime | None = Field(None, description="Train up to here (UTC); default: now.")
+    train_days: int = Field(56, ge=1, description="Days of flights before window_end to train on.")
+    reason: str = Field("manual", description="Why: the drift event's reasons, or a person's note.")
+    train: TrainParams = Field(
+        default_factory=lambda: TrainParams(), description="Everything else about training."
+    )
+
+    @model_validator(mode="after")
+    def _utc(self) -> Self:
+        if self.window_end is not None and self.window_end.tzinfo is None:
+            self.window_end = self.window_end.replace(tzinfo=UTC)
+        return self
+
+
+@flow(name="retrain")
+def retrain(params: RetrainParams | None = None) -> dict[str, Any]:
+    """Train on the recent window, register, gate and promote when the challenger is better."""
+    params = params or RetrainParams()
+    end = params.window_end or datetime.now(UTC)
+    window = params.train.model_copy(
+        update={"train_start": end - timedelta(days=params.train_days), "train_end": end}
+    )
+    get_run_logger().info(
+        "retraining on %s .. %s because: %s", window.train_start.isoformat(), end.isoformat(), params.reason
+    )
+    summary = train(TrainParams.model_validate(window.model_dump()))
+    return {**summary, "reason_for_retraining": params.reason}
+
+
+if __name__ == "__main__":
+    print(retrain())
