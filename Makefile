@@ -6,7 +6,7 @@ export UV_COMPILE_BYTECODE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install test-tools demo serve test test-unit test-integration lint format clean
+.PHONY: install test-tools stack-tools demo serve up down status test test-unit test-integration lint format clean
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -19,15 +19,28 @@ install: $(VENV)/.installed ## create .venv and install the locked dependencies
 
 # Debian packages the integration tests drive for real: chromium opens the drift report.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-test-tools:
+APT_INSTALL := $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
+test-tools: stack-tools
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (the drift report's browser test)"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+		$(APT_INSTALL) chromium >/dev/null; }
+# Prometheus (scrapes serving and the drift gauges; its alert rules are tested with promtool).
+stack-tools:
+	@command -v prometheus >/dev/null 2>&1 || { echo "installing Debian's prometheus"; $(APT_INSTALL) prometheus >/dev/null; }
 
 demo: install ## the main job: prepare the real flights data, apply the Feast repo, load the online store
 	$(VENV)/bin/featureloop demo
 
 serve: install ## the serving app on $(HOST):$(PORT) (needs a champion: run `make demo` first)
 	$(VENV)/bin/uvicorn serving.app:create_app --factory --host $(HOST) --port $(PORT) --workers 1
+
+up: install stack-tools ## start Prefect server + deployments, MLflow UI, serving, Prometheus; print their URLs
+	$(VENV)/bin/featureloop up
+
+down: ## stop exactly what `make up` started
+	$(VENV)/bin/featureloop down
+
+status: ## what `make up` started and whether it is healthy
+	$(VENV)/bin/featureloop status
 
 test: install test-tools ## the whole test suite
 	$(PY) -m pytest

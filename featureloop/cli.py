@@ -334,3 +334,38 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@app.command()
+def up() -> None:
+    """Start the local stack (Prefect server, deployments, MLflow UI, serving, Prometheus) and wait
+    until each is healthy. Processes, pids and logs live under .run/; `featureloop down` stops them."""
+    from featureloop import stack
+
+    clock = _Clock()
+    try:
+        urls = stack.up(_settings(), report=clock)
+    except RuntimeError as exc:
+        raise _fail(f"{exc}\n`featureloop down` stops what did start.") from exc
+    typer.echo("\nfeatureloop is up:")
+    for name, url in urls.items():
+        typer.echo(f"  {name:<12} {url}")
+    typer.echo(f"stop it with `make down`; `make status` shows it ({clock.elapsed:.1f} s)")
+
+
+@app.command()
+def down() -> None:
+    """Stop exactly the processes `featureloop up` started."""
+    from featureloop import stack
+
+    stopped = stack.down(report=typer.echo)
+    typer.echo(f"stopped {len(stopped)} process(es)" if stopped else "nothing was running")
+
+
+@app.command()
+def status() -> None:
+    """What `featureloop up` started, whether it is healthy, and where."""
+    from featureloop import stack
+
+    for name, state, url in stack.status(_settings()):
+        typer.echo(f"{name:<12} {state:<32} {url}")

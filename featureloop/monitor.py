@@ -268,14 +268,13 @@ def gauges_text(report: dict[str, Any]) -> str:
     gauge(
         "featureloop_decay_verdict", "Decay verdict on delayed labels (1 decayed, 0 not, -1 no verdict)."
     ).labels(version).set(tri(summary["decayed"]))
-    if summary["auc"] is not None:
-        gauge("featureloop_window_roc_auc", "ROC AUC on the last window's labelled predictions.").labels(
-            version
-        ).set(summary["auc"])
-    if summary["skew_mismatches"] is not None:
-        gauge("featureloop_skew_mismatches", "Online values that differ from the offline store's.").labels(
-            version
-        ).set(summary["skew_mismatches"])
+    # Always exported (NaN: not measured this run) so that the series and the alert rules stay defined.
+    gauge("featureloop_window_roc_auc", "ROC AUC on the last window's labelled predictions.").labels(
+        version
+    ).set(math.nan if summary["auc"] is None else summary["auc"])
+    gauge("featureloop_skew_mismatches", "Online values that differ from the offline store's.").labels(
+        version
+    ).set(math.nan if summary["skew_mismatches"] is None else summary["skew_mismatches"])
     psi = gauge("featureloop_drift_feature_psi", "PSI of each feature in the last window.", ("feature",))
     drifted = gauge(
         "featureloop_drift_feature_drifted", "1 when the feature drifted in the last window.", ("feature",)

@@ -4,6 +4,7 @@ in a real headless browser."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -250,3 +251,58 @@ def test_an_empty_window_says_so_and_gives_no_verdict(monitored: Monitored) -> N
     report = json.loads(Path(result["report"]).with_suffix(".json").read_text())
     assert report["verdict"]["reason"] == "window too small: 0 rows < 300; no verdict"
     assert "no decay verdict" in report["decay"]["reason"]
+
+
+def test_prometheus_scrapes_serving_and_the_drift_gauges_with_the_shipped_rules(
+    monitored: Monitored, drift_runs: tuple[int, dict[str, Any], dict[str, Any]], tmp_path: Path
+) -> None:
+    """Debian's Prometheus with `make up`'s config: the target is up, a drift gauge has a value, the
+    alert rules load, and every metric the rules and the Grafana dashboard use exists."""
+    from featureloop.stack import ALERT_RULES, prometheus_config
+    from tests.integration.conftest import free_port
+
+    binary = shutil.which("prometheus")
+    assert binary, "Debian's prometheus is needed: `apt-get install prometheus` (make test installs it)"
+    serving_port = int(monitored.url.rsplit(":", 1)[1])
+    (tmp_path / "prometheus.yml").write_text(prometheus_config(serving_port, interval="1s"))
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api/v1"
+    proc = subprocess.Popen(
+        [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                result = httpx.get(
+                    f"{api}/query", params={"query": "featureloop_drift_verdict"}, timeout=5
+                ).json()
+                if result["data"]["result"]:
+                    break
+            except (httpx.HTTPError, ValueError):  # not listening yet, or not answering JSON yet
+                pass
+            assert proc.poll() is None, "prometheus exited"
+            assert time.monotonic() < deadline, "no drift gauge scraped in 60 s"
+            time.sleep(0.5)
+        written = re.search(
+            r"^featureloop_drift_verdict\{[^}]*\} (\S+)$",
+            (monitored.settings.drift_dir / "metrics.prom").read_text(),
+            re.M,
+        )
+        assert written and float(result["data"]["result"][0]["value"][1]) == float(
+            written.group(1)
+        )  # the last run's
+        targets = httpx.get(f"{api}/targets", timeout=5).json()["data"]["activeTargets"]
+        assert [t["health"] for t in targets] == ["up"]
+        groups = httpx.get(f"{api}/rules", timeout=5).json()["data"]["groups"]
+        assert {g["name"] for g in groups} == {"featureloop-model", "featureloop-serving"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    text = httpx.get(f"{monitored.url}/metrics", timeout=30).text
+    exposed = set(re.findall(r"^(?:# TYPE )?(featureloop_[a-z0-9_]+)", text, re.M))  # declared, even if unset
+    dashboard = (PROJECT_ROOT / "docs" / "grafana" / "featureloop-dashboard.json").read_text()
+    used = set(re.findall(r"featureloop_[a-z0-9_]+", ALERT_RULES.read_text() + dashboard)) - {"featureloop_"}
+    assert used and used <= exposed, used - exposed

@@ -1,0 +1,219 @@
+"""`make up`, `make down`, `make status`: the local stack as processes, without Docker.
+
+`up` starts what is not running yet, each in a session of its own with its log under `.run/logs/`,
+records its pid in `.run/<name>.pid`, waits until it answers its health URL and prints the URLs:
+the Prefect server (SQLite under `.run/prefect`), the deployment server (`python -m flows.deploy`),
+the MLflow UI on the tracking store, the serving app (when a champion exists), and Prometheus
+(Debian's package) scraping the serving app, with the alert rules in `docs/prometheus/`.
+`down` stops exactly the processes whose pid files `up` wrote (their whole process group).
+`status` shows each one: running or not, healthy or not, its URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from featureloop.settings import PROJECT_ROOT, Settings
+
+RUN_DIR = PROJECT_ROOT / ".run"
+ALERT_RULES = PROJECT_ROOT / "docs" / "prometheus" / "alerts.yml"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    url: str
+    health: str
+    command: list[str]
+    env: dict[str, str]
+
+
+def _ports() -> dict[str, int]:
+    return {
+        name: int(os.environ.get(f"FEATURELOOP_{name.upper()}_PORT", default))
+        for name, default in (("prefect", 4200), ("serving", 8000), ("mlflow", 5000), ("prometheus", 9090))
+    }
+
+
+def prometheus_config(serving_port: int, rules: Path = ALERT_RULES, interval: str = "15s") -> str:
+    """Scrape the serving app (its own metrics and the drift flow's gauges) and load the alert rules."""
+    return (
+        f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+        f"rule_files:\n  - {rules}\n"
+        "scrape_configs:\n"
+        "  - job_name: featureloop-serving\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{serving_port}']\n"
+    )
+
+
+def services(settings: Settings) -> list[Service]:
+    ports = _ports()
+    prefect_api = f"http://127.0.0.1:{ports['prefect']}/api"
+    base = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_api,
+        "PREFECT_HOME": str(RUN_DIR / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "FEATURELOOP_DATA_DIR": str(settings.data_dir),
+    }
+    bin_dir = Path(sys.executable).parent
+    prometheus_dir = RUN_DIR / "prometheus"
+    return [
+        Service(
+            "prefect", f"http://127.0.0.1:{ports['prefect']}", f"{prefect_api}/health",
+            [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(ports["prefect"])],
+            base,
+        ),
+        Service(
+            "deployments", f"http://127.0.0.1:{ports['prefect']}/deployments", f"{prefect_api}/health",
+            [sys.executable, "-m", "flows.deploy"], base,
+        ),
+        Service(
+            "mlflow", f"http://127.0.0.1:{ports['mlflow']}", f"http://127.0.0.1:{ports['mlflow']}/health",
+            [str(bin_dir / "mlflow"), "server", "--backend-store-uri", settings.tracking_uri,
+             "--default-artifact-root", settings.artifact_location, "--host", "127.0.0.1",
+             "--port", str(ports["mlflow"]), "--workers", "1"],
+            base,
+        ),
+        Service(
+            "serving", f"http://127.0.0.1:{ports['serving']}", f"http://127.0.0.1:{ports['serving']}/health",
+            [str(bin_dir / "uvicorn"), "serving.app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(ports["serving"]), "--workers", "1"],
+            base,
+        ),
+        Service(
+            "prometheus", f"http://127.0.0.1:{ports['prometheus']}", f"http://127.0.0.1:{ports['prometheus']}/-/ready",
+            ["prometheus", f"--config.file={prometheus_dir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={prometheus_dir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{ports['prometheus']}"],
+            base,
+        ),
+    ]  # fmt: skip
+
+
+def _pid(name: str) -> int | None:
+    path = RUN_DIR / f"{name}.pid"
+    if not path.exists():
+        return None
+    pid = int(path.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        path.unlink()
+        return None
+    return pid
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _has_champion(settings: Settings) -> bool:
+    from featureloop.model_registry import CHAMPION, connect, get_alias
+
+    client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    return get_alias(client, settings.model_name, CHAMPION) is not None
+
+
+def up(settings: Settings, report: Callable[[str], None] = print, timeout: float = 180) -> dict[str, str]:
+    """Start what is not running, wait for each to be healthy; returns name -> URL (or why not)."""
+    (RUN_DIR / "logs").mkdir(parents=True, exist_ok=True)
+    ports = _ports()
+    prometheus_dir = RUN_DIR / "prometheus"
+    prometheus_dir.mkdir(exist_ok=True)
+    (prometheus_dir / "prometheus.yml").write_text(prometheus_config(ports["serving"]))
+    started: dict[str, str] = {}
+    for service in services(settings):
+        if _pid(service.name) is not None:
+            report(f"{service.name}: already running")
+            started[service.name] = service.url
+            continue
+        if service.name == "serving" and not _has_champion(settings):
+            report("serving: not started, there is no champion yet (run `make demo` first)")
+            started[service.name] = "not started: no champion"
+            continue
+        if service.name == "prometheus" and shutil.which("prometheus") is None:
+            report("prometheus: not started, Debian's `prometheus` is not installed (`make up` installs it)")
+            started[service.name] = "not started: not installed"
+            continue
+        log = RUN_DIR / "logs" / f"{service.name}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                service.command, cwd=PROJECT_ROOT, env=service.env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        (RUN_DIR / f"{service.name}.pid").write_text(str(proc.pid))
+        report(f"{service.name}: starting (pid {proc.pid}, log {log.relative_to(PROJECT_ROOT)})")
+        deadline = time.monotonic() + timeout
+        while not _healthy(service.health):
+            if proc.poll() is not None:
+                (RUN_DIR / f"{service.name}.pid").unlink(missing_ok=True)
+                raise RuntimeError(f"{service.name} exited with {proc.returncode}; see {log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{service.name} not healthy after {timeout:.0f} s; see {log}")
+            time.sleep(0.5)
+        if service.name == "deployments":
+            _wait_for_deployments(service.env["PREFECT_API_URL"], deadline, proc, log)
+        started[service.name] = service.url
+        report(f"{service.name}: up at {service.url}")
+    return started
+
+
+def _wait_for_deployments(api: str, deadline: float, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """The deployment server is ready when its deployments are registered."""
+    while not _healthy(f"{api}/deployments/name/retrain/retrain"):
+        if proc.poll() is not None:
+            raise RuntimeError(f"the deployment server exited with {proc.returncode}; see {log}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the deployments were not registered in time; see {log}")
+        time.sleep(1)
+
+
+def down(report: Callable[[str], None] = print, timeout: float = 30) -> list[str]:
+    """Stop the processes `up` started (each whole process group), newest first."""
+    stopped = []
+    for name in ["prometheus", "serving", "mlflow", "deployments", "prefect"]:
+        pid = _pid(name)
+        if pid is None:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid(name) is not None and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.2)
+        if _pid(name) is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        (RUN_DIR / f"{name}.pid").unlink(missing_ok=True)
+        stopped.append(name)
+        report(f"{name}: stopped (pid {pid})")
+    return stopped
+
+
+def status(settings: Settings) -> list[tuple[str, str, str]]:
+    """(name, state, URL) for each service."""
+    rows = []
+    for service in services(settings):
+        pid = _pid(service.name)
+        state = (
+            "stopped" if pid is None else ("healthy" if _healthy(service.health) else "running, not healthy")
+        )
+        rows.append((service.name, state if pid is None else f"{state} (pid {pid})", service.url))
+    return rows
