@@ -25,8 +25,11 @@ from pathlib import Path
 
 from featureloop.settings import PROJECT_ROOT, Settings
 
-RUN_DIR = PROJECT_ROOT / ".run"
+RUN_DIR = Path(os.environ.get("FEATURELOOP_RUN_DIR", PROJECT_ROOT / ".run"))
 ALERT_RULES = PROJECT_ROOT / "docs" / "prometheus" / "alerts.yml"
+# The processes this interpreter started (they outlive `featureloop up`, which just exits; a test
+# that calls `up` and `down` in one process reaps them through these).
+_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass(frozen=True)
@@ -157,8 +160,9 @@ def up(settings: Settings, report: Callable[[str], None] = print, timeout: float
                 service.command, cwd=PROJECT_ROOT, env=service.env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
+        _children[proc.pid] = proc
         (RUN_DIR / f"{service.name}.pid").write_text(str(proc.pid))
-        report(f"{service.name}: starting (pid {proc.pid}, log {log.relative_to(PROJECT_ROOT)})")
+        report(f"{service.name}: starting (pid {proc.pid}, log {log})")
         deadline = time.monotonic() + timeout
         while not _healthy(service.health):
             if proc.poll() is not None:
@@ -201,6 +205,9 @@ def down(report: Callable[[str], None] = print, timeout: float = 30) -> list[str
         if _pid(name) is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+        child = _children.pop(pid, None)
+        if child is not None:
+            child.wait(timeout)
         (RUN_DIR / f"{name}.pid").unlink(missing_ok=True)
         stopped.append(name)
         report(f"{name}: stopped (pid {pid})")

@@ -4,6 +4,7 @@ in a real headless browser."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -306,3 +307,38 @@ def test_prometheus_scrapes_serving_and_the_drift_gauges_with_the_shipped_rules(
     dashboard = (PROJECT_ROOT / "docs" / "grafana" / "featureloop-dashboard.json").read_text()
     used = set(re.findall(r"featureloop_[a-z0-9_]+", ALERT_RULES.read_text() + dashboard)) - {"featureloop_"}
     assert used and used <= exposed, used - exposed
+
+
+def test_up_starts_the_stack_healthy_and_down_stops_exactly_it(
+    monitored: Monitored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make up` / `make status` / `make down` for real, on free ports and a run folder of its own."""
+    import importlib
+
+    from tests.integration.conftest import free_port
+
+    monkeypatch.setenv("FEATURELOOP_RUN_DIR", str(tmp_path / "run"))
+    for name in ("prefect", "serving", "mlflow", "prometheus"):
+        monkeypatch.setenv(f"FEATURELOOP_{name.upper()}_PORT", str(free_port()))
+    from featureloop import stack
+
+    stack = importlib.reload(stack)  # RUN_DIR is read at import
+    try:
+        urls = stack.up(Settings(), report=lambda _m: None)
+        assert set(urls) == {"prefect", "deployments", "mlflow", "serving", "prometheus"}
+        assert all(url.startswith("http://127.0.0.1:") for url in urls.values()), urls
+        rows = stack.status(Settings())
+        assert all(state.startswith("healthy") for _, state, _ in rows), rows
+        assert httpx.get(f"{urls['serving']}/ready", timeout=30).json()["model_version"] == "1"
+        pids = {name: int((tmp_path / "run" / f"{name}.pid").read_text()) for name in urls}
+        assert stack.up(Settings(), report=lambda _m: None) == urls  # a second `up` starts nothing new
+    finally:
+        stopped = stack.down(report=lambda _m: None)
+    assert set(stopped) == set(pids)
+    for pid in pids.values():
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)  # each whole process group is gone
+    assert (
+        httpx.get(f"{monitored.url}/health", timeout=30).status_code == 200
+    )  # what it did not start runs on
+    assert all(state == "stopped" for _, state, _ in stack.status(Settings()))
