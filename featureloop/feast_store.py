@@ -20,7 +20,13 @@ if TYPE_CHECKING:  # Feast takes seconds to import: only where a step needs it.
 REPO_MODULES = ("entities", "data_sources", "features", "feature_services")
 
 
-def repo_config(settings: Settings, *, offline_store: str | None = None) -> RepoConfig:
+def repo_config(
+    settings: Settings,
+    *,
+    offline_store: str | None = None,
+    batch_engine: str | None = None,
+    online_path: Path | None = None,
+) -> RepoConfig:
     """The repo's feature_store.yaml with the file registry and SQLite paths under settings.data_dir."""
     import yaml
     from feast.repo_config import RepoConfig
@@ -36,19 +42,33 @@ def repo_config(settings: Settings, *, offline_store: str | None = None) -> Repo
         raw["registry"] = os.path.relpath(feast_dir / "registry.db", repo)
     online = raw.get("online_store")
     if isinstance(online, dict) and online.get("type") == "sqlite":
-        raw["online_store"] = {**online, "path": os.path.relpath(feast_dir / "online.db", repo)}
+        raw["online_store"] = {
+            **online,
+            "path": os.path.relpath(online_path or feast_dir / "online.db", repo),
+        }
     if offline_store is not None:  # e.g. "duckdb": Feast's own store, to compare against
         raw["offline_store"] = {"type": offline_store}
+    if batch_engine is not None:  # e.g. "local": Feast's own materialisation engine
+        raw["batch_engine"] = {"type": batch_engine}
     config = RepoConfig(**raw)
     config.repo_path = repo
     return config
 
 
-def open_store(settings: Settings, *, offline_store: str | None = None) -> FeatureStore:
-    """A FeatureStore on the repo, with paths from settings (and optionally another offline store)."""
+def open_store(
+    settings: Settings,
+    *,
+    offline_store: str | None = None,
+    batch_engine: str | None = None,
+    online_path: Path | None = None,
+) -> FeatureStore:
+    """A FeatureStore on the repo, with paths from settings (optionally another offline store, batch
+    engine or SQLite file: Feast's own, to compare against)."""
     from feast import FeatureStore
 
-    config = repo_config(settings, offline_store=offline_store)
+    config = repo_config(
+        settings, offline_store=offline_store, batch_engine=batch_engine, online_path=online_path
+    )
     return FeatureStore(repo_path=str(settings.feature_repo.resolve()), config=config)
 
 

@@ -1,0 +1,277 @@
+"""A faster materialisation engine for Feast, plugged in through `feature_store.yaml`:
+
+    batch_engine:
+      type: featureloop.feast_engine.FastComputeEngine
+
+so `feast materialize`, `FeatureStore.materialize` and our `materialize` flow all use it. For the
+SQLite online store it replaces Feast's local engine (which converts every value to a protobuf
+object in Python and writes row by row) with: the latest row per entity in [start, end] chosen by
+DuckDB (Feast's tie-break: event time, then created time), values serialised column by column into
+the exact bytes Feast writes (`ValueProto` encodings, entity keys in serialisation version 3, the
+`value_text` column, naive-UTC timestamps), and bulk upserts, one transaction per chunk of
+`chunk_rows` entities, so memory stays bounded and a killed run leaves whole chunks: a rerun of the
+same window writes the same rows again (idempotent). Other online stores, and feature types without
+a fast encoder here, fall back to Feast's own engine.
+
+Tested byte for byte against Feast's local engine (tests/integration/test_feast_engine.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+from feast.infra.common.materialization_job import MaterializationJobStatus, MaterializationTask
+from feast.infra.compute_engines.local.compute import LocalComputeEngine, LocalComputeEngineConfig
+from feast.infra.compute_engines.local.job import LocalMaterializationJob
+from feast.infra.registry.base_registry import BaseRegistry
+from feast.value_type import ValueType
+
+from featureloop.sql import quote_identifier, quote_literal
+
+
+class FastComputeEngineConfig(LocalComputeEngineConfig):
+    """`batch_engine` settings: the engine, and how many entities one write transaction holds."""
+
+    type: Literal["featureloop.feast_engine.FastComputeEngine"] = "featureloop.feast_engine.FastComputeEngine"  # type: ignore[assignment]
+    chunk_rows: int = 250_000
+
+
+def _varint(value: int) -> bytes:
+    """Protobuf varint of a signed 64-bit integer (negative numbers as their two's complement)."""
+    value &= 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _fixed(tag: int, values: np.ndarray, fmt: str) -> list[bytes]:
+    """`tag` + little-endian fixed-width value, for every element (one buffer, then sliced)."""
+    width = np.dtype(fmt).itemsize + 1
+    buffer = np.empty(len(values), dtype=[("tag", "u1"), ("value", fmt)])
+    buffer["tag"], buffer["value"] = tag, values
+    raw = buffer.tobytes()
+    return [raw[i : i + width] for i in range(0, len(raw), width)]
+
+
+Encoded = tuple[list[bytes], list[str | None]]
+
+
+def _encode_double(column: pa.Array, fmt: str, tag: int) -> Encoded:
+    values = column.to_numpy(zero_copy_only=False).astype(float)
+    missing = np.isnan(values)  # nulls arrive as NaN; Feast writes NaN as an empty value too
+    stored = values.astype(np.dtype(fmt))
+    encoded = _fixed(tag, stored, fmt)
+    texts: list[str | None] = [str(x) for x in stored.astype(float).tolist()]
+    for i in np.flatnonzero(missing).tolist():
+        encoded[i], texts[i] = b"", None
+    return encoded, texts
+
+
+def _encode_int(column: pa.Array, tag: int) -> Encoded:
+    values = column.to_numpy(zero_copy_only=False)
+    encoded: list[bytes] = []
+    texts: list[str | None] = []
+    for x in values.tolist():
+        if x is None or (isinstance(x, float) and x != x):
+            encoded.append(b"")
+            texts.append(None)
+        else:
+            encoded.append(bytes((tag,)) + _varint(int(x)))
+            texts.append(str(int(x)))
+    return encoded, texts
+
+
+def _encode_string(column: pa.Array) -> Encoded:
+    encoded: list[bytes] = []
+    texts: list[str | None] = []
+    for x in column.to_pylist():
+        if x is None:
+            encoded.append(b"")
+            texts.append(None)
+        else:
+            data = x.encode("utf8")
+            encoded.append(b"\x12" + _varint(len(data)) + data)
+            texts.append(x)
+    return encoded, texts
+
+
+def _encode_bool(column: pa.Array) -> Encoded:
+    encoded: list[bytes] = []
+    texts: list[str | None] = []
+    for x in column.to_pylist():
+        if x is None:
+            encoded.append(b"")
+            texts.append(None)
+        else:
+            encoded.append(b"\x38\x01" if x else b"\x38\x00")
+            texts.append(str(bool(x)))
+    return encoded, texts
+
+
+ENCODERS: dict[ValueType, Callable[[pa.Array], Encoded]] = {
+    ValueType.DOUBLE: lambda c: _encode_double(c, "<f8", 0x29),
+    ValueType.FLOAT: lambda c: _encode_double(c, "<f4", 0x35),
+    ValueType.INT64: lambda c: _encode_int(c, 0x20),
+    ValueType.INT32: lambda c: _encode_int(c, 0x18),
+    ValueType.STRING: _encode_string,
+    ValueType.BOOL: _encode_bool,
+}
+KEY_TYPES = {ValueType.STRING, ValueType.INT64}
+
+
+def encode_values(column: pa.Array, value_type: ValueType) -> Encoded:
+    """The `value` bytes (a serialised ValueProto) and `value_text` Feast writes for each element."""
+    return ENCODERS[value_type](column)
+
+
+def encode_entity_keys(columns: list[tuple[str, pa.Array, ValueType]]) -> list[bytes]:
+    """Feast's entity key serialisation (version 3): join keys sorted by name, then their values."""
+    columns = sorted(columns, key=lambda c: c[0])
+    head = struct.pack("<I", len(columns)) + b"".join(
+        struct.pack("<II", ValueType.STRING.value, len(name.encode())) + name.encode()
+        for name, _, _ in columns
+    )
+    parts: list[list[bytes]] = []
+    for _, column, value_type in columns:
+        if value_type == ValueType.STRING:
+            raw = [str(x).encode("utf8") for x in column.to_pylist()]
+        else:
+            raw = [struct.pack("<q", int(x)) for x in column.to_pylist()]
+        tag = value_type.value
+        parts.append([struct.pack("<II", tag, len(b)) + b for b in raw])
+    return [head + b"".join(row) for row in zip(*parts, strict=True)]
+
+
+def _timestamps(column: pa.Array) -> list[int]:
+    """What Feast's SQLite store writes for a time: `int(naive_utc.timestamp())`, whole seconds (its
+    sqlite3 adapter; Python reads a naive time as local time, so off UTC this follows the machine's
+    zone, as Feast does)."""
+    micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    if time.localtime().tm_gmtoff == 0 and time.daylight == 0:
+        seconds = np.where(micros >= 0, micros // 1_000_000, -((-micros) // 1_000_000))
+        return [int(x) for x in seconds.tolist()]
+    return [
+        int(
+            (datetime(1970, 1, 1) + timedelta(microseconds=int(us))).timestamp()
+        )  # read as local time, as Feast does
+        for us in micros.tolist()
+    ]
+
+
+class FastComputeEngine(LocalComputeEngine):
+    """Feast's local engine, with a vectorised, chunked, bulk-writing path for SQLite."""
+
+    def __init__(self, chunk_rows: int = 250_000, **kwargs: Any) -> None:
+        kwargs.pop("type", None)
+        super().__init__(**kwargs)
+        self.chunk_rows = chunk_rows
+
+    def _fast_path(self, task: MaterializationTask) -> bool:
+        view = task.feature_view
+        source: Any = view.batch_source
+        return bool(
+            getattr(self.repo_config.online_store, "type", None) == "sqlite"
+            and not getattr(self.repo_config.online_store, "vector_enabled", False)
+            and not getattr(self.repo_config.online_store, "enable_openai_compatible_store", False)
+            and not self.repo_config.registry.enable_online_feature_view_versioning
+            and view.online
+            and not view.offline
+            and getattr(source, "path", None)
+            and str(source.path).endswith(".parquet")
+            and all(f.dtype.to_value_type() in ENCODERS for f in view.features)
+            and all(c.dtype.to_value_type() in KEY_TYPES for c in view.entity_columns)
+        )
+
+    def _materialize_one(
+        self, registry: BaseRegistry, task: MaterializationTask, **kwargs: Any
+    ) -> LocalMaterializationJob:
+        if not self._fast_path(task):
+            return super()._materialize_one(registry, task, **kwargs)
+        job_id = f"{task.feature_view.name}-{task.start_time}-{task.end_time}"
+        try:
+            written = self.write_latest(task)
+            if task.tqdm_builder is not None:
+                with contextlib.closing(task.tqdm_builder(written)) as bar:
+                    bar.update(written)
+        except Exception as exc:
+            return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.ERROR, error=exc)
+        return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
+
+    def latest_rows(self, task: MaterializationTask) -> Iterator[pa.RecordBatch]:
+        """The latest row per entity with an event time in [start, end], in chunks."""
+        import duckdb
+
+        view = task.feature_view
+        source: Any = view.batch_source  # a parquet FileSource (checked by _fast_path)
+        keys = [c.name for c in view.entity_columns]
+        ts = quote_identifier(source.timestamp_field)
+        created = source.created_timestamp_column
+        order = f"{ts} DESC" + (f", {quote_identifier(created)} DESC NULLS LAST" if created else "")
+        columns = [
+            *keys,
+            *[f.name for f in view.features],
+            source.timestamp_field,
+            *([created] if created else []),
+        ]
+        start, end = (t.astimezone(UTC).isoformat() for t in (task.start_time, task.end_time))
+        query = (
+            f"SELECT {', '.join(quote_identifier(c) for c in columns)} "
+            f"FROM read_parquet({quote_literal(str(source.path))}) "
+            f"WHERE {ts} >= {quote_literal(start)}::TIMESTAMPTZ AND {ts} <= {quote_literal(end)}::TIMESTAMPTZ "
+            f"QUALIFY row_number() OVER (PARTITION BY {', '.join(quote_identifier(k) for k in keys)} ORDER BY {order}) = 1 "
+            f"ORDER BY {', '.join(quote_identifier(k) for k in keys)}"
+        )
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        yield from con.sql(query).to_arrow_reader(self.chunk_rows)
+
+    def write_latest(self, task: MaterializationTask) -> int:
+        """Write the window's latest values; returns the number of entities written."""
+        from feast.infra.online_stores.sqlite import _quote_id, _table_id
+
+        view = task.feature_view
+        config = self.repo_config
+        online: Any = self.online_store  # SqliteOnlineStore (checked by _fast_path)
+        connection = online._get_conn(config)
+        table = _quote_id(_table_id(config.project, view, False))
+        upsert = (
+            f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+            "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
+            "created_ts = excluded.created_ts"
+        )
+        source: Any = view.batch_source
+        features = [(f.name, f.dtype.to_value_type()) for f in view.features]
+        written = 0
+        for batch in self.latest_rows(task):
+            if batch.num_rows == 0:
+                continue
+            keys = encode_entity_keys(
+                [(c.name, batch.column(c.name), c.dtype.to_value_type()) for c in view.entity_columns]
+            )
+            encoded = [(name, *encode_values(batch.column(name), vt)) for name, vt in features]
+            events = _timestamps(batch.column(source.timestamp_field))
+            created = (
+                _timestamps(batch.column(source.created_timestamp_column))
+                if source.created_timestamp_column
+                else [None] * batch.num_rows
+            )
+            rows = (
+                (key, name, values[i], texts[i], events[i], created[i])
+                for i, key in enumerate(keys)
+                for name, values, texts in encoded
+            )
+            with connection:  # one transaction per chunk: a killed run leaves whole chunks
+                connection.executemany(upsert, rows)
+            written += batch.num_rows
+        return written
