@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,7 @@ from feast.value_type import ValueType
 
 from featureloop.feast_engine import encode_entity_keys, encode_values
 from featureloop.feast_store import open_store
+from featureloop.settings import PROJECT_ROOT
 from tests.integration.conftest import FeastEnv
 
 pytestmark = pytest.mark.integration
@@ -77,7 +82,10 @@ def test_online_store_equals_feasts_engine_byte_for_byte(feast_env: FeastEnv, tm
     [
         (ValueType.DOUBLE, pa.array([1.5, None, -0.0, 1e300, 3.0, float("nan"), 1 / 3])),
         (ValueType.FLOAT, pa.array([1.1, None, -2.5], type=pa.float32())),
-        (ValueType.INT64, pa.array([0, 1, -5, 2**40, None, -(2**52)])),  # with a null: read as floats, as Feast does
+        (
+            ValueType.INT64,
+            pa.array([0, 1, -5, 2**40, None, -(2**52)]),
+        ),  # with a null: read as floats, as Feast does
         (ValueType.INT64, pa.array([2**63 - 1, -(2**63), 7])),
         (ValueType.INT32, pa.array([3, -3, None, 2**31 - 1], type=pa.int32())),
         (ValueType.STRING, pa.array(["a", None, "é", "", "x" * 300])),
@@ -106,3 +114,34 @@ def test_entity_key_encoding_equals_feasts() -> None:
             entity_values=[Value(string_val=names[i].as_py()), Value(int64_val=ids[i].as_py())],
         )
         assert key == serialize_entity_key(proto, entity_key_serialization_version=3)
+
+
+def test_a_run_killed_midway_and_rerun_gives_the_same_online_store(tmp_path: Path) -> None:
+    from tests.integration import materialize_repo as repo
+
+    repo.write_data(tmp_path, 200_000)
+    engine = {"type": "featureloop.feast_engine.FastComputeEngine", "chunk_rows": 5_000}
+    repo.store(tmp_path, "clean.db", engine).materialize(start_date=repo.START, end_date=repo.END)
+    full = len(_contents(tmp_path / "clean.db")[repo.TABLE])
+
+    run = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.materialize_repo", str(tmp_path), "killed.db", "5000"],
+        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    written = 0
+    while written == 0:
+        assert run.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        with (
+            contextlib.suppress(sqlite3.OperationalError),  # table not created yet, or locked
+            contextlib.closing(sqlite3.connect(tmp_path / "killed.db", timeout=0.1)) as con,
+        ):
+            written = con.execute(f'SELECT count(*) FROM "{repo.TABLE}"').fetchone()[0]
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=30)
+    assert 0 < written < full  # killed midway: some chunks, not all
+
+    repo.store(tmp_path, "killed.db", engine).materialize(start_date=repo.START, end_date=repo.END)
+    assert _contents(tmp_path / "killed.db") == _contents(tmp_path / "clean.db")
