@@ -10,7 +10,8 @@ DuckDB (Feast's tie-break: event time, then created time), values serialised col
 the exact bytes Feast writes (`ValueProto` encodings, entity keys in serialisation version 3, the
 `value_text` column, naive-UTC timestamps), and bulk upserts, one transaction per chunk of
 `chunk_rows` entities, so memory stays bounded and a killed run leaves whole chunks: a rerun of the
-same window writes the same rows again (idempotent). Other online stores, and feature types without
+same window writes the same rows again (idempotent). A value is never replaced by an older one, so a
+backfill of an old window after newer loads cannot regress the online store. Other online stores, and feature types without
 a fast encoder here, fall back to Feast's own engine.
 
 Tested byte for byte against Feast's local engine (tests/integration/test_feast_engine.py).
@@ -250,9 +251,12 @@ class FastComputeEngine(LocalComputeEngine):
         connection = online._get_conn(config)
         table = _quote_id(_table_id(config.project, view, False))
         columns = "entity_key, feature_name, value, value_text, event_ts, created_ts"
+        # Never older over newer: a backfill of an old window after newer loads leaves the newer values
+        # (Feast's engine overwrites unconditionally, so there a late backfill regresses the store).
         upsert = (
             "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-            "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts"
+            "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts "
+            f"WHERE excluded.event_ts >= {table}.event_ts"
         )
         source: Any = view.batch_source
         features = [(f.name, f.dtype.to_value_type()) for f in view.features]

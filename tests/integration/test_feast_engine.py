@@ -64,6 +64,16 @@ def test_online_store_equals_feasts_engine_byte_for_byte(feast_env: FeastEnv, tm
     for table in a:
         assert a[table] == b[table], table
 
+    # A late backfill of the first window: ours keeps the newer values, Feast's engine regresses them.
+    first = (end - timedelta(days=20), end - timedelta(days=6))
+    ours.materialize(start_date=first[0], end_date=first[1])
+    assert _contents(ours_path) == b
+    regressed = _empty_copy(theirs_path, tmp_path / "regressed.db")
+    shutil.copy(theirs_path, regressed)
+    regressing = open_store(feast_env.settings, batch_engine="local", online_path=regressed)
+    regressing.materialize(start_date=first[0], end_date=first[1])
+    assert _contents(regressed) != a
+
     # And as a reader sees it: Feast's get_online_features on both stores.
     flights = feast_env.table("flights").dropna(subset=["tailnum"]).head(40)
     rows = [
