@@ -3,9 +3,10 @@
 Usage:
     .venv/bin/python bench/materialize.py [--entities 1000000]
 
-A Feast repository of its own in a temporary folder: one entity (a string id), one feature view
-with three features (Float64, Int64, String) over a parquet file with one row per entity, our ASOF
-DuckDB offline store, a SQLite online store. Each side runs `FeatureStore.materialize` over the
+A Feast repository of its own in a temporary folder (the one the engine tests use,
+tests/integration/materialize_repo.py): one entity (a string id), one feature view with three
+features (Float64, Int64, String) over a parquet file with one row per entity, our ASOF DuckDB
+offline store, a SQLite online store. Each side runs `FeatureStore.materialize` over the
 whole range in a process of its own (time, and peak RSS of that process), into its own online
 store; then the two SQLite files are compared row for row.
 """
@@ -21,66 +22,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.integration import materialize_repo  # noqa: E402  (the repository the engine tests use)
 
 ENGINES = {"ours": "featureloop.feast_engine.FastComputeEngine", "feast": "local"}
 
 
-def _store(folder: Path, engine: str) -> object:
-    from feast import Entity, FeatureStore, FeatureView, Field, FileSource
-    from feast.repo_config import RepoConfig
-    from feast.types import Float64, Int64, String
-    from feast.value_type import ValueType
-
-    config = RepoConfig(
-        project="bench",
-        provider="local",
-        registry=str(folder / f"registry-{engine}.db"),
-        online_store={"type": "sqlite", "path": str(folder / f"online-{engine}.db")},
-        offline_store={"type": "featureloop.feast_offline.AsofDuckDBOfflineStore"},
-        batch_engine={"type": ENGINES[engine]},
-        entity_key_serialization_version=3,
-        materialization={"pull_latest_features": True, "online_write_batch_size": 10_000},
-    )
-    store = FeatureStore(config=config)
-    customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.STRING)
-    source = FileSource(path=str(folder / "features.parquet"), timestamp_field="event_timestamp")
-    view = FeatureView(
-        name="customer_stats",
-        entities=[customer],
-        schema=[Field(name="balance", dtype=Float64), Field(name="orders", dtype=Int64),
-                Field(name="segment", dtype=String)],
-        source=source,
-        online=True,
-    )  # fmt: skip
-    store.apply([customer, view])
-    return store
-
-
-def _data(folder: Path, entities: int) -> None:
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(
-        {
-            "customer_id": [f"c{i:07d}" for i in range(entities)],
-            "balance": rng.normal(100, 30, entities),
-            "orders": rng.integers(0, 500, entities),
-            "segment": rng.choice(["gold", "silver", "bronze", "new"], entities),
-            "event_timestamp": pd.Timestamp("2024-01-01", tz="UTC")
-            + pd.to_timedelta(rng.integers(0, 86_400 * 30, entities), unit="s"),
-        }
-    )
-    frame.loc[frame.index[::50], "balance"] = np.nan
-    frame.to_parquet(folder / "features.parquet", index=False)
+def _store(folder: Path, engine: str) -> Any:
+    return materialize_repo.store(folder, f"online-{engine}.db", {"type": ENGINES[engine]})
 
 
 def _worker(folder: Path, engine: str) -> dict[str, float]:
     store = _store(folder, engine)
     start = time.perf_counter()
-    store.materialize(start_date=datetime(2023, 12, 1, tzinfo=UTC), end_date=datetime(2024, 2, 1, tzinfo=UTC))  # type: ignore[attr-defined]
+    store.materialize(start_date=materialize_repo.START, end_date=materialize_repo.END)
     return {
         "seconds": time.perf_counter() - start,
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -114,7 +73,7 @@ def main() -> None:
     parser.add_argument("--skip-feast", action="store_true", help="only ours (Feast's engine takes minutes)")
     args = parser.parse_args()
     if args.worker == "data":
-        _data(Path(args.folder), args.entities)
+        materialize_repo.write_data(Path(args.folder), args.entities)
         return
     if args.worker:
         print(json.dumps(_worker(Path(args.folder), args.worker)))
