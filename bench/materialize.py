@@ -1,7 +1,7 @@
 """Benchmark: materialising 1,000,000 entities into SQLite, our engine beside Feast's local engine.
 
 Usage:
-    .venv/bin/python bench/materialize.py [--entities 1000000]
+    .venv/bin/python bench/materialize.py [--entities 1000000] [--redis]
 
 A Feast repository of its own in a temporary folder (the one the engine tests use,
 tests/integration/materialize_repo.py): one entity (a string id), one feature view with three
@@ -17,11 +17,13 @@ import argparse
 import contextlib
 import json
 import resource
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +34,16 @@ from tests.integration import materialize_repo  # noqa: E402  (the repository th
 ENGINES = {"ours": "featureloop.feast_engine.FastComputeEngine", "feast": "local"}
 
 
-def _store(folder: Path, engine: str) -> Any:
-    return materialize_repo.store(folder, f"online-{engine}.db", {"type": ENGINES[engine]})
+REDIS_DB = {"ours": 1, "feast": 2}
 
 
-def _worker(folder: Path, engine: str) -> dict[str, float]:
-    store = _store(folder, engine)
+def _store(folder: Path, engine: str, redis: str | None) -> Any:
+    online = {"type": "redis", "connection_string": f"{redis},db={REDIS_DB[engine]}"} if redis else None
+    return materialize_repo.store(folder, f"online-{engine}.db", {"type": ENGINES[engine]}, online)
+
+
+def _worker(folder: Path, engine: str, redis: str | None) -> dict[str, float]:
+    store = _store(folder, engine, redis)
     start = time.perf_counter()
     store.materialize(start_date=materialize_repo.START, end_date=materialize_repo.END)
     return {
@@ -71,29 +77,86 @@ def main() -> None:
     parser.add_argument("--worker", choices=["data", *ENGINES])
     parser.add_argument("--folder")
     parser.add_argument("--skip-feast", action="store_true", help="only ours (Feast's engine takes minutes)")
+    parser.add_argument(
+        "--redis", action="store_true", help="into Redis (Debian's redis-server, started here)"
+    )
+    parser.add_argument("--redis-address", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "data":
         materialize_repo.write_data(Path(args.folder), args.entities)
         return
     if args.worker:
-        print(json.dumps(_worker(Path(args.folder), args.worker)))
+        print(json.dumps(_worker(Path(args.folder), args.worker, args.redis_address)))
         return
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _redis(args.redis) as redis:
         folder = Path(tmp)
         run = [sys.executable, __file__, "--folder", tmp, "--entities", str(args.entities)]
         subprocess.run([*run, "--worker", "data"], check=True, timeout=1800)
-        print(f"{args.entities:,} entities x 3 features (Float64, Int64, String) into SQLite")
+        if redis:
+            run += ["--redis-address", redis]
+        target = "Redis" if redis else "SQLite"
+        print(f"{args.entities:,} entities x 3 features (Float64, Int64, String) into {target}")
         for engine in ENGINES if not args.skip_feast else ["ours"]:
             out = subprocess.run(
                 [*run, "--worker", engine], capture_output=True, text=True, check=True, timeout=3600
             )
             result = json.loads(out.stdout.strip().splitlines()[-1])
-            rows = _rows(folder / f"online-{engine}.db")
+            size = _redis_size(redis, REDIS_DB[engine]) if redis else _rows(folder / f"online-{engine}.db")
             print(f"{engine:<6} {result['seconds']:8.2f} s  peak {result['peak_mb']:6.0f} MB  "
-                  f"{args.entities / result['seconds']:10,.0f} entities/s  {rows:,} rows", flush=True)  # fmt: skip
+                  f"{args.entities / result['seconds']:10,.0f} entities/s  {size:,} {'keys' if redis else 'rows'}",
+                  flush=True)  # fmt: skip
         if not args.skip_feast:
-            same = _same(folder / "online-ours.db", folder / "online-feast.db")
-            print(f"online stores identical row for row: {same}")
+            same = (
+                _redis_same(redis) if redis else _same(folder / "online-ours.db", folder / "online-feast.db")
+            )
+            print(f"online stores identical: {same}")
+
+
+@contextlib.contextmanager
+def _redis(wanted: bool) -> Iterator[str | None]:
+    if not wanted:
+        yield None
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _client(address: str, db: int) -> Any:
+    import redis
+
+    host, port = address.split(":")
+    return redis.Redis(host=host, port=int(port), db=db)
+
+
+def _redis_size(address: str, db: int) -> int:
+    return int(_client(address, db).dbsize())
+
+
+def _redis_same(address: str) -> bool:
+    ours, theirs = _client(address, REDIS_DB["ours"]), _client(address, REDIS_DB["feast"])
+    keys = list(ours.scan_iter(count=10_000))
+    if len(keys) != theirs.dbsize():
+        return False
+    for start in range(0, len(keys), 10_000):
+        chunk = keys[start : start + 10_000]
+        a, b = ours.pipeline(transaction=False), theirs.pipeline(transaction=False)
+        for key in chunk:
+            a.hgetall(key)
+            b.hgetall(key)
+        if a.execute() != b.execute():
+            return False
+    return True
 
 
 if __name__ == "__main__":

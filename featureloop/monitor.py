@@ -90,7 +90,7 @@ def check_window(
 ) -> dict[str, Any]:
     from featureloop.drift_report import compare_window, log_window
 
-    relation = log_window(settings.prediction_log_dir, start, end)
+    relation = log_window(settings.prediction_log_dir, start, end, champion.version.version)
     return compare_window(champion.reference, relation, params.drift, weights=params.feature_weights or None)
 
 
@@ -102,7 +102,7 @@ def check_labels(
 
     as_of = params.labels_as_of or datetime.now(UTC)
     labels, probabilities, served = labelled_predictions(
-        log_window(settings.prediction_log_dir, start, end),
+        log_window(settings.prediction_log_dir, start, end, champion.version.version),
         settings.offline_dir / "flights.parquet",
         as_of,
         champion.label_threshold_minutes,

@@ -11,6 +11,12 @@ from featureloop.gate import GateConfig
 from featureloop.training import ModelFamily
 
 
+def as_utc(value: datetime) -> datetime:
+    """A time in UTC: a naive time is read as UTC, an aware one converted (so times compare and
+    print the same way whatever offset a form or an event gave them)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class FeatureOverride(BaseModel):
     """Thresholds for one feature, where the defaults do not fit it."""
 
@@ -80,8 +86,7 @@ class TrainParams(BaseModel):
     def _window(self) -> Self:
         for name in ("train_start", "train_end"):
             value = getattr(self, name)
-            if value.tzinfo is None:
-                setattr(self, name, value.replace(tzinfo=UTC))
+            setattr(self, name, as_utc(value))
         if self.train_end <= self.train_start:
             raise ValueError(
                 f"train_end ({self.train_end.isoformat()}) must be after train_start ({self.train_start.isoformat()})"
@@ -125,8 +130,8 @@ class DriftParams(BaseModel):
     def _times(self) -> Self:
         for name in ("window_end", "window_start", "labels_as_of"):
             value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                setattr(self, name, value.replace(tzinfo=UTC))
+            if value is not None:
+                setattr(self, name, as_utc(value))
         if self.persistence_k > self.persistence_n:
             raise ValueError(
                 f"persistence_k ({self.persistence_k}) cannot exceed persistence_n ({self.persistence_n})"

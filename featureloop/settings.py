@@ -65,6 +65,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _safe_outside_development(self) -> Settings:
+        if self.serving_token is not None and not self.serving_token.get_secret_value().strip():
+            raise ValueError(
+                "FEATURELOOP_SERVING_TOKEN is set but empty (an empty token would let anyone in): "
+                "unset it, or set a real token"
+            )
         if self.environment == "production" and self.serving_token is None:
             raise ValueError(
                 "FEATURELOOP_SERVING_TOKEN must be set when FEATURELOOP_ENVIRONMENT=production "

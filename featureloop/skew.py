@@ -84,7 +84,8 @@ def check_view(
     entity_columns = sorted(view.entity_columns, key=lambda c: c.name)
     keys = [c.name for c in entity_columns]
     value_types = [c.dtype.to_value_type() for c in entity_columns]
-    expected = _expected_rows(view, keys, features, sample, seed, duckdb.connect())
+    with duckdb.connect() as con:
+        expected = _expected_rows(view, keys, features, sample, seed, con)
     protos = [
         EntityKey(
             join_keys=keys,

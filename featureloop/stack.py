@@ -12,6 +12,7 @@ the MLflow UI on the tracking store, the serving app (when a champion exists), a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -48,13 +49,20 @@ def _ports() -> dict[str, int]:
     }
 
 
-def prometheus_config(serving_port: int, rules: Path = ALERT_RULES, interval: str = "15s") -> str:
-    """Scrape the serving app (its own metrics and the drift flow's gauges) and load the alert rules."""
+def prometheus_config(
+    serving_port: int, rules: Path = ALERT_RULES, interval: str = "15s", token: str | None = None
+) -> str:
+    """Scrape the serving app (its own metrics and the drift flow's gauges) and load the alert rules;
+    with a serving token, the scrape sends it (serving's /metrics requires it then)."""
+    auth = (
+        f"    authorization:\n      type: Bearer\n      credentials: {json.dumps(token)}\n" if token else ""
+    )
     return (
         f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
         f"rule_files:\n  - {rules}\n"
         "scrape_configs:\n"
         "  - job_name: featureloop-serving\n"
+        f"{auth}"
         f"    static_configs:\n      - targets: ['127.0.0.1:{serving_port}']\n"
     )
 
@@ -139,7 +147,10 @@ def up(settings: Settings, report: Callable[[str], None] = print, timeout: float
     ports = _ports()
     prometheus_dir = RUN_DIR / "prometheus"
     prometheus_dir.mkdir(exist_ok=True)
-    (prometheus_dir / "prometheus.yml").write_text(prometheus_config(ports["serving"]))
+    token = settings.serving_token.get_secret_value() if settings.serving_token else None
+    config = prometheus_dir / "prometheus.yml"
+    config.touch(mode=0o600)  # it may hold the serving token
+    config.write_text(prometheus_config(ports["serving"], token=token))
     started: dict[str, str] = {}
     for service in services(settings):
         if _pid(service.name) is not None:

@@ -17,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, model_validator
 
+from featureloop.params import as_utc
 from featureloop.settings import Settings
 
 
@@ -32,8 +33,8 @@ class MaterializeParams(BaseModel):
     def _utc(self) -> Self:
         for name in ("end", "start"):
             value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                setattr(self, name, value.replace(tzinfo=UTC))
+            if value is not None:
+                setattr(self, name, as_utc(value))
         if self.start and self.end and self.start >= self.end:
             raise ValueError(f"start ({self.start.isoformat()}) must be before end ({self.end.isoformat()})")
         return self

@@ -14,7 +14,7 @@ from typing import Any, Self
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field, model_validator
 
-from featureloop.params import TrainParams
+from featureloop.params import TrainParams, as_utc
 from flows.train import train
 
 
@@ -30,8 +30,8 @@ class RetrainParams(BaseModel):
 
     @model_validator(mode="after")
     def _utc(self) -> Self:
-        if self.window_end is not None and self.window_end.tzinfo is None:
-            self.window_end = self.window_end.replace(tzinfo=UTC)
+        if self.window_end is not None:
+            self.window_end = as_utc(self.window_end)
         return self
 
 

@@ -83,7 +83,7 @@ class AppState:
             scored.log_columns["role"] = [role] * scored.rows
             self.log.append(scored.log_columns)
             for i, response in zip(indexes, scored.responses, strict=True):
-                responses[i] = to_json(response)
+                responses[i] = to_json(response, inf_nan_mode="null")
         return responses
 
     def _shadow(

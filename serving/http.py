@@ -6,8 +6,9 @@ the batcher, and the response sent as the bytes the batch's worker thread encode
 FastAPI's router, dependency injection, body handling and exception middleware cost as much as the
 features and the model together; every other endpoint still goes through FastAPI.
 
-The same layer measures every endpoint's latency and errors, and refuses bodies over
-`max_request_bytes` with a 413 before reading them.
+The same layer measures every endpoint's latency and errors, and reads every request body itself,
+refusing bodies over `max_request_bytes` with a 413 (before reading them when Content-Length says
+so, and as soon as a chunked body passes the limit).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def token_matches(authorization: str | None, expected: SecretStr | None) -> bool
 
 
 def _detail(message: str | list[Any]) -> bytes:
-    return to_json({"detail": message}, fallback=str)
+    return to_json({"detail": message}, fallback=str, inf_nan_mode="null")
 
 
 async def answer_predict(state: AppState, raw: bytes) -> tuple[int, bytes]:
@@ -101,48 +102,76 @@ class ServingLayer:
                 status = message["status"]
             await send(message)
 
+        disconnected = False
         try:
             length = _header(scope, b"content-length")
             if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
                 await _respond(send_and_record, 413, self._too_large())
-            elif path == "/predict" and scope["method"] == "POST":
-                await self._predict(scope, receive, send_and_record)
-            else:
+            elif scope["method"] not in ("POST", "PUT", "PATCH"):
                 await self.app(scope, receive, send_and_record)
+            else:
+                # Every body is read here, bounded, before anything else sees it (FastAPI would read
+                # a chunked body of any size before checking the token).
+                body = await self._read_body(receive, send_and_record)
+                if body is None:
+                    disconnected = status == 0
+                elif path == "/predict" and scope["method"] == "POST":
+                    await self._predict(scope, body, send_and_record)
+                else:
+                    await self.app(scope, _replay(body, receive), send_and_record)
         finally:
             metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
-            if status >= 400 or status == 0:  # 0: nothing was sent, the server answers 500
+            if disconnected:  # the client went away: not a server error
+                metrics.errors.labels(endpoint, "disconnect").inc()
+            elif status >= 400 or status == 0:  # 0: nothing was sent, the server answers 500
                 metrics.errors.labels(endpoint, str(status or 500)).inc()
+
+    async def _read_body(self, receive: Receive, send: Send) -> bytes | None:
+        """The whole request body, or None once a 413 was sent or the client went away."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _respond(send, 413, self._too_large())
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
     def _too_large(self) -> bytes:
         return _detail(
             f"request body over {self.max_bytes} bytes (split it, or raise FEATURELOOP_MAX_REQUEST_BYTES)"
         )
 
-    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _predict(self, scope: Scope, body: bytes, send: Send) -> None:
         settings = self.state.settings
         if not token_matches(_header(scope, b"authorization"), settings.serving_token):
             await _respond(send, 401, _detail(TOKEN_REQUIRED), [(b"www-authenticate", b"Bearer")])
             return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await _respond(send, 413, self._too_large())
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
         try:
-            status, body = await answer_predict(self.state, b"".join(chunks))
+            status, answer = await answer_predict(self.state, body)
         except Exception as exc:
             logger.exception("/predict failed")
-            status, body = 500, _detail(f"internal error: {type(exc).__name__}: {exc}")
-        await _respond(send, status, body)
+            status, answer = 500, _detail(f"internal error: {type(exc).__name__}: {exc}")
+        await _respond(send, status, answer)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app the body already read, then waits on the client as before."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

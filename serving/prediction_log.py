@@ -50,7 +50,7 @@ class PredictionLog:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._queued_rows = 0
         self._lock = threading.Lock()
-        self._spill: list[Chunk] = []
+        self._spill: list[pa.Table] = []
         self._on_written = on_written
         self._on_dropped = on_dropped
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -99,15 +99,37 @@ class PredictionLog:
             # Convert to Arrow in small steps: one conversion holds the GIL, and a whole second of
             # traffic at once paused requests for ~50 ms here; a few hundred rows take ~2 ms.
             if pending and (pending_rows >= CONVERT_ROWS or item is None or item is _STOP):
-                tables.append(_to_table(pending))
+                tables.extend(self._convert(pending))
                 pending, pending_rows = [], 0
             if item is _STOP:
                 self._flush(tables)
+                lost = sum(t.num_rows for t in self._spill)
+                if lost:  # still unwritable at shutdown: say so, and count them
+                    logger.error("prediction log: %d rows could not be written before shutdown", lost)
+                    self._on_dropped("unwritable_at_close", lost)
+                    self._spill = []
                 return
             if time.monotonic() >= deadline:
                 self._flush(tables)
                 tables = []
                 deadline = time.monotonic() + self.flush_seconds
+
+    def _convert(self, chunks: list[Chunk]) -> list[pa.Table]:
+        """Chunks as one Arrow table; if Arrow cannot type them together, chunk by chunk, and a chunk
+        it cannot type at all is dropped and counted (the writer lives on)."""
+        try:
+            return [_to_table(chunks)]
+        except (pa.ArrowException, TypeError, ValueError):
+            tables = []
+            for chunk in chunks:
+                try:
+                    tables.append(_to_table([chunk]))
+                except (pa.ArrowException, TypeError, ValueError) as exc:
+                    logger.warning(
+                        "prediction log: dropping %d rows: %s: %s", _length(chunk), type(exc).__name__, exc
+                    )
+                    self._on_dropped("unconvertible", _length(chunk))
+            return tables
 
     def _flush(self, tables: list[pa.Table]) -> None:
         tables = self._spill + tables
@@ -116,7 +138,7 @@ class PredictionLog:
         rows = sum(t.num_rows for t in tables)
         try:
             self._write(tables)
-        except OSError as exc:
+        except Exception as exc:  # unwritable, or data Arrow cannot combine: keep, retry, count
             self.last_error = f"{type(exc).__name__}: {exc}"
             logger.warning("prediction log unwritable (%s); keeping %d rows to retry", self.last_error, rows)
             # Keep the newest rows up to `max_queue`; count what cannot be kept.

@@ -31,7 +31,11 @@ def write_data(folder: Path, entities: int) -> None:
     frame.to_parquet(folder / "features.parquet", index=False)
 
 
-def store(folder: Path, online: str, engine: dict[str, Any]) -> Any:
+def store(
+    folder: Path, online: str, engine: dict[str, Any], online_store: dict[str, Any] | None = None
+) -> Any:
+    """The repository, applied; `online` names its SQLite file (and registry) unless `online_store`
+    says otherwise (e.g. Redis)."""
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource
     from feast.repo_config import RepoConfig
     from feast.types import Float64, Int64, String
@@ -41,7 +45,7 @@ def store(folder: Path, online: str, engine: dict[str, Any]) -> Any:
         project="bench",
         provider="local",
         registry=str(folder / f"registry-{online}"),
-        online_store={"type": "sqlite", "path": str(folder / online)},
+        online_store=online_store or {"type": "sqlite", "path": str(folder / online)},
         offline_store={"type": "featureloop.feast_offline.AsofDuckDBOfflineStore"},
         batch_engine=engine,
         entity_key_serialization_version=3,

@@ -155,3 +155,52 @@ def test_a_run_killed_midway_and_rerun_gives_the_same_online_store(tmp_path: Pat
 
     repo.store(tmp_path, "killed.db", engine).materialize(start_date=repo.START, end_date=repo.END)
     assert _contents(tmp_path / "killed.db") == _contents(tmp_path / "clean.db")
+
+
+def _redis_contents(address: str, db: int) -> dict[bytes, dict[bytes, bytes]]:
+    import redis
+
+    host, port = address.split(":")
+    client = redis.Redis(host=host, port=int(port), db=db)
+    return {key: client.hgetall(key) for key in client.scan_iter(count=10_000)}
+
+
+def test_redis_store_equals_feasts_engine_key_for_key(tmp_path: Path, redis_server: str) -> None:
+    from tests.integration import materialize_repo as repo
+
+    repo.write_data(tmp_path, 20_000)
+    stores = {
+        name: repo.store(
+            tmp_path, f"{name}.db", engine, {"type": "redis", "connection_string": f"{redis_server},db={db}"}
+        )
+        for name, engine, db in (
+            ("ours", {"type": "featureloop.feast_engine.FastComputeEngine", "chunk_rows": 7_000}, 1),
+            ("feast", {"type": "local"}, 2),
+        )
+    }
+    assert type(stores["ours"]._get_provider().batch_engine).__name__ == "FastComputeEngine"
+    middle = repo.START + (repo.END - repo.START) / 2
+    # The whole range, then an older window again: Feast's writer keeps the newer values; so does ours.
+    for start, end in ((repo.START, repo.END), (repo.START, middle)):
+        for store in stores.values():
+            store.materialize(start_date=start, end_date=end)
+        ours, theirs = _redis_contents(redis_server, 1), _redis_contents(redis_server, 2)
+        assert len(ours) == 20_000 and ours == theirs
+    rows = [{"customer_id": f"c{i:07d}"} for i in (0, 1, 49, 50, 19_999)] + [{"customer_id": "nope"}]
+    features = ["customer_stats:balance", "customer_stats:orders", "customer_stats:segment"]
+    assert (
+        stores["ours"].get_online_features(features=features, entity_rows=rows).proto
+        == stores["feast"].get_online_features(features=features, entity_rows=rows).proto
+    )
+
+
+def test_null_times_are_null_and_null_keys_are_refused() -> None:
+    from feast.infra.online_stores.sqlite import adapt_datetime_epoch
+
+    from featureloop.feast_engine import _timestamps
+
+    when = datetime(2024, 3, 1, 10, 30, 15, 999_999)
+    stamps = pa.array([when, None], type=pa.timestamp("us", tz="UTC"))
+    assert _timestamps(stamps) == [adapt_datetime_epoch(when), None]  # Feast's adapter, whole seconds
+    with pytest.raises(ValueError, match="join key 'tailnum' is null in 1 rows"):
+        encode_entity_keys([("tailnum", pa.array(["N1", None]), ValueType.STRING)])

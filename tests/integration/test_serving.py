@@ -181,8 +181,9 @@ def test_bodies_over_the_size_limit_get_a_413_before_being_read(served: Served) 
             yield b" " * 1000
         yield b"]}"
 
-    response = httpx.post(f"{served.url}/predict", content=chunked(), timeout=30)
-    assert response.status_code == 413 and f"over {limit} bytes" in response.text
+    for path in ("/predict", "/get-online-features"):  # every endpoint, before any token check
+        response = httpx.post(f"{served.url}{path}", content=chunked(), timeout=30)
+        assert response.status_code == 413 and f"over {limit} bytes" in response.text, path
 
 
 def test_openapi_documents_predict_and_the_fastapi_route_answers_like_the_fast_path(served: Served) -> None:

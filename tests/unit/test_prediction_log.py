@@ -73,3 +73,25 @@ def test_an_unwritable_destination_spills_then_writes_when_it_is_back(tmp_path: 
     log.close()
     assert [r[0] for r in _read(target)] == ["r5", "r6", "r7", "r8"]
     assert dropped == [("spill_full", 4)]  # every row written or counted
+
+
+def test_rows_still_unwritable_at_shutdown_are_counted(tmp_path: Path) -> None:
+    target = tmp_path / "log"
+    target.write_text("a file where the log folder should be")
+    dropped: list[tuple[str, int]] = []
+    log = PredictionLog(target, flush_seconds=60, on_dropped=lambda r, n: dropped.append((r, n)))
+    log.start()
+    log.append(_chunk(1, 3))
+    log.close()
+    assert dropped == [("unwritable_at_close", 3)] and log.last_error is not None
+
+
+def test_rows_arrow_cannot_type_are_counted_and_the_writer_lives_on(tmp_path: Path) -> None:
+    dropped: list[tuple[str, int]] = []
+    log = PredictionLog(tmp_path, flush_seconds=60, on_dropped=lambda r, n: dropped.append((r, n)))
+    log.start()
+    log.append({"request_id": ["a", "b"], "temp": [1.0, "warm"]})  # mixed types in one column
+    log.append(_chunk(1, 300))  # then enough good rows for a conversion step of their own
+    log.close()
+    assert ("unconvertible", 2) in dropped
+    assert len(_read(tmp_path)) == 300

@@ -1,0 +1,42 @@
+"""Settings refuse what would silently weaken serving."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from pydantic import SecretStr, ValidationError
+
+from featureloop.settings import Settings
+from featureloop.stack import prometheus_config
+
+
+def test_an_empty_serving_token_is_refused_not_treated_as_no_auth() -> None:
+    with pytest.raises(ValidationError, match="FEATURELOOP_SERVING_TOKEN is set but empty"):
+        Settings(serving_token=SecretStr("  "))
+
+
+def test_production_needs_a_token() -> None:
+    with pytest.raises(ValidationError, match="must be set when FEATURELOOP_ENVIRONMENT=production"):
+        Settings(environment="production")
+    assert Settings(environment="production", serving_token=SecretStr("s3cret")).serving_token
+
+
+def test_prometheus_sends_the_serving_token_when_there_is_one() -> None:
+    job = yaml.safe_load(prometheus_config(8000, token='to"ken'))["scrape_configs"][0]
+    assert job["authorization"] == {"type": "Bearer", "credentials": 'to"ken'}
+    assert job["static_configs"] == [{"targets": ["127.0.0.1:8000"]}]
+    assert "authorization" not in yaml.safe_load(prometheus_config(8000))["scrape_configs"][0]
+
+
+def test_window_times_are_kept_in_utc_whatever_offset_they_came_with() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from featureloop.params import DriftParams
+
+    paris = timezone(timedelta(hours=2))
+    params = DriftParams(window_end=datetime(2013, 6, 1, 2, tzinfo=paris), window_start=datetime(2013, 5, 25))
+    assert params.window_end == datetime(
+        2013, 6, 1, tzinfo=UTC
+    ) and params.window_end.utcoffset() == timedelta(0)
+    assert params.window_end.isoformat() == "2013-06-01T00:00:00+00:00"
+    assert params.window_start is not None and params.window_start.tzinfo == UTC
