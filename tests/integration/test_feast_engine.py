@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +204,20 @@ def test_null_times_are_null_and_null_keys_are_refused() -> None:
     assert _timestamps(stamps) == [adapt_datetime_epoch(when), None]  # Feast's adapter, whole seconds
     with pytest.raises(ValueError, match="join key 'tailnum' is null in 1 rows"):
         encode_entity_keys([("tailnum", pa.array(["N1", None]), ValueType.STRING)])
+
+
+def test_timestamp_encoding_equals_protobufs() -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from featureloop.feast_engine import _timestamp_protos
+
+    times = [datetime(2024, 1, 1), datetime(1970, 1, 1), datetime(1965, 5, 5, 1, 2, 3, 456_789),
+             datetime(2013, 5, 5, 1, 2, 3, 7), datetime(1970, 1, 1, 0, 0, 5), datetime(2100, 1, 1),
+             datetime(1980, 1, 1), datetime(3100, 1, 1)]  # fmt: skip
+    times = [t.replace(tzinfo=UTC) for t in times]
+    protos, nanos = _timestamp_protos(pa.array(times, type=pa.timestamp("us", tz="UTC")))
+    for when, proto, nano in zip(times, protos, nanos, strict=True):
+        expected = Timestamp()
+        expected.FromDatetime(when)
+        assert proto == expected.SerializeToString(), when
+        assert nano == expected.seconds * 1_000_000_000 + expected.nanos
