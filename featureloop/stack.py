@@ -114,14 +114,20 @@ def services(settings: Settings) -> list[Service]:
 
 
 def _pid(name: str) -> int | None:
+    """The pid `up` recorded for a service, if that process still runs the command it started (after a
+    reboot the number may belong to someone else: then the record is stale and is removed)."""
     path = RUN_DIR / f"{name}.pid"
     if not path.exists():
         return None
-    pid = int(path.read_text())
+    pid_text, _, command = path.read_text().partition("\n")
+    pid = int(pid_text)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        path.unlink()
+        running = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        running = b""
+    # Contained, not a prefix: a script's command line starts with its interpreter.
+    if not running or (command and command.encode() not in running):
+        path.unlink(missing_ok=True)
         return None
     return pid
 
@@ -172,7 +178,8 @@ def up(settings: Settings, report: Callable[[str], None] = print, timeout: float
                 start_new_session=True,
             )  # fmt: skip
         _children[proc.pid] = proc
-        (RUN_DIR / f"{service.name}.pid").write_text(str(proc.pid))
+        # The pid and the start of its command line: `down` only ever stops that process.
+        (RUN_DIR / f"{service.name}.pid").write_text(f"{proc.pid}\n" + "\0".join(service.command[:3]))
         report(f"{service.name}: starting (pid {proc.pid}, log {log})")
         deadline = time.monotonic() + timeout
         while not _healthy(service.health):

@@ -52,10 +52,10 @@ class AppState:
             reader = self.readers[model.feature_service] = ServiceReader(self.store, model.feature_service)
         return reader
 
-    def score_batch(self, bodies: list[PredictRequest]) -> list[bytes]:
-        """Score a batch, log and count it, and encode each request's response. Each request is
-        answered wholly by one model version: the champion, or in canary mode the challenger for the
-        requests its hash selects."""
+    def score_batch(self, bodies: list[PredictRequest]) -> list[bytes | Exception]:
+        """Score a batch, log and count it, and encode each request's response (or the error that
+        request gets). Each request is answered wholly by one model version: the champion, or in
+        canary mode the challenger for the requests its hash selects."""
         assert self.watcher is not None and self.watcher.current is not None and self.log is not None
         champion = self.watcher.current
         challenger = self.challenger.current if self.challenger else None
@@ -67,12 +67,17 @@ class AppState:
                 (champion, [i for i, c in enumerate(chosen) if not c]),
                 (challenger, [i for i, c in enumerate(chosen) if c]),
             ]
-        responses: list[bytes] = [b""] * len(bodies)
+        responses: list[bytes | Exception] = [b""] * len(bodies)
         for model, indexes in groups:
             if not indexes:
                 continue
             group = [bodies[i] for i in indexes]
-            scored = score(self.reader_for(model), model, group, self.settings.decision_threshold)
+            try:
+                scored = score(self.reader_for(model), model, group, self.settings.decision_threshold)
+            except Exception as exc:  # only this group's requests fail (a canary must not fail the rest)
+                for i in indexes:
+                    responses[i] = exc
+                continue
             if mode == "shadow" and challenger is not None:
                 self._shadow(challenger, group, scored.log_columns)
             role = "canary" if model is challenger else "champion"

@@ -158,7 +158,9 @@ class _Job:
 class Batcher:
     """Forms batches of concurrent requests and scores each batch in a worker thread."""
 
-    def __init__(self, score_batch: Callable[[list[PredictRequest]], list[bytes]], max_rows: int) -> None:
+    def __init__(
+        self, score_batch: Callable[[list[PredictRequest]], list[bytes | Exception]], max_rows: int
+    ) -> None:
         self._score = score_batch
         self._max_rows = max_rows
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
@@ -189,11 +191,14 @@ class Batcher:
                 rows += len(job.body.flights)
             try:
                 responses = await asyncio.to_thread(self._score, [job.body for job in jobs])
+                if len(responses) != len(jobs):
+                    raise RuntimeError(f"scored {len(responses)} answers for {len(jobs)} requests")
             except Exception as exc:
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                continue
+                responses = [exc] * len(jobs)
             for job, response in zip(jobs, responses, strict=True):
-                if not job.future.done():
+                if job.future.done():
+                    continue
+                if isinstance(response, BaseException):
+                    job.future.set_exception(response)
+                else:
                     job.future.set_result(response)

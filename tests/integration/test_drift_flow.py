@@ -313,16 +313,12 @@ def test_up_starts_the_stack_healthy_and_down_stops_exactly_it(
     monitored: Monitored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`make up` / `make status` / `make down` for real, on free ports and a run folder of its own."""
-    import importlib
-
+    from featureloop import stack
     from tests.integration.conftest import free_port
 
-    monkeypatch.setenv("FEATURELOOP_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setattr(stack, "RUN_DIR", tmp_path / "run")
     for name in ("prefect", "serving", "mlflow", "prometheus"):
         monkeypatch.setenv(f"FEATURELOOP_{name.upper()}_PORT", str(free_port()))
-    from featureloop import stack
-
-    stack = importlib.reload(stack)  # RUN_DIR is read at import
     try:
         urls = stack.up(Settings(), report=lambda _m: None)
         assert set(urls) == {"prefect", "deployments", "mlflow", "serving", "prometheus"}
@@ -330,7 +326,7 @@ def test_up_starts_the_stack_healthy_and_down_stops_exactly_it(
         rows = stack.status(Settings())
         assert all(state.startswith("healthy") for _, state, _ in rows), rows
         assert httpx.get(f"{urls['serving']}/ready", timeout=30).json()["model_version"] == "1"
-        pids = {name: int((tmp_path / "run" / f"{name}.pid").read_text()) for name in urls}
+        pids = {name: int((tmp_path / "run" / f"{name}.pid").read_text().split()[0]) for name in urls}
         assert stack.up(Settings(), report=lambda _m: None) == urls  # a second `up` starts nothing new
     finally:
         stopped = stack.down(report=lambda _m: None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from pydantic import SecretStr, ValidationError
@@ -40,3 +42,19 @@ def test_window_times_are_kept_in_utc_whatever_offset_they_came_with() -> None:
     ) and params.window_end.utcoffset() == timedelta(0)
     assert params.window_end.isoformat() == "2013-06-01T00:00:00+00:00"
     assert params.window_start is not None and params.window_start.tzinfo == UTC
+
+
+def test_a_pid_record_of_another_program_is_stale_and_never_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from featureloop import stack
+
+    monkeypatch.setattr(stack, "RUN_DIR", tmp_path)
+    (tmp_path / "serving.pid").write_text(
+        f"{os.getpid()}\n/usr/bin/uvicorn\0serving.app:create_app\0--factory"
+    )
+    assert stack._pid("serving") is None  # this pid runs pytest, not the serving app
+    assert not (tmp_path / "serving.pid").exists()
+    assert stack.down(report=lambda _m: None) == []
