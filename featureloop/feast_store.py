@@ -40,6 +40,8 @@ def repo_config(
     registry = raw.get("registry")
     if isinstance(registry, str) and "://" not in registry:
         raw["registry"] = os.path.relpath(feast_dir / "registry.db", repo)
+    if settings.profile == "scaleout":
+        raw["online_store"] = {"type": "redis", "connection_string": settings.redis_url}
     online = raw.get("online_store")
     if isinstance(online, dict) and online.get("type") == "sqlite":
         raw["online_store"] = {

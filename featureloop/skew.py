@@ -95,8 +95,8 @@ def check_view(
         )
         for row in expected
     ]
-    read = store._get_provider().online_read(
-        config=store.config, table=view, entity_keys=protos, requested_features=features
+    read = store._get_provider().online_read(  # a copy of the names: Feast's Redis store appends to it
+        config=store.config, table=view, entity_keys=protos, requested_features=list(features)
     )
     mismatches = {name: 0 for name in features}
     examples: list[dict[str, Any]] = []

@@ -109,8 +109,12 @@ class ServiceReader:
                 )
                 for key in unique
             ]
+            # A copy: Feast's Redis store appends its timestamp field to the list it is given.
             read = self._provider.online_read(
-                config=self._store.config, table=v.view, entity_keys=protos, requested_features=v.features
+                config=self._store.config,
+                table=v.view,
+                entity_keys=protos,
+                requested_features=list(v.features),
             )
             # Decode each distinct entity once (a batch often repeats carriers, airports, routes), and
             # split its features into missing (no value) and present once.
