@@ -1,7 +1,8 @@
 """Benchmark: our serving app beside `feast serve`, one worker each, driven by wrk on loopback.
 
 Usage (after `make demo`; needs Debian's `wrk`: `apt-get install wrk`):
-    .venv/bin/python bench/serving.py [--seconds 10]
+    .venv/bin/python bench/serving.py [--seconds 10]           # ours beside `feast serve`
+    .venv/bin/python bench/serving.py --redis [--seconds 10]   # ours on SQLite beside ours on Redis
 
 For 1 and 100 entities and 1 and 16 connections it measures: `feast serve` /get-online-features
 (3 carrier features: the anchor's request), ours /get-online-features (same body), and ours
@@ -87,32 +88,69 @@ def _wrk(url: str, body: dict[str, object], connections: int, seconds: int) -> d
     }
 
 
+def _load_redis(address: str) -> None:
+    """The main data's latest values (as of the end of 2013) into Redis, through our engine."""
+    from datetime import UTC, datetime
+
+    from featureloop.feast_store import materialize_window, open_store
+    from featureloop.settings import Settings
+
+    settings = Settings(data_dir=ROOT / "data", profile="scaleout", redis_url=address)
+    materialize_window(open_store(settings), datetime(2014, 1, 1, 5, tzinfo=UTC))
+
+
+def _start_app(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(BIN / "uvicorn"), "serving.app:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--redis", action="store_true",
+        help="ours on the SQLite profile beside ours on the Redis profile (Debian's redis-server, started here)",
+    )  # fmt: skip
     args = parser.parse_args()
     env = {
         **os.environ,
         "FEATURELOOP_DATA_DIR": str(ROOT / "data"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
-    ours_port, feast_port = _port(), _port()
-    ours = subprocess.Popen(
-        [str(BIN / "uvicorn"), "serving.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(ours_port), "--workers", "1", "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    feast = subprocess.Popen(
-        [str(BIN / "feast"), "serve", "--host", "127.0.0.1", "--port", str(feast_port), "--workers", "1",
-         "--no-access-log"],
-        cwd=ROOT / "feature_repo", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        ours_url, feast_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{feast_port}"
-        _wait(ours_url, ours)
-        _wait(feast_url, feast)
+        servers: list[tuple[str, str]] = []  # (label, url); the first is the reference
+        if args.redis:
+            redis_port = _port()
+            procs.append(subprocess.Popen(
+                ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL,
+            ))  # fmt: skip
+            time.sleep(1)
+            _load_redis(f"127.0.0.1:{redis_port}")
+            for label, extra in (("ours SQLite", {}), ("ours Redis", {"FEATURELOOP_PROFILE": "scaleout",
+                                 "FEATURELOOP_REDIS_URL": f"127.0.0.1:{redis_port}"})):  # fmt: skip
+                port = _port()
+                procs.append(_start_app(port, {**env, **extra}))
+                servers.append((label, f"http://127.0.0.1:{port}"))
+        else:
+            ours_port, feast_port = _port(), _port()
+            procs.append(subprocess.Popen(
+                [str(BIN / "feast"), "serve", "--host", "127.0.0.1", "--port", str(feast_port), "--workers", "1",
+                 "--no-access-log"],
+                cwd=ROOT / "feature_repo", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))  # fmt: skip
+            servers = [
+                ("feast serve", f"http://127.0.0.1:{feast_port}"),
+                ("ours", f"http://127.0.0.1:{ours_port}"),
+            ]
+        for (_, url), proc in zip(servers, procs[-len(servers) :], strict=True):
+            _wait(url, proc)
         print(
             f"{'target':<38} {'entities':>8} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>9} {'errors':>6}"
         )
@@ -124,10 +162,13 @@ def main() -> None:
                              "carrier_stats:carrier_delayed_share_24h"],
             }  # fmt: skip
             targets = [
-                ("feast serve /get-online-features", f"{feast_url}/get-online-features", features),
-                ("ours /get-online-features", f"{ours_url}/get-online-features", features),
-                ("ours /predict (service + model)", f"{ours_url}/predict", {"flights": flights}),
+                (f"{label} /get-online-features", f"{url}/get-online-features", features)
+                for label, url in servers
             ]
+            targets += [
+                (f"{label} /predict (service + model)", f"{url}/predict", {"flights": flights})
+                for label, url in servers if label != "feast serve"
+            ]  # fmt: skip
             for connections in (1, 16):
                 for name, url, body in targets:
                     r = _wrk(url, body, connections, args.seconds)
@@ -137,7 +178,7 @@ def main() -> None:
                         flush=True,
                     )
     finally:
-        for proc in (ours, feast):
+        for proc in reversed(procs):
             proc.terminate()
             proc.wait(timeout=30)
 
