@@ -9,8 +9,9 @@ entity of the batch, and skips the generic request bookkeeping around it: for on
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -63,6 +64,7 @@ class _View:
     value_types: list[Any]
     features: list[str]
     ttl: timedelta
+    table: str  # the quoted SQLite table name (when the online store is SQLite)
 
 
 class ServiceReader:
@@ -84,14 +86,25 @@ class ServiceReader:
                     value_types=[c.dtype.to_value_type() for c in columns],
                     features=[f.name for f in projection.features],
                     ttl=view.ttl or timedelta(0),
+                    table=f'"{store.config.project}_{view.name}"',
                 )
             )
         self.feature_names = [name for v in self._views for name in v.features]
+        # SQLite: read the tables directly on Feast's own connection (see `_read_sqlite`).
+        self._sqlite: Any = None
+        config = store.config
+        if (
+            getattr(config.online_store, "type", None) == "sqlite"
+            and config.entity_key_serialization_version == 3
+            and not config.registry.enable_online_feature_view_versioning
+        ):
+            online: Any = self._provider.online_store
+            self._sqlite = online._get_conn(config)
 
     def read(self, entity_rows: list[dict[str, Any]], times: list[datetime]) -> ServedFeatures:
         """Values and statuses for each row; a value older than its view's TTL at the row's time is stale."""
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+        from feast.type_map import python_values_to_proto_values
 
         values: dict[str, list[Any]] = {}
         missing: list[list[str]] = [[] for _ in entity_rows]
@@ -109,25 +122,14 @@ class ServiceReader:
                 )
                 for key in unique
             ]
-            # A copy: Feast's Redis store appends its timestamp field to the list it is given.
-            read = self._provider.online_read(
-                config=self._store.config,
-                table=v.view,
-                entity_keys=protos,
-                requested_features=list(v.features),
-            )
             # Decode each distinct entity once (a batch often repeats carriers, airports, routes), and
             # split its features into missing (no value) and present once.
-            nothing = (None,) * len(v.features)
             decoded: dict[tuple[Any, ...], tuple[datetime | None, tuple[Any, ...], list[str], list[str]]] = {}
-            for key, (stamp, found) in zip(unique, read, strict=True):
-                row_values = tuple(
-                    feast_value_type_to_python_type(found[name]) if found and name in found else None
-                    for name in v.features
-                )
+            for key, (stamp, row_values) in zip(unique, self._read_view(v, protos), strict=True):
                 absent = [name for name, x in zip(v.features, row_values, strict=True) if x is None]
                 present = [name for name, x in zip(v.features, row_values, strict=True) if x is not None]
                 decoded[key] = (stamp, row_values, absent, present)
+            nothing = (None,) * len(v.features)
             ttl = v.ttl if v.ttl > timedelta(0) else None
             served: list[tuple[Any, ...]] = []
             for i, (key, t) in enumerate(zip(keys, times, strict=True)):
@@ -142,3 +144,98 @@ class ServiceReader:
             for name, column in zip(v.features, zip(*served, strict=True), strict=True):
                 values[name] = list(column)
         return ServedFeatures(columns=values, missing=missing, stale=stale)
+
+    def _read_view(self, v: _View, protos: list[Any]) -> list[tuple[datetime | None, tuple[Any, ...]]]:
+        """(event time, values in `v.features` order; None where missing) per entity key."""
+        if self._sqlite is not None:
+            return self._read_sqlite(v, protos)
+        from feast.type_map import feast_value_type_to_python_type
+
+        # A copy of the names: Feast's Redis store appends its timestamp field to the list it is given.
+        read = self._provider.online_read(
+            config=self._store.config, table=v.view, entity_keys=protos, requested_features=list(v.features)
+        )
+        return [
+            (
+                stamp,
+                tuple(
+                    feast_value_type_to_python_type(found[n]) if found and n in found else None
+                    for n in v.features
+                ),
+            )
+            for stamp, found in read
+        ]
+
+    def _read_sqlite(self, v: _View, protos: list[Any]) -> list[tuple[datetime | None, tuple[Any, ...]]]:
+        """Feast's SQLite read (one query for all keys, the same table, the same timestamps), with the
+        stored ValueProto bytes decoded straight to Python values instead of through protobuf objects:
+        equal to `get_online_features` (tested), a third of the time for a batch of 100 flights."""
+        from feast.infra.key_encoding_utils import serialize_entity_key
+
+        keys = [serialize_entity_key(p, entity_key_serialization_version=3) for p in protos]
+        index = {name: i for i, name in enumerate(v.features)}
+        rows = self._sqlite.execute(
+            f"SELECT entity_key, feature_name, value, event_ts FROM {v.table} "
+            f"WHERE entity_key IN ({','.join('?' * len(keys))})",
+            keys,
+        ).fetchall()
+        found: dict[bytes, tuple[datetime | None, list[Any]]] = {}
+        for key, name, value, stamp in rows:
+            entry = found.get(key)
+            if entry is None:
+                entry = found[key] = (None, [None] * len(v.features))
+            if stamp is not None:
+                entry = found[key] = (stamp, entry[1])
+            position = index.get(name)
+            if position is not None:
+                entry[1][position] = decode_value(value)
+        out: list[tuple[datetime | None, tuple[Any, ...]]] = []
+        for key in keys:
+            entry = found.get(key)
+            if entry is None:
+                out.append((None, (None,) * len(v.features)))
+                continue
+            stamp = entry[0]
+            if stamp is not None:
+                stamp = stamp.astimezone(UTC) if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+            out.append((stamp, tuple(entry[1])))
+        return out
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def decode_value(data: bytes | None) -> Any:
+    """The Python value of a serialised ValueProto, as `feast_value_type_to_python_type` gives it
+    (None for an empty one), for the scalar types; anything else through protobuf."""
+    if not data:
+        return None
+    tag = data[0]
+    if tag == 0x29 and len(data) == 9:  # double_val
+        return struct.unpack_from("<d", data, 1)[0]
+    if tag in (0x20, 0x18):  # int64_val, int32_val (negative: 64-bit two's complement)
+        value, end = _varint(data, 1)
+        if end == len(data):
+            return value - (1 << 64) if value >= 1 << 63 else value
+    if tag == 0x12:  # string_val
+        length, start = _varint(data, 1)
+        if start + length == len(data):
+            return data[start:].decode("utf8")
+    if tag == 0x35 and len(data) == 5:  # float_val
+        return struct.unpack_from("<f", data, 1)[0]
+    if tag == 0x38 and len(data) == 2:  # bool_val
+        return bool(data[1])
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.type_map import feast_value_type_to_python_type
+
+    proto = Value()
+    proto.ParseFromString(data)
+    return feast_value_type_to_python_type(proto)

@@ -221,3 +221,26 @@ def test_timestamp_encoding_equals_protobufs() -> None:
         expected.FromDatetime(when)
         assert proto == expected.SerializeToString(), when
         assert nano == expected.seconds * 1_000_000_000 + expected.nanos
+
+
+@pytest.mark.parametrize(
+    ("value_type", "values"),
+    [
+        (ValueType.DOUBLE, pa.array([1.5, None, -0.0, 1e300, 1 / 3])),
+        (ValueType.FLOAT, pa.array([1.1, None, -2.5], type=pa.float32())),
+        (ValueType.INT64, pa.array([0, 1, -5, 2**40, 2**63 - 1, -(2**63)])),
+        (ValueType.INT32, pa.array([3, -3, 2**31 - 1, -(2**31)], type=pa.int32())),
+        (ValueType.STRING, pa.array(["a", None, "é", "", "x" * 300])),
+        (ValueType.BOOL, pa.array([True, False, None])),
+    ],
+)
+def test_serving_decodes_stored_values_as_feast_does(value_type: ValueType, values: pa.Array) -> None:
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.type_map import feast_value_type_to_python_type
+
+    from serving.features import decode_value
+
+    for data in encode_values(values, value_type)[0]:
+        proto = Value()
+        proto.ParseFromString(data)
+        assert decode_value(data) == feast_value_type_to_python_type(proto), data
