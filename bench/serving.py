@@ -145,6 +145,7 @@ def main() -> None:
                  "--no-access-log"],
                 cwd=ROOT / "feature_repo", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))  # fmt: skip
+            procs.append(_start_app(ours_port, env))
             servers = [
                 ("feast serve", f"http://127.0.0.1:{feast_port}"),
                 ("ours", f"http://127.0.0.1:{ours_port}"),
