@@ -195,33 +195,36 @@ def build_report(
     skew: dict[str, Any] | None,
     summary: dict[str, Any],
 ) -> dict[str, Any]:
-    return {
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": {
-            "name": champion.version.name,
-            "version": champion.version.version,
-            "feature_service": champion.version.tags.get("feature_service", ""),
-            "run_id": champion.version.run_id,
-        },
-        "window": {"start": summary["window_start"], "end": summary["window_end"]},
-        **window,
-        "decay": decay,
-        "skew": skew,
-        "summary": summary,
-    }
+    return json_safe(
+        {
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "model": {
+                "name": champion.version.name,
+                "version": champion.version.version,
+                "feature_service": champion.version.tags.get("feature_service", ""),
+                "run_id": champion.version.run_id,
+            },
+            "window": {"start": summary["window_start"], "end": summary["window_end"]},
+            **window,
+            "decay": decay,
+            "skew": skew,
+            "summary": summary,
+        }
+    )
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """The value with NaN/inf as None, datetimes as ISO text and numpy scalars as Python ones."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
     if hasattr(value, "item"):  # numpy scalars
-        return _json_safe(value.item())
+        return json_safe(value.item())
     return value
 
 
@@ -299,7 +302,6 @@ def write_outputs(
         "html": folder / "reports" / f"{stem}.html",
         "gauges": folder / "metrics.prom",
     }
-    report = _json_safe(report)
     _atomic_write(paths["json"], json.dumps(report, indent=1))
     _atomic_write(paths["html"], render(report, history))
     _atomic_write(paths["gauges"], gauges_text(report))
@@ -402,6 +404,14 @@ def run_drift(
     history = read_history(settings, champion.version.name)
     summary = conclude(champion, start, end, window, decay, skew, history, params)
     full = build_report(champion, window, decay, skew, summary)
-    paths = write_outputs(settings, full, [h for h in history if h["window_end"] < summary["window_end"]])
-    paths["mlflow_run_id"] = log_to_mlflow(client, settings, _json_safe(full), paths)
-    return _json_safe(full), paths
+    return full, publish(client, settings, full, history)
+
+
+def publish(
+    client: MlflowClient, settings: Settings, report: dict[str, Any], history: list[dict[str, Any]]
+) -> dict[str, str]:
+    """Write the run's outputs (beside the earlier windows' history) and log them to MLflow."""
+    end = report["summary"]["window_end"]
+    paths = write_outputs(settings, report, [h for h in history if h["window_end"] < end])
+    paths["mlflow_run_id"] = log_to_mlflow(client, settings, report, paths)
+    return paths

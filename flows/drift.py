@@ -56,9 +56,7 @@ def write_outputs(
     client: Any, settings: Settings, report: dict[str, Any], history: list[dict[str, Any]]
 ) -> dict[str, str]:
     """Reports, history, gauges; the MLflow run."""
-    paths = monitor.write_outputs(settings, report, history)
-    paths["mlflow_run_id"] = monitor.log_to_mlflow(client, settings, monitor._json_safe(report), paths)
-    return paths
+    return monitor.publish(client, settings, report, history)
 
 
 @task(cache_policy=NO_CACHE)
@@ -92,10 +90,8 @@ def drift(params: DriftParams | None = None) -> dict[str, Any]:
     skew = check_skew(settings, champion, params)
     history = monitor.read_history(settings, champion.version.name)
     summary = monitor.conclude(champion, start, end, window, decay, skew, history, params)
-    report = monitor._json_safe(monitor.build_report(champion, window, decay, skew, summary))
-    paths = write_outputs(
-        client, settings, report, [h for h in history if h["window_end"] < summary["window_end"]]
-    )
+    report = monitor.build_report(champion, window, decay, skew, summary)
+    paths = write_outputs(client, settings, report, history)
     create_markdown_artifact(
         monitor.markdown(report, paths), key="drift-report", description="Drift, decay and skew"
     )

@@ -1,10 +1,10 @@
 """Online features for the rows of a request, with each value's status (present, missing, stale).
 
-A `ServiceReader` is built once per feature service. It reads each feature view through the
-provider's `online_read` (the call Feast's own `get_online_features` makes), once per distinct
-entity of the batch, and skips the generic request bookkeeping around it: for one flight that is
-~1 ms instead of ~4 ms here. Values, statuses and TTL handling are tested equal to
-`FeatureStore.get_online_features`.
+A `ServiceReader` is built once per feature service. It reads each feature view once per distinct
+entity of the batch, skipping the generic request bookkeeping of `get_online_features`: from SQLite
+with one query on Feast's own connection and the stored values decoded straight to Python; from
+other stores (Redis) through the provider's `online_read`. Values, statuses and TTL handling are
+tested equal to `FeatureStore.get_online_features`.
 """
 
 from __future__ import annotations
