@@ -206,23 +206,35 @@ def _wait_for_deployments(api: str, deadline: float, proc: subprocess.Popen[byte
         time.sleep(1)
 
 
+def _group_alive(pid: int) -> bool:
+    """Whether any process of the group `pid` leads still exists (our own exited child is reaped)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def down(report: Callable[[str], None] = print, timeout: float = 30) -> list[str]:
-    """Stop the processes `up` started (each whole process group), newest first."""
+    """Stop the processes `up` started, each with its whole process group (a server's workers
+    too), newest first: SIGTERM, then SIGKILL for whatever is left after `timeout`."""
     stopped = []
     for name in ["prometheus", "serving", "mlflow", "deployments", "prefect"]:
         pid = _pid(name)
         if pid is None:
             continue
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _pid(name) is not None and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.2)
-        if _pid(name) is not None:
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(pid, sig)
+            deadline = time.monotonic() + wait
+            while _group_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not _group_alive(pid):
+                break
         child = _children.pop(pid, None)
         if child is not None:
             child.wait(timeout)
