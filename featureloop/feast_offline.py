@@ -105,9 +105,17 @@ def _eligible(
 
 
 def _view_sql(
-    fv: FeatureView, feature_refs: list[str], full_feature_names: bool, timestamp_col: str
+    fv: FeatureView,
+    feature_refs: list[str],
+    full_feature_names: bool,
+    timestamp_col: str,
+    entity_times: tuple[pd.Timestamp, pd.Timestamp],
 ) -> tuple[str, list[str]]:
-    """SQL for one view: (row id, features) for every entity row, and the output column names."""
+    """SQL for one view: (row id, features) for every entity row, and the output column names.
+
+    Only feature rows that can be some entity row's answer are read: none after the latest entity
+    time, none before the earliest minus the TTL (such a row is expired for every entity row, and
+    a newer row, if any, is kept): a training window reads its part of a year-long table."""
     source = fv.batch_source
     assert isinstance(source, FileSource)
     prefix = fv.projection.name_to_use()
@@ -126,9 +134,17 @@ def _view_sql(
     feature_cols = [f"{src(f)} AS {quote_identifier('f_' + f)}" for f in features]
     order = f"{quote_identifier(ts_field)} DESC" + (f", {quote_identifier(created)} DESC" if created else "")
     partition = ", ".join([src(k) for k in join_map] + [quote_identifier(ts_field)])
+    ttl = fv.ttl or timedelta(0)
+    first, last = entity_times
+    ts = f"{quote_identifier(ts_field)}::TIMESTAMPTZ"
+    # No entity rows: nothing to read.
+    window = "FALSE" if pd.isna(last) else f"{ts} <= {quote_literal(last.isoformat())}::TIMESTAMPTZ"
+    if ttl > timedelta(0) and not pd.isna(first):
+        window += f" AND {ts} >= {quote_literal((first - ttl).isoformat())}::TIMESTAMPTZ"
     table = f"""
-        SELECT {", ".join(key_cols)}, {quote_identifier(ts_field)}::TIMESTAMPTZ AS __ts, {", ".join(feature_cols)}
+        SELECT {", ".join(key_cols)}, {ts} AS __ts, {", ".join(feature_cols)}
         FROM read_parquet({quote_literal(source.path)})
+        WHERE {window}
         QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order}) = 1
     """
     on = " AND ".join(
@@ -138,7 +154,6 @@ def _view_sql(
         ]
         + [f"e.{quote_identifier(timestamp_col)} >= f.__ts"]
     )
-    ttl = fv.ttl or timedelta(0)
     alive = (
         f"f.__ts >= e.{quote_identifier(timestamp_col)} - to_microseconds({int(ttl.total_seconds() * 1_000_000)})"
         if ttl > timedelta(0)
@@ -171,7 +186,7 @@ def asof_historical_features(
         con.register("entity", entity)
         parts, columns = [], []
         for i, fv in enumerate(feature_views):
-            sql, names = _view_sql(fv, feature_refs, full_feature_names, timestamp_col)
+            sql, names = _view_sql(fv, feature_refs, full_feature_names, timestamp_col, (ts.min(), ts.max()))
             if names:
                 parts.append((f"v{i}", sql, names))
                 columns += names

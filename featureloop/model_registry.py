@@ -88,6 +88,11 @@ def get_alias(client: MlflowClient, name: str, alias: str) -> VersionInfo | None
         raise
 
 
+def get_version(client: MlflowClient, name: str, version: str) -> VersionInfo:
+    """A registered version by number."""
+    return _info(client.get_model_version(name, version))
+
+
 def load_model(uri: str) -> Any:
     """Load a scikit-learn model from our own registry.
 

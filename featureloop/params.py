@@ -74,6 +74,10 @@ class TrainParams(BaseModel):
         datetime(2013, 3, 1, tzinfo=UTC), description="End of the window (exclusive, UTC)."
     )
     label_threshold_minutes: int = Field(15, ge=0, description="Label: arrival delay over this many minutes.")
+    labels_as_of: datetime | None = Field(
+        None,
+        description="Only flights whose outcome was known by then are labelled (UTC); default: all landed.",
+    )
     model_family: ModelFamily = "hist_gradient_boosting"
     hyperparameters: dict[str, float | int | str] = Field(default_factory=dict)
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
@@ -84,9 +88,10 @@ class TrainParams(BaseModel):
 
     @model_validator(mode="after")
     def _window(self) -> Self:
-        for name in ("train_start", "train_end"):
+        for name in ("train_start", "train_end", "labels_as_of"):
             value = getattr(self, name)
-            setattr(self, name, as_utc(value))
+            if value is not None:
+                setattr(self, name, as_utc(value))
         if self.train_end <= self.train_start:
             raise ValueError(
                 f"train_end ({self.train_end.isoformat()}) must be after train_start ({self.train_start.isoformat()})"

@@ -32,16 +32,25 @@ class TrainingDataError(ValueError):
 
 
 def build_entity_frame(
-    flights: pd.DataFrame, start: datetime, end: datetime, threshold_minutes: int
+    flights: pd.DataFrame,
+    start: datetime,
+    end: datetime,
+    threshold_minutes: int,
+    labels_as_of: datetime | None = None,
 ) -> pd.DataFrame:
-    """One row per landed flight scheduled in [start, end): keys, prediction time, request fields, label."""
+    """One row per landed flight scheduled in [start, end) (with `labels_as_of`: whose outcome was
+    known by then): keys, prediction time, request fields, label."""
     sched = flights["sched_dep_ts"]
     window = flights[(sched >= pd.Timestamp(start)) & (sched < pd.Timestamp(end))]
-    labelled = window[window["arr_delay"].notna()]
+    landed = window["arr_delay"].notna()
+    if labels_as_of is not None:
+        landed &= window["outcome_known_ts"] <= pd.Timestamp(labels_as_of)
+    labelled = window[landed]
     if labelled.empty:
+        known = f" by {labels_as_of.isoformat()}" if labels_as_of is not None else ""
         raise TrainingDataError(
             f"no labelled flights scheduled in [{start.isoformat()}, {end.isoformat()}) "
-            f"({len(window)} flights in the window, none landed): choose a window inside the data"
+            f"({len(window)} flights in the window, none landed{known}): choose a window inside the data"
         )
     frame = labelled[[ID_COLUMN, *ENTITY_COLUMNS, *REQUEST_FEATURES]].copy()
     frame.insert(1, TIME_COLUMN, labelled["sched_dep_ts"])
@@ -109,9 +118,11 @@ def build_pipeline(
             ],
             verbose_feature_names_out=False,
         )
+        # 100 trees at 0.1 rather than 300 at 0.05: on three 2013 windows (Jan-Feb, May-Jun, Sep-Oct)
+        # within 0.003 holdout ROC AUC at 40% of the fit time (a replay fits dozens of models).
         params = {
-            "max_iter": 300,
-            "learning_rate": 0.05,
+            "max_iter": 100,
+            "learning_rate": 0.1,
             "max_leaf_nodes": 31,
             "min_samples_leaf": 40,
             "l2_regularization": 1.0,

@@ -40,8 +40,9 @@ def retrain(params: RetrainParams | None = None) -> dict[str, Any]:
     """Train on the recent window, register, gate and promote when the challenger is better."""
     params = params or RetrainParams()
     end = params.window_end or datetime.now(UTC)
+    # Only outcomes known by the window's end: a flight that lands after it is not a label yet.
     window = params.train.model_copy(
-        update={"train_start": end - timedelta(days=params.train_days), "train_end": end}
+        update={"train_start": end - timedelta(days=params.train_days), "train_end": end, "labels_as_of": end}
     )
     get_run_logger().info(
         "retraining on %s .. %s because: %s", window.train_start.isoformat(), end.isoformat(), params.reason

@@ -129,3 +129,42 @@ def test_serving_input_from_columns_equals_the_training_input() -> None:
     pd.testing.assert_frame_equal(
         model_input_from_columns(columns, ["a", "b"], ["c"]), model_input(frame, ["a", "b"], ["c"])
     )
+
+
+def test_entity_frame_with_labels_as_of_keeps_only_outcomes_known_by_then() -> None:
+    flights = _flights([0.0, 30.0, 16.0, 5.0])
+    flights["outcome_known_ts"] = flights["sched_dep_ts"] + pd.Timedelta(hours=3)
+    as_of = flights["sched_dep_ts"].iloc[1] + pd.Timedelta(hours=3)  # flights 0 and 1 have landed
+    frame = build_entity_frame(flights, JAN, FEB, 15, labels_as_of=as_of.to_pydatetime())
+    assert frame["flight_id"].tolist() == ["F0", "F1"]
+    with pytest.raises(TrainingDataError, match="none landed by"):
+        build_entity_frame(flights, JAN, FEB, 15, labels_as_of=datetime(2013, 1, 1, tzinfo=UTC))
+
+
+def test_dataset_schema_from_sample_rows_equals_mlflows_inference_over_every_row() -> None:
+    import warnings
+
+    from mlflow.types.utils import _infer_schema
+
+    from featureloop.trainer import dataset_schema
+
+    rng = np.random.default_rng(3)
+    n = 500
+    frame = pd.DataFrame(
+        {
+            "flight_id": [f"F{i}" for i in range(n)],
+            "event_timestamp": pd.date_range("2013-01-02", periods=n, freq="h", tz="UTC"),
+            "temp": np.where(rng.random(n) < 0.1, np.nan, rng.normal(50, 10, n)),
+            "plane_year": pd.array(np.where(rng.random(n) < 0.3, None, 2000), dtype="Int64"),
+            "seats": rng.integers(50, 300, n),
+            "manufacturer": np.where(rng.random(n) < 0.2, None, "BOEING").astype(object),
+            "engine_type": ["Turbo-fan"] * n,
+            "label": rng.integers(0, 2, n),
+        }
+    )
+    frame.loc[n - 1, "engine_type"] = None  # the only gap, in the last row
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        expected = _infer_schema(frame)
+    assert dataset_schema(frame) == expected
+    assert any(not c.required for c in expected.inputs)  # the case that needs the missing rows
