@@ -180,6 +180,56 @@ def _timestamps(column: pa.Array) -> list[int | None]:
     ]
 
 
+def sqlite_table(project: str, view: Any) -> str:
+    """The quoted name of a view's table in Feast's SQLite online store."""
+    from feast.infra.online_stores.sqlite import _quote_id, _table_id
+
+    return str(_quote_id(_table_id(project, view, False)))
+
+
+def write_sqlite_batch(connection: Any, table: str, view: Any, batch: pa.RecordBatch | pa.Table) -> int:
+    """Upsert a batch of a view's rows into its SQLite table in one transaction (a killed run leaves
+    whole batches); returns the rows written."""
+    with connection:
+        return upsert_sqlite_rows(connection, table, view, batch)
+
+
+def upsert_sqlite_rows(connection: Any, table: str, view: Any, batch: pa.RecordBatch | pa.Table) -> int:
+    """Upsert a view's rows (keys, features, event and created times) into its SQLite table, in the
+    exact bytes Feast writes, inside the caller's transaction; returns the rows written.
+
+    Never older over newer: a stored value with a later event time stays (Feast's engine overwrites
+    unconditionally, so there a late backfill regresses the store). Among rows of one entity in the
+    batch, the last one with the newest event time wins: pass them in (event, created) time order."""
+    if batch.num_rows == 0:
+        return 0
+    columns = "entity_key, feature_name, value, value_text, event_ts, created_ts"
+    upsert = (
+        "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+        "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts "
+        f"WHERE excluded.event_ts >= {table}.event_ts"
+    )
+    source: Any = view.batch_source
+    keys = encode_entity_keys(
+        [(c.name, batch.column(c.name), c.dtype.to_value_type()) for c in view.entity_columns]
+    )
+    encoded = [(f.name, *encode_values(batch.column(f.name), f.dtype.to_value_type())) for f in view.features]
+    events = _timestamps(batch.column(source.timestamp_field))
+    # Rows in primary-key order (entity, then feature), built by zip in C; without a created column
+    # the NULL is part of the statement (one parameter fewer per row: ~10% faster).
+    if source.created_timestamp_column:
+        created = _timestamps(batch.column(source.created_timestamp_column))
+        per_feature = [
+            zip(keys, repeat(name), values, texts, events, created) for name, values, texts in encoded
+        ]
+        sql = f"INSERT INTO {table} ({columns}) VALUES (?, ?, ?, ?, ?, ?) {upsert}"
+    else:
+        per_feature = [zip(keys, repeat(name), values, texts, events) for name, values, texts in encoded]
+        sql = f"INSERT INTO {table} ({columns}) VALUES (?, ?, ?, ?, ?, NULL) {upsert}"
+    connection.executemany(sql, chain.from_iterable(zip(*per_feature, strict=True)))
+    return int(batch.num_rows)
+
+
 class FastComputeEngine(LocalComputeEngine):
     """Feast's local engine, with a vectorised, chunked, bulk-writing path for SQLite."""
 
@@ -258,49 +308,12 @@ class FastComputeEngine(LocalComputeEngine):
 
     def write_latest(self, task: MaterializationTask) -> int:
         """Write the window's latest values; returns the number of entities written."""
-        from feast.infra.online_stores.sqlite import _quote_id, _table_id
-
-        view = task.feature_view
-        config = self.repo_config
-        online: Any = self.online_store  # SqliteOnlineStore (checked by _fast_path)
-        connection = online._get_conn(config)
-        table = _quote_id(_table_id(config.project, view, False))
-        columns = "entity_key, feature_name, value, value_text, event_ts, created_ts"
-        # Never older over newer: a backfill of an old window after newer loads leaves the newer values
-        # (Feast's engine overwrites unconditionally, so there a late backfill regresses the store).
-        upsert = (
-            "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-            "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts "
-            f"WHERE excluded.event_ts >= {table}.event_ts"
+        connection = self.online_store._get_conn(self.repo_config)  # type: ignore[attr-defined]
+        table = sqlite_table(self.repo_config.project, task.feature_view)
+        return sum(
+            write_sqlite_batch(connection, table, task.feature_view, batch)
+            for batch in self.latest_rows(task)
         )
-        source: Any = view.batch_source
-        features = [(f.name, f.dtype.to_value_type()) for f in view.features]
-        written = 0
-        for batch in self.latest_rows(task):
-            if batch.num_rows == 0:
-                continue
-            keys = encode_entity_keys(
-                [(c.name, batch.column(c.name), c.dtype.to_value_type()) for c in view.entity_columns]
-            )
-            encoded = [(name, *encode_values(batch.column(name), vt)) for name, vt in features]
-            events = _timestamps(batch.column(source.timestamp_field))
-            # Rows in primary-key order (entity, then feature), built by zip in C; without a created
-            # column the NULL is part of the statement (one parameter fewer per row: ~10% faster).
-            if source.created_timestamp_column:
-                created = _timestamps(batch.column(source.created_timestamp_column))
-                per_feature = [
-                    zip(keys, repeat(name), values, texts, events, created) for name, values, texts in encoded
-                ]
-                sql = f"INSERT INTO {table} ({columns}) VALUES (?, ?, ?, ?, ?, ?) {upsert}"
-            else:
-                per_feature = [
-                    zip(keys, repeat(name), values, texts, events) for name, values, texts in encoded
-                ]
-                sql = f"INSERT INTO {table} ({columns}) VALUES (?, ?, ?, ?, ?, NULL) {upsert}"
-            with connection:  # one transaction per chunk: a killed run leaves whole chunks
-                connection.executemany(sql, chain.from_iterable(zip(*per_feature, strict=True)))
-            written += batch.num_rows
-        return written
 
     def write_latest_redis(self, task: MaterializationTask) -> int:
         """The same window into Redis, in Feast's layout: one hash per entity key (+ project) holding

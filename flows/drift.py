@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from featureloop import monitor
 from featureloop.params import DriftParams
 from featureloop.settings import Settings
+from flows.opaque import opaque
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
@@ -85,13 +86,15 @@ def drift(params: DriftParams | None = None) -> dict[str, Any]:
     client, champion = load_champion(settings)
     start, end = monitor.resolve_window(settings, params)
     logger.info("model %s v%s, window %s .. %s", champion.version.name, champion.version.version, start, end)
-    window = check_window(settings, champion, start, end, params)
-    decay = check_labels(settings, champion, start, end, params)
-    skew = check_skew(settings, champion, params)
+    # opaque(): the champion carries its reference profile (tens of thousands of values) and the
+    # report its histograms; Prefect would walk every value of a task's arguments (seconds per task).
+    window = check_window(settings, opaque(champion), start, end, params)
+    decay = check_labels(settings, opaque(champion), start, end, params)
+    skew = check_skew(settings, opaque(champion), params)
     history = monitor.read_history(settings, champion.version.name)
     summary = monitor.conclude(champion, start, end, window, decay, skew, history, params)
     report = monitor.build_report(champion, window, decay, skew, summary)
-    paths = write_outputs(client, settings, report, history)
+    paths = write_outputs(client, settings, opaque(report), opaque(history))
     create_markdown_artifact(
         monitor.markdown(report, paths), key="drift-report", description="Drift, decay and skew"
     )

@@ -21,6 +21,7 @@ from featureloop.trainer import (
     register_candidate,
     summarize,
 )
+from flows.opaque import opaque
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
@@ -93,9 +94,10 @@ def train(params: TrainParams | None = None) -> dict[str, Any]:
         training_set.lineage["training_set_digest"],
     )
     candidate = fit(training_set, params)
-    version = register(client, experiment_id, settings, params, training_set, candidate)
+    # opaque(): the candidate carries its reference profile; Prefect would walk every value of it.
+    version = register(client, experiment_id, settings, params, training_set, opaque(candidate))
     decision, champion_metrics = (
-        gate(client, settings, version, candidate, params) if params.promote else (None, None)
+        gate(client, settings, version, opaque(candidate), params) if params.promote else (None, None)
     )
     summary = summarize(version, candidate, decision, champion_metrics)
     logger.info("%s version %s: %s", summary["model"], summary["version"], summary["reason"])
