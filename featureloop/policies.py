@@ -1,0 +1,152 @@
+"""The replay's scorecard: the drift-triggered loop against two reference policies, on the very rows
+serving answered.
+
+- **drift-triggered** (the loop): what serving answered, from the prediction log;
+- **never retrain**: the first champion (trained on January-February) scores every served row;
+- **weekly**: a model retrained every week on schedule, on the `train_days` before the week's start
+  with the outcomes known by then, by the same fit as the `train` flow, scores that week's rows.
+
+All three see the same served feature values (the log's), so differences are the models', not the
+features'. ROC AUC is measured per month on the flights whose outcome is known.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from featureloop.training import LABEL_COLUMN, TIME_COLUMN, model_input
+
+LOCAL_TZ = "America/New_York"
+POLICIES = ("drift-triggered", "never", "weekly")
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """One scheduled retrain of the weekly policy."""
+
+    week_start: datetime
+    pipeline: Any
+    numeric: list[str]
+    categorical: list[str]
+    rows: int
+
+
+def fit_weekly(
+    settings_json: str, week_starts: list[datetime], train_days: int, params_json: str
+) -> list[bytes]:
+    """Fit the weekly policy's models (one per week start), each on the `train_days` before it with
+    the outcomes known at that moment. Runs in a worker process beside the replay: it opens its own
+    Feast store, and builds the point-in-time training set of the whole period once."""
+    from threadpoolctl import threadpool_limits
+
+    from featureloop.feast_store import open_store
+    from featureloop.params import TrainParams
+    from featureloop.settings import Settings
+    from featureloop.trainer import TrainingSet, fit_candidate, load_training_set
+
+    settings = Settings.model_validate_json(settings_json)
+    params = TrainParams.model_validate_json(params_json)
+    store = open_store(settings)
+    first = min(week_starts) - timedelta(days=train_days)
+    whole = load_training_set(
+        store,
+        settings.offline_dir,
+        params.model_copy(update={"train_start": first, "train_end": max(week_starts)}),
+    )
+    flights = pd.read_parquet(
+        settings.offline_dir / "flights.parquet", columns=["flight_id", "outcome_known_ts"]
+    )
+    frame = whole.frame.merge(flights, on="flight_id", how="left")
+    fitted = []
+    with threadpool_limits(1):  # one core: the replay and serving use the other
+        for start in week_starts:
+            begin = pd.Timestamp(start - timedelta(days=train_days))
+            part = frame[
+                (frame[TIME_COLUMN] >= begin)
+                & (frame[TIME_COLUMN] < pd.Timestamp(start))
+                & (frame["outcome_known_ts"] <= pd.Timestamp(start))
+            ].drop(columns=["outcome_known_ts"])
+            candidate = fit_candidate(
+                TrainingSet(part.reset_index(drop=True), whole.service_features, whole.lineage), params
+            )
+            fitted.append(
+                pickle.dumps(
+                    Fitted(start, candidate.pipeline, candidate.numeric, candidate.categorical, len(part))
+                )
+            )
+    return fitted
+
+
+def read_served(log_dir: Path, start: datetime, end: datetime) -> pd.DataFrame:
+    """Every flight served with a prediction time in [start, end) (the last answer per flight)."""
+    import duckdb
+
+    from featureloop.sql import quote_literal
+
+    pattern = quote_literal(str(log_dir / "**" / "*.parquet"))
+    query = (
+        f"SELECT * FROM read_parquet({pattern}, union_by_name = true) "
+        f"WHERE event_timestamp >= {quote_literal(start.isoformat())}::TIMESTAMPTZ "
+        f"AND event_timestamp < {quote_literal(end.isoformat())}::TIMESTAMPTZ "
+        "AND coalesce(role, 'champion') = 'champion' "
+        "QUALIFY row_number() OVER (PARTITION BY flight_id ORDER BY served_at DESC) = 1"
+    )
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        return con.sql(query).df()
+
+
+def label_outcomes(served: pd.DataFrame, flights: pd.DataFrame, threshold_minutes: int) -> pd.DataFrame:
+    """The served rows whose flight landed, with the label; the month in New York time."""
+    outcomes = flights[["flight_id", "arr_delay"]].dropna()
+    frame = served.merge(outcomes, on="flight_id", how="inner")
+    frame[LABEL_COLUMN] = (frame["arr_delay"] > threshold_minutes).astype(int)
+    frame["month"] = pd.to_datetime(frame[TIME_COLUMN], utc=True).dt.tz_convert(LOCAL_TZ).dt.strftime("%Y-%m")
+    return frame.reset_index(drop=True)
+
+
+def score_policies(
+    frame: pd.DataFrame,
+    never: tuple[Any, list[str], list[str]],
+    weekly: list[Fitted],
+    week_of: Callable[[pd.Series], pd.Series],
+) -> pd.DataFrame:
+    """The frame with one probability column per policy (`p_<policy>`) and its replay week."""
+    out = frame.copy()
+    out["p_drift-triggered"] = frame["probability"].astype(float)
+    pipeline, numeric, categorical = never
+    out["p_never"] = pipeline.predict_proba(model_input(frame, numeric, categorical))[:, 1]
+    out["p_weekly"] = np.nan
+    out["week"] = weeks = week_of(frame[TIME_COLUMN])
+    for fitted in weekly:
+        mask = (weeks == pd.Timestamp(fitted.week_start)).to_numpy()
+        if mask.any():
+            part = frame[mask]
+            out.loc[mask, "p_weekly"] = fitted.pipeline.predict_proba(
+                model_input(part, fitted.numeric, fitted.categorical)
+            )[:, 1]
+    return out
+
+
+def auc_by(scored: pd.DataFrame, period: str) -> pd.DataFrame:
+    """ROC AUC per period (a column: `month`, `week`) and policy, and the labelled count."""
+    from sklearn.metrics import roc_auc_score
+
+    rows = []
+    for key, part in scored.groupby(period, sort=True):
+        y = part[LABEL_COLUMN].to_numpy()
+        row: dict[str, Any] = {period: key, "flights": len(part)}
+        for policy in POLICIES:
+            p = part[f"p_{policy}"].to_numpy(dtype=float)
+            ok = ~np.isnan(p)
+            row[policy] = float(roc_auc_score(y[ok], p[ok])) if len(np.unique(y[ok])) == 2 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)

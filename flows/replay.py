@@ -1,0 +1,242 @@
+"""`make demo`'s replay: 2013 week by week through the running loop, as production would live it.
+
+Hour by hour the online store is brought up to the hour (`featureloop.replay.OnlineFeed`) and that
+hour's flights are sent to the serving app over HTTP as a product service would; serving answers
+from the champion and logs what it served. At the end of each week the `drift` flow (a Prefect flow
+run) checks the week's served predictions against the champion's reference, and its decay check
+uses the outcomes known by then (delayed labels). When it sends `featureloop.drift.detected`, the
+automation of the `retrain` deployment creates a flow run from the event's payload; the replay
+executes that run here, in a warm process, as a worker would (`prefect.flow_engine.run_flow`: the
+run, its states, logs and subflow live in Prefect like any other); the gate decides, and serving
+switches models by itself when the champion alias moves. The replay waits for the switch before
+the next hour, so every figure is reproducible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pandas as pd
+
+from featureloop.params import DriftParams
+from featureloop.replay import OnlineFeed, Requests, steps
+from featureloop.settings import PROJECT_ROOT, Settings
+
+WEEK = timedelta(days=7)
+HOUR = timedelta(hours=1)
+
+
+@dataclass
+class Week:
+    """What happened in one replayed week."""
+
+    start: datetime
+    end: datetime
+    served: int
+    serving_version: str
+    drift: dict[str, Any]
+    retrain: dict[str, Any] | None = None
+    retrain_run: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def register_retrain(train_days: int) -> UUID:
+    """The `retrain` deployment and its automation on `featureloop.drift.detected` (no runner polls it:
+    the replay executes the runs the automation creates)."""
+    from flows.deploy import retrain_trigger
+    from flows.retrain import retrain
+
+    deployment: Any = retrain.to_deployment(
+        name="retrain",
+        triggers=[retrain_trigger(train_days)],
+        description="Retrain on the recent window when featureloop.drift.detected arrives.",
+    )
+    return UUID(str(deployment.apply()))
+
+
+def _triggered_run(deployment_id: UUID, seen: set[UUID], timeout: float) -> Any:
+    """The first run of the deployment not seen before, once the automation has created it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+            )
+            fresh = [r for r in runs if r.id not in seen]
+            if fresh:
+                return fresh[0]
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the drift event was sent but the automation created no `retrain` run in {timeout:.0f} s: "
+                    "is the Prefect server's triggers service running?"
+                )
+            time.sleep(0.25)
+
+
+def run_triggered_retrain(
+    deployment_id: UUID, seen: set[UUID], timeout: float = 60
+) -> tuple[str, dict[str, Any]]:
+    """Execute the run the automation created for the event, in this process; its id and result."""
+    from prefect.flow_engine import run_flow
+
+    from flows.retrain import retrain
+
+    run = _triggered_run(deployment_id, seen, timeout)
+    seen.add(run.id)
+    state: Any = run_flow(retrain, flow_run=run, return_type="state")
+    if not state.is_completed():
+        raise RuntimeError(f"the retrain run {run.name} ended {state.type.value}: {state.message}")
+    return str(run.id), state.result()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serving_process(settings: Settings, log: Path, timeout: float = 120) -> Iterator[Callable[[], str]]:
+    """The serving app in a process of its own (uvicorn, one worker) on a free port; yields a call
+    that waits until it is ready and returns its URL (it boots while the caller does other work)."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "FEATURELOOP_DATA_DIR": str(settings.data_dir),
+        "FEATURELOOP_PREDICTION_LOG_FLUSH_SECONDS": "0.5",
+        "FEATURELOOP_MODEL_RELOAD_SECONDS": "0.25",
+    }
+    command = [
+        str(Path(sys.executable).parent / "uvicorn"), "serving.app:create_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level", "warning",
+    ]  # fmt: skip
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
+                    return url
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the serving app did not become ready; see {log}")
+            time.sleep(0.3)
+
+    try:
+        yield ready
+    finally:
+        proc.terminate()  # a clean shutdown flushes the prediction log
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _metric(client: httpx.Client, name: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def wait_logged(client: httpx.Client, rows: int, timeout: float = 60) -> None:
+    """Until the prediction log holds `rows` rows (serving writes it in the background)."""
+    deadline = time.monotonic() + timeout
+    while (written := _metric(client, "featureloop_prediction_log_rows_total")) < rows:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the prediction log holds {written:.0f} of {rows} rows after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def wait_version(client: httpx.Client, version: str, timeout: float = 60) -> None:
+    """Until serving answers with `version` (it polls the champion alias)."""
+    deadline = time.monotonic() + timeout
+    while (now := client.get("/ready").json().get("model_version")) != version:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"serving still answers with version {now}, not {version}, after {timeout:.0f} s"
+            )
+        time.sleep(0.1)
+
+
+def replay(
+    settings: Settings,
+    store: Any,
+    start: datetime,
+    end: datetime,
+    drift_params: Callable[[datetime, datetime], DriftParams],
+    *,
+    train_days: int = 56,
+    share: float = 1.0,
+    report: Callable[[str], None] = print,
+    on_week: Callable[[Week], None] = lambda _w: None,
+) -> list[Week]:
+    """Replay [start, end) week by week; PREFECT_API_URL must point at a Prefect server."""
+    from flows.drift import drift
+
+    seen: set[UUID] = set()
+    weeks: list[Week] = []
+    sent = 0
+    # Serving boots (imports, model load) while the requests and the feed are prepared.
+    with serving_process(settings, settings.data_dir / "replay" / "serving.log") as ready:
+        flights = pd.read_parquet(settings.offline_dir / "flights.parquet")
+        requests = Requests(flights, start, end, HOUR, share)
+        feed = OnlineFeed(store, requests)
+        report(
+            f"replay: {len(requests):,} flights from {start.date()} to {end.date()}, "
+            f"{feed.rows():,} online rows to load"
+        )
+        deployment_id = register_retrain(train_days)
+        with httpx.Client(base_url=ready(), timeout=60) as client:
+            version = client.get("/ready").json()["model_version"]
+            for week_start in steps(start, end, WEEK):
+                week_end = min(week_start + WEEK, end)
+                t0 = time.perf_counter()
+                served = 0
+                first = (week_start - start) // HOUR
+                for i in range(first, first + -(-(week_end - week_start) // HOUR)):
+                    feed.before(i)
+                    rows = requests.at(i)
+                    for chunk in range(0, len(rows), settings.predict_max_batch):
+                        body = {"flights": rows[chunk : chunk + settings.predict_max_batch]}
+                        response = client.post("/predict", json=body)
+                        if response.status_code != 200:
+                            raise RuntimeError(
+                                f"/predict answered {response.status_code}: {response.text[:300]}"
+                            )
+                    served += len(rows)
+                sent += served
+                wait_logged(client, sent)
+                t1 = time.perf_counter()
+                result = drift(drift_params(week_start, week_end))
+                t2 = time.perf_counter()
+                week = Week(week_start, week_end, served, version, result)
+                if result["event"]:
+                    week.retrain_run, week.retrain = run_triggered_retrain(deployment_id, seen)
+                    if week.retrain["promoted"]:
+                        version = week.retrain["version"]
+                        wait_version(client, version)
+                week.seconds = {"serve": t1 - t0, "drift": t2 - t1, "retrain": time.perf_counter() - t2}
+                weeks.append(week)
+                on_week(week)
+        feed.close()
+    return weeks
