@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
@@ -93,7 +93,7 @@ def scorecard(
 ) -> dict[str, Any]:
     """Per month and in total: verdicts, top drifted features, AUC of each policy, retrains."""
     from featureloop.model_registry import connect, get_version, load_model
-    from featureloop.policies import auc_by, label_outcomes, read_served, score_policies
+    from featureloop.policies import LOCAL_TZ, auc_by, label_outcomes, read_served, score_policies
 
     client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
     first = get_version(client, settings.model_name, first_version)
@@ -111,15 +111,12 @@ def scorecard(
     scored = score_policies(frame, never, [pickle.loads(b) for b in weekly], week_of)
     months = auc_by(scored, "month")
     per_week = auc_by(scored, "week")
-    by_month: dict[str, dict[str, Any]] = {
-        m: {"weeks": 0, "drifted": 0, "features": Counter(), "retrains": 0, "promotions": 0}
-        for m in months["month"]
-    }
+    # Weeks count in the month (New York time) they start in.
+    by_month: defaultdict[str, dict[str, Any]] = defaultdict(
+        lambda: {"weeks": 0, "drifted": 0, "features": Counter(), "retrains": 0, "promotions": 0}
+    )
     for w in weeks:
-        month = pd.Timestamp(w.start).tz_convert("America/New_York").strftime("%Y-%m")
-        entry = by_month.setdefault(
-            month, {"weeks": 0, "drifted": 0, "features": Counter(), "retrains": 0, "promotions": 0}
-        )
+        entry = by_month[pd.Timestamp(w.start).tz_convert(LOCAL_TZ).strftime("%Y-%m")]
         entry["weeks"] += 1
         entry["drifted"] += bool(w.drift.get("drifted"))
         entry["features"].update(w.drift.get("drifted_features") or [])
