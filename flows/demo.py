@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from html import escape
 from multiprocessing import get_context
@@ -76,16 +76,20 @@ def force_champion(settings: Settings, version: str) -> None:
     promote(client, get_version(client, settings.model_name, version))
 
 
-def start_weekly_policy(settings: Settings, week_starts: list[datetime], params: TrainParams) -> Any:
-    """The weekly reference policy's fits, in a worker process (one core) beside the replay."""
+@contextlib.contextmanager
+def weekly_policy(settings: Settings, week_starts: list[datetime], params: TrainParams) -> Iterator[Any]:
+    """The weekly reference policy's fits, in a worker process (one core) beside the replay; the
+    worker is stopped when the block ends, also when the replay fails."""
     from featureloop.policies import fit_weekly
 
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
-    future = pool.submit(
-        fit_weekly, settings.model_dump_json(), week_starts, TRAIN_DAYS, params.model_dump_json()
-    )
-    pool.shutdown(wait=False)
-    return future
+    pool = get_context("spawn").Pool(1)
+    try:
+        yield pool.apply_async(
+            fit_weekly, (settings.model_dump_json(), week_starts, TRAIN_DAYS, params.model_dump_json())
+        )
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def scorecard(
@@ -239,8 +243,6 @@ def run_replay_phase(
 
     quiet_prefect_console()
 
-    week_starts = list(steps(start, end, WEEK))
-    weekly = start_weekly_policy(settings, week_starts, TrainParams())
     api = None
     if server is not None:  # else: the Prefect server the settings already name
         server.wait_healthy()
@@ -259,7 +261,10 @@ def run_replay_phase(
             line += f"; event -> retrain v{w.retrain['version']} {'PROMOTED' if w.retrain['promoted'] else 'kept out'}"
         report(line + f" [{w.seconds['serve']:.1f}+{w.seconds['drift']:.1f}+{w.seconds['retrain']:.1f} s]")
 
-    with temporary_settings(updates={PREFECT_API_URL: api} if api else {}):
+    with (
+        weekly_policy(settings, list(steps(start, end, WEEK)), TrainParams()) as weekly,
+        temporary_settings(updates={PREFECT_API_URL: api} if api else {}),
+    ):
         weeks = replay(
             settings,
             open_store(settings),
@@ -271,6 +276,6 @@ def run_replay_phase(
             report=report,
             on_week=progress,
         )
-    report("waiting for the weekly policy's fits")
-    card = scorecard(settings, weeks, first_version, weekly.result())
-    return weeks, card
+        report("waiting for the weekly policy's fits")
+        fitted = weekly.get()
+    return weeks, scorecard(settings, weeks, first_version, fitted)
