@@ -55,6 +55,28 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
+def remove_retrain_deployment() -> None:
+    """Take the `retrain` deployment off the session's Prefect server with its automation and its
+    unfinished runs: the server outlives a test module, and a later module's drift events (or its
+    deployment server) would otherwise start or execute them."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        for automation in client.read_automations():
+            if automation.name.startswith("retrain when drift"):
+                client.delete_automation(automation.id)
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain"]))
+        )
+        for run in runs:
+            if run.state is None or not run.state.is_final():
+                client.delete_flow_run(run.id)
+        with contextlib.suppress(ObjectNotFound):
+            client.delete_deployment(client.read_deployment_by_name("retrain/retrain").id)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -21,6 +21,7 @@ import pytest
 from data.prepare import prepare_dataset
 from data.synthetic import Drift, SyntheticSpec, generate, write_raw
 from featureloop.settings import Settings
+from tests.integration.conftest import remove_retrain_deployment
 
 pytestmark = pytest.mark.integration
 
@@ -64,14 +65,17 @@ def replayed(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> 
             settings, first["version"], lines.append, None, start=REPLAY[0], end=REPLAY[1]
         )
         flights = pd.read_parquet(settings.offline_dir / "flights.parquet")
-        yield {
-            "settings": settings,
-            "first": first,
-            "weeks": weeks,
-            "card": card,
-            "lines": lines,
-            "flights": flights,
-        }
+        try:
+            yield {
+                "settings": settings,
+                "first": first,
+                "weeks": weeks,
+                "card": card,
+                "lines": lines,
+                "flights": flights,
+            }
+        finally:
+            remove_retrain_deployment()
 
 
 def test_every_flight_of_every_week_is_served_over_http_and_logged(replayed: dict[str, Any]) -> None:

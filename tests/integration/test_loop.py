@@ -30,7 +30,7 @@ from featureloop.params import DecayConfig, DriftConfig, DriftParams, FeatureOve
 from featureloop.settings import PROJECT_ROOT, Settings
 from featureloop.trainer import run_training
 from serving.app import create_app
-from tests.integration.conftest import serve_app
+from tests.integration.conftest import remove_retrain_deployment, serve_app
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +95,7 @@ def loop(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
         champion = run_training(settings, TrainParams(**TRAIN), report=lambda _m: None)
         assert champion["promoted"] and champion["version"] == "1"
         materialize_window(store, CONTROL[0])
+        remove_retrain_deployment()  # a clean slate: nothing other modules left on this server
         runner = subprocess.Popen(
             [sys.executable, "-m", "flows.deploy", "--no-schedules", "--retrain-days", str(RETRAIN_DAYS)],
             cwd=PROJECT_ROOT,
