@@ -66,8 +66,21 @@ def register_retrain(train_days: int) -> UUID:
     return UUID(str(deployment.apply()))
 
 
+def deployment_runs(deployment_id: UUID) -> set[UUID]:
+    """Every run the deployment has (earlier demos' runs live in the same Prefect database)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        )
+    return {r.id for r in runs}
+
+
 def _triggered_run(deployment_id: UUID, seen: set[UUID], timeout: float) -> Any:
-    """The first run of the deployment not seen before, once the automation has created it."""
+    """The first run of the deployment that is not in `seen` and has not started, once the
+    automation has created it (never an earlier run: Prefect would let it run again)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
@@ -77,7 +90,7 @@ def _triggered_run(deployment_id: UUID, seen: set[UUID], timeout: float) -> Any:
             runs = client.read_flow_runs(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
             )
-            fresh = [r for r in runs if r.id not in seen]
+            fresh = [r for r in runs if r.id not in seen and r.state is not None and r.state.is_scheduled()]
             if fresh:
                 return fresh[0]
             if time.monotonic() > deadline:
@@ -193,7 +206,6 @@ def replay(
     """Replay [start, end) week by week; PREFECT_API_URL must point at a Prefect server."""
     from flows.drift import drift
 
-    seen: set[UUID] = set()
     weeks: list[Week] = []
     sent = 0
     # Serving boots (imports, model load) while the requests and the feed are prepared.
@@ -206,6 +218,7 @@ def replay(
             f"{feed.rows():,} online rows to load"
         )
         deployment_id = register_retrain(train_days)
+        seen = deployment_runs(deployment_id)
         with httpx.Client(base_url=ready(), timeout=60) as client:
             version = client.get("/ready").json()["model_version"]
             for week_start in steps(start, end, WEEK):
