@@ -271,6 +271,13 @@ def status(settings: Settings) -> list[tuple[str, str, str]]:
     return rows
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @dataclass(frozen=True)
 class LocalServer:
     proc: subprocess.Popen[bytes]
@@ -299,10 +306,7 @@ def prefect_server(report: Callable[[str], None] = print) -> Iterator[LocalServe
     flows as well."""
     if _pid("prefect") is not None:
         raise RuntimeError("the stack from `make up` is running on the same data: stop it with `make down`")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    service = _prefect_service(port, dict(os.environ))
+    service = _prefect_service(free_port(), dict(os.environ))
     (RUN_DIR / "logs").mkdir(parents=True, exist_ok=True)
     log = RUN_DIR / "logs" / "prefect-demo.log"
     with open(log, "ab") as out:

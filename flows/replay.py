@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ import pandas as pd
 from featureloop.params import DriftParams
 from featureloop.replay import OnlineFeed, Requests, steps
 from featureloop.settings import PROJECT_ROOT, Settings
+from featureloop.stack import free_port
 
 WEEK = timedelta(days=7)
 HOUR = timedelta(hours=1)
@@ -117,17 +117,11 @@ def run_triggered_retrain(
     return str(run.id), state.result()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def serving_process(settings: Settings, log: Path, timeout: float = 120) -> Iterator[Callable[[], str]]:
     """The serving app in a process of its own (uvicorn, one worker) on a free port; yields a call
     that waits until it is ready and returns its URL (it boots while the caller does other work)."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "FEATURELOOP_DATA_DIR": str(settings.data_dir),
