@@ -57,6 +57,29 @@ def repo_config(
     return config
 
 
+def import_feast_unchecked() -> None:
+    """Import Feast without typeguard's run-time checks of its constructors' argument types, for a
+    process that only reads definitions `feast apply` has checked already (the serving app, the
+    replay's worker). Feast decorates them with `@typeguard.typechecked`, which re-parses each
+    decorated module's source at import: 6 of `import feast`'s 8 s here. A process that builds
+    definitions (apply, plan, the CLI, the flows) imports Feast as it is. No effect once imported."""
+    if "feast" in sys.modules:
+        return
+    import typeguard
+
+    checked = typeguard.typechecked
+
+    def unchecked(target: Any = None, **_options: Any) -> Any:
+        return target if target is not None else (lambda later: later)
+
+    typeguard.typechecked = unchecked  # type: ignore[assignment]
+    try:
+        import feast
+        import feast.infra.online_stores.sqlite  # noqa: F401  (imported on first use otherwise)
+    finally:
+        typeguard.typechecked = checked
+
+
 def open_store(
     settings: Settings,
     *,

@@ -47,13 +47,14 @@ def fit_weekly(
     Feast store, and builds the point-in-time training set of the whole period once."""
     from threadpoolctl import threadpool_limits
 
-    from featureloop.feast_store import open_store
+    from featureloop.feast_store import import_feast_unchecked, open_store
     from featureloop.params import TrainParams
     from featureloop.settings import Settings
     from featureloop.trainer import TrainingSet, fit_candidate, load_training_set
 
     settings = Settings.model_validate_json(settings_json)
     params = TrainParams.model_validate_json(params_json)
+    import_feast_unchecked()
     store = open_store(settings)
     first = min(week_starts) - timedelta(days=train_days)
     whole = load_training_set(

@@ -146,9 +146,10 @@ def create_app(settings: Settings | None = None) -> ServingApp:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        from featureloop.feast_store import open_store
+        from featureloop.feast_store import import_feast_unchecked, open_store
         from featureloop.model_registry import CHALLENGER, CHAMPION
 
+        import_feast_unchecked()  # serving reads the registry `feast apply` checked: 6 s less boot
         state.store = open_store(settings)
         _bound_store_waits(state.store, settings.online_store_timeout_ms)
         watcher = ChampionWatcher(

@@ -155,3 +155,31 @@ def test_unknown_entities_come_back_as_nulls_from_the_service(feast_env: FeastEn
     ).to_dict()
     assert online["carrier_flights_7d"] == [None]
     assert online["seats"] == [None]
+
+
+def test_readers_import_feast_without_typeguard_and_definitions_keep_it() -> None:
+    """Serving and the replay's worker only read checked definitions: they import Feast without
+    typeguard's instrumentation (6 s of boot here); this process (apply, the CLI) keeps the checks."""
+    import subprocess
+    import sys
+
+    import typeguard
+    from feast import Entity
+
+    with pytest.raises(typeguard.TypeCheckError):
+        Entity(name=1, join_keys=["x"])  # type: ignore[arg-type]
+    code = (
+        "import typeguard\n"
+        "from featureloop.feast_store import import_feast_unchecked\n"
+        "checked = typeguard.typechecked\n"
+        "import_feast_unchecked()\n"
+        "assert typeguard.typechecked is checked, 'typeguard left patched'\n"
+        "from feast import Entity\n"
+        "Entity(name=1, join_keys=['x'])\n"
+        "print('unchecked')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "unchecked"
