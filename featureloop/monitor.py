@@ -2,8 +2,8 @@
 
 Steps (each a task of the Prefect `drift` flow, callable on their own):
 1. `load_champion`: the champion, its reference profile (stored at training), holdout figures, label.
-2. `check_window`: per-feature drift and the dataset verdict on the prediction log's window.
-3. `check_labels`: the model on the window's predictions whose outcomes are known (decay).
+2. `read_window` the prediction log's window once; on it, `check_window`: per-feature drift and the
+   dataset verdict, and 3. `check_labels`: the model on the predictions whose outcomes are known (decay).
 4. `check_skew`: online values against the offline store's (optional).
 5. `conclude`: persistence over the last windows (k of n), the event decision, the summary.
 6. `write_outputs`: JSON and HTML reports, the history line, the Prometheus gauges file, MLflow run.
@@ -26,6 +26,7 @@ from featureloop.params import DriftParams
 from featureloop.settings import Settings
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from mlflow import MlflowClient
 
     from featureloop.model_registry import VersionInfo
@@ -85,28 +86,53 @@ def resolve_window(settings: Settings, params: DriftParams) -> tuple[datetime, d
     return start, end
 
 
-def check_window(
-    settings: Settings, champion: Champion, start: datetime, end: datetime, params: DriftParams
-) -> dict[str, Any]:
-    from featureloop.drift_report import compare_window, log_window
+def read_window(settings: Settings, champion: Champion, start: datetime, end: datetime) -> pa.Table:
+    """The prediction log rows the champion answered in [start, end), read once (one scan of the
+    log's files; both checks work on it in memory)."""
+    import duckdb
+
+    from featureloop.drift_report import log_window
 
     relation = log_window(settings.prediction_log_dir, start, end, champion.version.version)
-    return compare_window(champion.reference, relation, params.drift, weights=params.feature_weights or None)
+    with duckdb.connect() as con:
+        return con.sql(f"SELECT * FROM {relation}").to_arrow_table()
+
+
+def _in_memory(window: pa.Table) -> tuple[Any, str]:
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("served_window", window)
+    return con, "served_window"
+
+
+def check_window(
+    settings: Settings, champion: Champion, window: pa.Table, params: DriftParams
+) -> dict[str, Any]:
+    from featureloop.drift_report import compare_window
+
+    con, relation = _in_memory(window)
+    with con:
+        return compare_window(
+            champion.reference, relation, params.drift, weights=params.feature_weights or None, con=con
+        )
 
 
 def check_labels(
-    settings: Settings, champion: Champion, start: datetime, end: datetime, params: DriftParams
+    settings: Settings, champion: Champion, window: pa.Table, params: DriftParams
 ) -> dict[str, Any]:
-    from featureloop.drift_report import log_window
     from featureloop.outcomes import decay_summary, labelled_predictions, measure_decay
 
     as_of = params.labels_as_of or datetime.now(UTC)
-    labels, probabilities, served = labelled_predictions(
-        log_window(settings.prediction_log_dir, start, end, champion.version.version),
-        settings.offline_dir / "flights.parquet",
-        as_of,
-        champion.label_threshold_minutes,
-    )
+    con, relation = _in_memory(window)
+    with con:
+        labels, probabilities, served = labelled_predictions(
+            relation,
+            settings.offline_dir / "flights.parquet",
+            as_of,
+            champion.label_threshold_minutes,
+            con=con,
+        )
     if not champion.holdout:
         return {"decayed": None, "labelled": len(labels), "served": served,
                 "reason": "the champion recorded no holdout metrics; no decay verdict"}  # fmt: skip
@@ -394,9 +420,10 @@ def run_drift(
     report(
         f"model {champion.version.name} v{champion.version.version}: window {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}"
     )
-    window = check_window(settings, champion, start, end, params)
+    served = read_window(settings, champion, start, end)
+    window = check_window(settings, champion, served, params)
     report(f"drift: {window['rows']:,} rows, {len(window['verdict']['drifted_features'])} features drifted")
-    decay = check_labels(settings, champion, start, end, params)
+    decay = check_labels(settings, champion, served, params)
     report(f"labels: {decay['labelled']:,} labelled of {decay['served']:,} served")
     skew = check_skew(settings, champion, params)
     if skew is not None:

@@ -31,19 +31,25 @@ def load_champion(settings: Settings) -> tuple[Any, monitor.Champion]:
 
 
 @task(cache_policy=NO_CACHE)
+def read_window(settings: Settings, champion: monitor.Champion, start: datetime, end: datetime) -> Any:
+    """The prediction log's window, read once (the checks below work on it in memory)."""
+    return monitor.read_window(settings, champion, start, end)
+
+
+@task(cache_policy=NO_CACHE)
 def check_window(
-    settings: Settings, champion: monitor.Champion, start: datetime, end: datetime, params: DriftParams
+    settings: Settings, champion: monitor.Champion, served: Any, params: DriftParams
 ) -> dict[str, Any]:
     """Per-feature drift and the dataset verdict on the prediction log's window."""
-    return monitor.check_window(settings, champion, start, end, params)
+    return monitor.check_window(settings, champion, served, params)
 
 
 @task(cache_policy=NO_CACHE)
 def check_labels(
-    settings: Settings, champion: monitor.Champion, start: datetime, end: datetime, params: DriftParams
+    settings: Settings, champion: monitor.Champion, served: Any, params: DriftParams
 ) -> dict[str, Any]:
     """ROC AUC and calibration on the predictions whose outcomes are known (decay)."""
-    return monitor.check_labels(settings, champion, start, end, params)
+    return monitor.check_labels(settings, champion, served, params)
 
 
 @task(cache_policy=NO_CACHE)
@@ -88,8 +94,9 @@ def drift(params: DriftParams | None = None) -> dict[str, Any]:
     logger.info("model %s v%s, window %s .. %s", champion.version.name, champion.version.version, start, end)
     # opaque(): the champion carries its reference profile (tens of thousands of values) and the
     # report its histograms; Prefect would walk every value of a task's arguments (seconds per task).
-    window = check_window(settings, opaque(champion), start, end, params)
-    decay = check_labels(settings, opaque(champion), start, end, params)
+    served = read_window(settings, opaque(champion), start, end)
+    window = check_window(settings, opaque(champion), served, params)
+    decay = check_labels(settings, opaque(champion), served, params)
     skew = check_skew(settings, opaque(champion), params)
     history = monitor.read_history(settings, champion.version.name)
     summary = monitor.conclude(champion, start, end, window, decay, skew, history, params)
