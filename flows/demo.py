@@ -53,7 +53,10 @@ def reset_replay_state(settings: Settings) -> None:
 # statistics a little every week (at the default PSI floor of 0.02 over half the features drift in
 # every window, and the loop would retrain as often as a weekly schedule). A floor of 0.2 (PSI's
 # conventional "significant shift") keeps the large shifts; decay on delayed labels catches the rest.
+# Dataset drift at 40% of the features (not half): chosen by `bench/policy_whatif.py`, which replays
+# trigger rules over the weekly policy's own fits (the figures and the caveat are in bench/README.md).
 DEMO_MIN_PSI = 0.2
+DEMO_DRIFT_SHARE = 0.4
 
 
 def weekly_drift_params(start: datetime, end: datetime) -> DriftParams:
@@ -64,7 +67,7 @@ def weekly_drift_params(start: datetime, end: datetime) -> DriftParams:
         window_end=end,
         labels_as_of=end,
         skew_sample=0,
-        drift=DriftConfig(min_psi=DEMO_MIN_PSI),
+        drift=DriftConfig(min_psi=DEMO_MIN_PSI, share_threshold=DEMO_DRIFT_SHARE),
     )
 
 
@@ -236,7 +239,7 @@ def run_replay_phase(
     share: float = 1.0,
 ) -> tuple[list[Week], dict[str, Any]]:
     """Replay, then score the policies (the weekly fits run in a worker meanwhile)."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from featureloop.feast_store import open_store
     from flows.replay import replay
@@ -263,7 +266,12 @@ def run_replay_phase(
 
     with (
         weekly_policy(settings, list(steps(start, end, WEEK)), TrainParams()) as weekly,
-        temporary_settings(updates={PREFECT_API_URL: api} if api else {}),
+        # No flow-run heartbeats: this process runs its flows itself and a crash ends the replay
+        # (heartbeats find crashed runs of a worker); ending each run would wait for the heartbeat
+        # thread's 1 s sleep, 0.5-1 s per run here.
+        temporary_settings(
+            updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, **({PREFECT_API_URL: api} if api else {})}
+        ),
     ):
         weeks = replay(
             settings,
