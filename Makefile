@@ -17,15 +17,17 @@ $(VENV)/.installed: pyproject.toml uv.lock
 
 install: $(VENV)/.installed ## create .venv and install the locked dependencies
 
-# Debian packages the integration tests drive for real: chromium opens the drift report, redis-server
-# receives the fast engine's writes (each test session starts its own on a free port).
+# Debian packages the integration tests drive for real: chromium opens the drift report; redis-server
+# and postgresql carry the scale-out profile (each test session starts its own on a free port).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
 test-tools: stack-tools
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (the drift report's browser test)"; \
 		$(APT_INSTALL) chromium >/dev/null; }
-	@command -v redis-server >/dev/null 2>&1 || { echo "installing Debian's redis-server (the Redis materialisation tests)"; \
+	@command -v redis-server >/dev/null 2>&1 || { echo "installing Debian's redis-server (the scale-out profile's tests)"; \
 		$(APT_INSTALL) redis-server >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { echo "installing Debian's postgresql (the scale-out profile's tests)"; \
+		$(APT_INSTALL) postgresql >/dev/null; }
 # Prometheus (scrapes serving and the drift gauges; its alert rules are tested with promtool).
 stack-tools:
 	@command -v prometheus >/dev/null 2>&1 || { echo "installing Debian's prometheus"; $(APT_INSTALL) prometheus >/dev/null; }

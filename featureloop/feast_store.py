@@ -38,7 +38,12 @@ def repo_config(
     # Relative to the repo, as the yaml writes them: Feast records the resolved path in the registry,
     # and a different spelling of the same file would make `feast apply` tear the tables down.
     registry = raw.get("registry")
-    if isinstance(registry, str) and "://" not in registry:
+    if settings.feast_registry_url is not None:  # the scale-out profile: Feast's SQL registry
+        from featureloop.postgres import ensure_database
+
+        ensure_database(settings.feast_registry_url)
+        raw["registry"] = {"registry_type": "sql", "path": settings.feast_registry_url}
+    elif isinstance(registry, str) and "://" not in registry:
         raw["registry"] = os.path.relpath(feast_dir / "registry.db", repo)
     if settings.profile == "scaleout":
         raw["online_store"] = {"type": "redis", "connection_string": settings.redis_url}
@@ -72,7 +77,7 @@ def import_feast_unchecked() -> None:
     def unchecked(target: Any = None, **_options: Any) -> Any:
         return target if target is not None else (lambda later: later)
 
-    typeguard.typechecked = unchecked  # type: ignore[assignment]
+    typeguard.typechecked = unchecked
     try:
         import feast
         import feast.infra.online_stores.sqlite  # noqa: F401  (imported on first use otherwise)

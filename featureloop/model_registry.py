@@ -35,6 +35,13 @@ def connect(tracking_uri: str, artifact_location: str, experiment: str) -> tuple
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     if tracking_uri.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(tracking_uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
+    if tracking_uri.startswith("postgresql"):  # the scale-out profile: its database on first use
+        from featureloop.postgres import PostgresUnavailable, ensure_database
+
+        try:
+            ensure_database(tracking_uri)
+        except PostgresUnavailable as exc:
+            raise TrackingUnavailable(f"MLflow tracking store: {exc}. Nothing was registered.") from exc
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)

@@ -23,11 +23,23 @@ class Settings(BaseSettings):
 
     profile: Literal["embedded", "scaleout"] = Field(
         default="embedded",
-        description="embedded: SQLite online store, files; scaleout: Redis online store at redis_url.",
+        description="embedded: SQLite online store, file registry, MLflow and Prefect on SQLite; "
+        "scaleout: Redis online store at redis_url, Feast's SQL registry, MLflow tracking and the "
+        "Prefect server on the PostgreSQL server at postgres_url.",
     )
     redis_url: str = Field(
         default="127.0.0.1:6379",
         description="Redis for the scale-out profile (Feast's host:port[,db=N] form).",
+    )
+    postgres_url: str = Field(
+        default="postgresql://featureloop@127.0.0.1:5432",
+        description="PostgreSQL server of the scale-out profile (user[:password]@host:port, no database): "
+        "the Feast registry, MLflow and Prefect each get a database of their own, created on first use.",
+    )
+    postgres_database_prefix: str = Field(
+        default="featureloop",
+        pattern=r"^[a-z_][a-z0-9_]{0,40}$",
+        description="Their names: <prefix>_feast, <prefix>_mlflow, <prefix>_prefect.",
     )
     raw_dir: Path | None = Field(
         default=None,
@@ -112,10 +124,36 @@ class Settings(BaseSettings):
     def mlflow_dir(self) -> Path:
         return self.data_dir / "mlflow"
 
+    def postgres_database(self, part: Literal["feast", "mlflow", "prefect"], driver: str = "psycopg") -> str:
+        """The SQLAlchemy URL of one part's database on the scale-out profile's PostgreSQL server."""
+        base = self.postgres_url.rstrip("/")
+        scheme, sep, rest = base.partition("://")
+        if not sep or not scheme.startswith("postgres") or "/" in rest:
+            raise ValueError(
+                f"FEATURELOOP_POSTGRES_URL must look like postgresql://user@host:port (no database), "
+                f"not {base!r}"
+            )
+        return f"postgresql+{driver}://{rest}/{self.postgres_database_prefix}_{part}"
+
     @property
     def tracking_uri(self) -> str:
-        """The MLflow tracking URI: explicit, or SQLite in the data folder."""
-        return self.mlflow_tracking_uri or f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
+        """The MLflow tracking URI: explicit; else PostgreSQL on the scale-out profile, SQLite in the
+        data folder on the embedded one."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        if self.profile == "scaleout":
+            return self.postgres_database("mlflow")
+        return f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def feast_registry_url(self) -> str | None:
+        """Feast's SQL registry on the scale-out profile; None: the file registry in feast_dir."""
+        return self.postgres_database("feast") if self.profile == "scaleout" else None
+
+    @property
+    def prefect_database_url(self) -> str | None:
+        """The Prefect server's database on the scale-out profile (asyncpg); None: its SQLite."""
+        return self.postgres_database("prefect", driver="asyncpg") if self.profile == "scaleout" else None
 
     @property
     def artifact_location(self) -> str:

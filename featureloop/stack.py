@@ -68,16 +68,21 @@ def prometheus_config(
     )
 
 
-def _prefect_service(port: int, env: dict[str, str]) -> Service:
-    """The Prefect server (SQLite under `.run/prefect`) on `port`."""
+def _prefect_service(
+    port: int, env: dict[str, str], database_url: str | None = None, home: Path | None = None
+) -> Service:
+    """The Prefect server on `port`: on SQLite under its home (`.run/prefect`), or on `database_url`
+    (PostgreSQL, the scale-out profile)."""
     api = f"http://127.0.0.1:{port}/api"
     env = {
         **env,
         "PREFECT_API_URL": api,
-        "PREFECT_HOME": str(RUN_DIR / "prefect"),
+        "PREFECT_HOME": str(home or RUN_DIR / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
+    if database_url is not None:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     command = [
         str(Path(sys.executable).parent / "prefect"),
         "server",
@@ -93,7 +98,9 @@ def _prefect_service(port: int, env: dict[str, str]) -> Service:
 def services(settings: Settings) -> list[Service]:
     ports = _ports()
     prefect = _prefect_service(
-        ports["prefect"], {**os.environ, "FEATURELOOP_DATA_DIR": str(settings.data_dir)}
+        ports["prefect"],
+        {**os.environ, "FEATURELOOP_DATA_DIR": str(settings.data_dir)},
+        settings.prefect_database_url,
     )
     prefect_api = prefect.env["PREFECT_API_URL"]
     base = prefect.env
@@ -172,6 +179,10 @@ def up(settings: Settings, report: Callable[[str], None] = print, timeout: float
     config = prometheus_dir / "prometheus.yml"
     config.touch(mode=0o600)  # it may hold the serving token
     config.write_text(prometheus_config(ports["serving"], token=token))
+    if settings.prefect_database_url is not None:  # the scale-out profile: Prefect on PostgreSQL
+        from featureloop.postgres import ensure_database
+
+        ensure_database(settings.postgres_database("prefect"))
     started: dict[str, str] = {}
     for service in services(settings):
         if _pid(service.name) is not None:
@@ -299,16 +310,22 @@ class LocalServer:
 
 
 @contextlib.contextmanager
-def prefect_server(report: Callable[[str], None] = print) -> Iterator[LocalServer]:
+def prefect_server(
+    report: Callable[[str], None] = print,
+    *,
+    database_url: str | None = None,
+    home: Path | None = None,
+) -> Iterator[LocalServer]:
     """A Prefect server for one batch job (the demo) on a free port, on the same database `make up`
     uses (`.run/prefect`), so `make up` shows the job's runs afterwards; stopped when the job ends.
     Refuses while `make up`'s own server runs: its deployment server would run the job's triggered
-    flows as well."""
-    if _pid("prefect") is not None:
+    flows as well. With `home` (and optionally `database_url`), a server of its own instead."""
+    if home is None and _pid("prefect") is not None:
         raise RuntimeError("the stack from `make up` is running on the same data: stop it with `make down`")
-    service = _prefect_service(free_port(), dict(os.environ))
-    (RUN_DIR / "logs").mkdir(parents=True, exist_ok=True)
-    log = RUN_DIR / "logs" / "prefect-demo.log"
+    service = _prefect_service(free_port(), dict(os.environ), database_url, home)
+    log_dir = RUN_DIR / "logs" if home is None else home
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / "prefect-demo.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             service.command, cwd=PROJECT_ROOT, env=service.env, stdout=out, stderr=subprocess.STDOUT,

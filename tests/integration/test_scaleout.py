@@ -1,17 +1,27 @@
-"""The scale-out profile's online store: a real Redis, selected by one setting (FEATURELOOP_PROFILE)."""
+"""Both profiles, for real, through the same code: materialise, train and register, serve, drift.
+
+embedded: SQLite online store, Feast's file registry, MLflow on SQLite, the session's Prefect test
+server (SQLite). scaleout (FEATURELOOP_PROFILE=scaleout, the one setting): a real Redis online store,
+and on a real PostgreSQL Feast's SQL registry, MLflow's tracking store and a Prefect server. Each
+profile gets a data folder of its own (sharing the prepared offline tables), so their prediction
+logs, drift histories and stores cannot mix; the PostgreSQL databases are checked directly, so a
+silent fall-back to SQLite would fail the test.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from featureloop.feast_store import materialize_window, open_store
-from featureloop.params import TrainParams
+from featureloop.feast_store import apply_repo, materialize_window, open_store
+from featureloop.params import DecayConfig, DriftConfig, DriftParams, TrainParams
 from featureloop.settings import Settings
 from featureloop.skew import check_service
 from featureloop.trainer import run_training
@@ -20,56 +30,227 @@ from tests.integration.conftest import FeastEnv, serve_app
 
 pytestmark = pytest.mark.integration
 
+PROFILES = ("embedded", "scaleout")
+TRAIN = TrainParams(train_start=datetime(2013, 1, 1, tzinfo=UTC), train_end=datetime(2013, 1, 20, tzinfo=UTC))
+WINDOW = (datetime(2013, 1, 21, tzinfo=UTC), datetime(2013, 1, 24, tzinfo=UTC))
+
 
 @dataclass
-class Profiles:
-    embedded: Settings
-    scaleout: Settings
-    end: datetime
+class Profile:
+    name: str
+    settings: Settings
+    env: dict[str, str]  # what the flows (which read Settings() themselves) see
+    trained: dict[str, Any]
+    prefect_api: str | None  # None: the session's Prefect test server
+
+
+def _postgres_rows(settings: Settings, part: str, query: str) -> list[tuple[Any, ...]]:
+    """Rows straight from one part's PostgreSQL database (not through the code under test)."""
+    import psycopg
+
+    url = settings.postgres_database(part)  # type: ignore[arg-type]
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as con:
+        return con.execute(query).fetchall()
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        yield
+
+
+def _own_data_dir(feast_env: FeastEnv, root: Path) -> Path:
+    """A data folder with the session's prepared offline tables and nothing else."""
+    root.mkdir(parents=True)
+    source = feast_env.settings.data_dir
+    for name in ("offline", "versions"):
+        (root / name).symlink_to((source / name).resolve(), target_is_directory=True)
+    return root
+
+
+@contextlib.contextmanager
+def _prefect_on_postgres(settings: Settings) -> Iterator[str]:
+    """A real `prefect server start` whose database is the profile's PostgreSQL one."""
+    from featureloop.postgres import ensure_database
+    from featureloop.stack import prefect_server
+
+    assert settings.prefect_database_url is not None
+    ensure_database(settings.postgres_database("prefect"))
+    home = settings.data_dir / "prefect"
+    with prefect_server(lambda _m: None, database_url=settings.prefect_database_url, home=home) as server:
+        server.wait_healthy(timeout=180)
+        yield server.api
 
 
 @pytest.fixture(scope="module")
 def profiles(
-    feast_env: FeastEnv, redis_server: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Profiles]:
-    tmp: Path = tmp_path_factory.mktemp("scaleout")
-    embedded = feast_env.settings.model_copy(update={"mlflow_tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}"})
-    scaleout = embedded.model_copy(update={"profile": "scaleout", "redis_url": f"{redis_server},db=5"})
+    feast_env: FeastEnv,
+    redis_server: str,
+    postgres_server: str,
+    prefect_server: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Profile]]:
+    tmp = tmp_path_factory.mktemp("profiles")
     end = datetime.fromisoformat(feast_env.prepared.time_range["end"])
-    for settings in (embedded, scaleout):
-        materialize_window(open_store(settings), end)
-    summary = run_training(
-        embedded, TrainParams(train_start=datetime(2013, 1, 1, tzinfo=UTC), train_end=datetime(2013, 1, 30, tzinfo=UTC)),
-        report=lambda _m: None,
-    )  # fmt: skip
-    assert summary["promoted"]
-    yield Profiles(embedded, scaleout, end)
+    envs = {
+        "embedded": {"FEATURELOOP_PROFILE": "embedded"},
+        "scaleout": {
+            "FEATURELOOP_PROFILE": "scaleout",
+            "FEATURELOOP_REDIS_URL": f"{redis_server},db=6",
+            "FEATURELOOP_POSTGRES_URL": postgres_server,
+        },
+    }
+    with contextlib.ExitStack() as stack:
+        found: dict[str, Profile] = {}
+        for name in PROFILES:
+            env = {
+                **envs[name],
+                "FEATURELOOP_DATA_DIR": str(_own_data_dir(feast_env, tmp / name)),
+                "FEATURELOOP_PREDICTION_LOG_FLUSH_SECONDS": "0.1",
+            }
+            with _environment(env):
+                settings = Settings()
+            apply_repo(settings)
+            materialize_window(open_store(settings), end)
+            trained = run_training(settings, TRAIN, report=lambda _m: None)
+            api = stack.enter_context(_prefect_on_postgres(settings)) if name == "scaleout" else None
+            found[name] = Profile(name, settings, env, trained, api)
+        yield found
 
 
-def test_one_setting_selects_redis_and_the_fast_engine_fills_it_correctly(profiles: Profiles) -> None:
-    store = open_store(profiles.scaleout)
-    assert store.config.online_store.type == "redis"
+@pytest.mark.parametrize("name", PROFILES)
+def test_one_setting_selects_the_profiles_stores_and_materialise_fills_its_online_store(
+    profiles: dict[str, Profile], name: str
+) -> None:
+    settings = profiles[name].settings
+    store = open_store(settings)
+    online, registry = store.config.online_store.type, type(store.registry).__name__
+    assert (online, registry) == {"embedded": ("sqlite", "Registry"), "scaleout": ("redis", "SqlRegistry")}[
+        name
+    ]
     assert type(store._get_provider().batch_engine).__name__ == "FastComputeEngine"
     skew = check_service(store, "flight_delay_v1", sample=500)
     assert skew["mismatches"] == 0 and sum(v["checked"] for v in skew["views"]) > 50
+    if name == "scaleout":  # the definitions live in PostgreSQL, not in a file
+        views = _postgres_rows(settings, "feast", "SELECT feature_view_name FROM feature_views")
+        assert {"weather", "aircraft_stats", "route_stats"} <= {v for (v,) in views}
+        assert not (settings.feast_dir / "registry.db").exists()
 
 
-def test_serving_answers_the_same_from_redis_as_from_sqlite(profiles: Profiles, feast_env: FeastEnv) -> None:
-    flights = feast_env.table("flights").dropna(subset=["tailnum"]).sample(30, random_state=3)
-    body = {
-        "flights": [
-            {"flight_id": r.flight_id, "tailnum": r.tailnum, "origin": r.origin, "dest": r.dest, "carrier": r.carrier,
-             "distance": float(r.distance), "sched_hour": int(r.sched_hour), "day_of_week": int(r.day_of_week),
-             "event_timestamp": profiles.end.isoformat()}
-            for r in flights.itertuples()
-        ]
-    }  # fmt: skip
-    answers = []
-    for settings in (profiles.embedded, profiles.scaleout):
-        with serve_app(create_app(settings)) as url:
-            assert httpx.get(f"{url}/ready", timeout=30).json()["checks"]["online_store"] is True
-            response = httpx.post(f"{url}/predict", json=body, timeout=30)
-            assert response.status_code == 200, response.text
-            answers.append(response.json()["predictions"])
-    assert answers[0] == answers[1]
-    assert any(not p["missing_features"] for p in answers[1])  # values came from Redis
+@pytest.mark.parametrize("name", PROFILES)
+def test_training_registers_and_promotes_in_the_profiles_tracking_store(
+    profiles: dict[str, Profile], name: str
+) -> None:
+    profile = profiles[name]
+    trained = profile.trained
+    assert trained["promoted"] and trained["version"]
+    assert profile.settings.tracking_uri.startswith(
+        {"embedded": "sqlite:///", "scaleout": "postgresql+psycopg://"}[name]
+    )
+    if name == "scaleout":
+        aliases = _postgres_rows(
+            profile.settings, "mlflow", "SELECT name, alias, version FROM registered_model_aliases"
+        )
+        assert (profile.settings.model_name, "champion", int(trained["version"])) in aliases
+        assert not (profile.settings.mlflow_dir / "mlflow.db").exists()
+
+
+def _requests(feast_env: FeastEnv) -> list[dict[str, Any]]:
+    flights = feast_env.table("flights")
+    start, end = (w.isoformat() for w in WINDOW)
+    window = flights[(flights["sched_dep_ts"] >= start) & (flights["sched_dep_ts"] < end)]
+    return [
+        {"flight_id": r.flight_id, "tailnum": r.tailnum, "origin": r.origin, "dest": r.dest, "carrier": r.carrier,
+         "distance": float(r.distance), "sched_hour": int(r.sched_hour), "day_of_week": int(r.day_of_week),
+         "event_timestamp": r.sched_dep_ts.isoformat()}
+        for r in window.itertuples()
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def served(profiles: dict[str, Profile], feast_env: FeastEnv) -> dict[str, list[dict[str, Any]]]:
+    """Each profile's serving app answers the same three days of flights (and logs them)."""
+    rows = _requests(feast_env)
+    answers: dict[str, list[dict[str, Any]]] = {}
+    for name, profile in profiles.items():
+        with serve_app(create_app(profile.settings)) as url:
+            ready = httpx.get(f"{url}/ready", timeout=30).json()
+            assert (
+                ready["checks"]["online_store"] is True
+                and ready["model_version"] == profile.trained["version"]
+            )
+            answers[name] = []
+            for i in range(0, len(rows), 100):
+                response = httpx.post(f"{url}/predict", json={"flights": rows[i : i + 100]}, timeout=30)
+                assert response.status_code == 200, response.text
+                answers[name] += response.json()["predictions"]
+    return answers
+
+
+def test_serving_answers_the_same_from_either_profile(served: dict[str, list[dict[str, Any]]]) -> None:
+    embedded, scaleout = served["embedded"], served["scaleout"]
+    assert len(embedded) == len(scaleout) > 100
+    # Same data, same deterministic fit: the same answers (probabilities, the features each lacked),
+    # from SQLite + file registry + SQLite MLflow and from Redis + PostgreSQL.
+    assert embedded == scaleout
+    assert min(len(p["missing_features"]) for p in scaleout) < 10  # values came from Redis
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_the_drift_flow_runs_on_the_profiles_prefect_server(
+    profiles: dict[str, Profile], served: dict[str, list[dict[str, Any]]], name: str
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.drift import drift
+
+    profile = profiles[name]
+    params = DriftParams(
+        window_start=WINDOW[0], window_end=WINDOW[1], drift=DriftConfig(min_rows=100),
+        decay=DecayConfig(min_labels=50), skew_sample=50, emit_event=False,
+    )  # fmt: skip
+    api = {PREFECT_API_URL: profile.prefect_api} if profile.prefect_api else {}
+    with _environment(profile.env), temporary_settings(updates=api):
+        result = drift(params)
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["drift"])),
+                sort=FlowRunSort.START_TIME_DESC,
+                limit=1,
+            )
+    assert runs and runs[0].state is not None and runs[0].state.is_completed()
+    assert runs[0].parameters["params"]["window_start"].startswith("2013-01-21")
+    assert result["rows"] == len(served[name]) and result["model_version"] == profile.trained["version"]
+    assert result["labelled"] > 0.9 * result["rows"] and result["skew_mismatches"] == 0
+    assert Path(result["report"]).is_relative_to(profile.settings.drift_dir)
+    if name == "scaleout":  # the run is a row of the PostgreSQL database the server was given
+        stored = _postgres_rows(
+            profile.settings,
+            "prefect",
+            "SELECT r.id::text, f.name, r.state_type::text FROM flow_run r JOIN flow f ON f.id = r.flow_id",
+        )
+        assert (str(runs[0].id), "drift", "COMPLETED") in stored
+        mlflow_runs = _postgres_rows(profile.settings, "mlflow", "SELECT count(*) FROM runs")
+        assert mlflow_runs[0][0] >= 2  # the training run and the drift run's
+
+
+def test_an_unreachable_postgres_is_a_clear_error_naming_the_server(profiles: dict[str, Profile]) -> None:
+    from featureloop.feast_store import repo_config
+    from featureloop.postgres import PostgresUnavailable
+
+    down = profiles["scaleout"].settings.model_copy(
+        update={"postgres_url": "postgresql://featureloop@127.0.0.1:1"}
+    )
+    with pytest.raises(
+        PostgresUnavailable, match=r"featureloop@127\.0\.0\.1:1 is unreachable.*FEATURELOOP_POSTGRES_URL"
+    ):
+        repo_config(down)
+    started = datetime.now(UTC)
+    with pytest.raises(RuntimeError, match="MLflow tracking store"):
+        run_training(down, TRAIN, report=lambda _m: None)
+    assert datetime.now(UTC) - started < timedelta(seconds=30)

@@ -1,0 +1,46 @@
+"""The scale-out profile's PostgreSQL server: one database per part (Feast registry, MLflow, Prefect),
+created on first use, so switching profile stays one variable."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+_READY: set[str] = set()
+
+
+class PostgresUnavailable(RuntimeError):
+    """The server cannot be reached, or refuses us."""
+
+
+def ensure_database(url: str) -> None:
+    """Create the database a SQLAlchemy URL names unless the server has it (once per process)."""
+    if url in _READY:
+        return
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    where = f"{target.username or ''}@{target.host or '127.0.0.1'}:{target.port or 5432}"
+    options: dict[str, Any] = {
+        "host": target.host or "127.0.0.1",
+        "port": target.port or 5432,
+        "user": target.username,
+        "password": target.password,
+        "dbname": "postgres",
+        "connect_timeout": 5,
+    }
+    try:
+        with psycopg.connect(**{k: v for k, v in options.items() if v is not None}, autocommit=True) as con:
+            found = con.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)).fetchone()
+            if found is None:  # (another process may create it meanwhile)
+                with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                    con.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(target.database))))
+    except psycopg.Error as exc:
+        raise PostgresUnavailable(
+            f"PostgreSQL at {where} is unreachable or refused us ({type(exc).__name__}: {' '.join(str(exc).split())}): "
+            "start it (docs/scaling.md) or point FEATURELOOP_POSTGRES_URL at yours "
+            "(or use FEATURELOOP_PROFILE=embedded)"
+        ) from exc
+    _READY.add(url)
