@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -109,6 +109,7 @@ class _ViewRows:
     table: str
     rows: pa.Table
     steps: np.ndarray  # the step each row is written before, ascending
+    early: np.ndarray  # the row's entity is not read in the step before: it may be written meanwhile
 
 
 class OnlineFeed:
@@ -130,7 +131,8 @@ class OnlineFeed:
             path = Path(store.config.repo_path) / path
         # Its own connection, without fsync per commit: the store is a cache of the offline tables,
         # and a replay that dies is rerun from the start, which rebuilds it.
-        self._connection = sqlite3.connect(path, timeout=30)
+        # (Used by one thread at a time: the replay writes a step's early rows from a worker thread.)
+        self._connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
         self._connection.execute("PRAGMA synchronous = OFF")
         self.views: list[_ViewRows] = []
         self.service_views = {
@@ -155,37 +157,56 @@ class OnlineFeed:
                 )
                 on = " AND ".join(f"n.{q(k)} = r.{q(k)}" for k in keys)
                 key_list = ", ".join(f"n.{q(k)}" for k in keys)
+                previous = " AND ".join(f"p.{q(k)} = w.{q(k)}" for k in keys)
                 rows = con.sql(
                     f"WITH needs AS (SELECT DISTINCT step, step_time, {', '.join(q(k) for k in keys)} FROM requests), "
                     f"feature_rows AS (SELECT {', '.join(q(c) for c in columns)} "
-                    f"FROM read_parquet({quote_literal(str(source.path))}) {latest}) "
-                    f"SELECT n.step, {', '.join(f'r.{q(c)}' for c in columns)} "
+                    f"FROM read_parquet({quote_literal(str(source.path))}) {latest}), "
+                    f"written AS (SELECT n.step, {', '.join(f'r.{q(c)}' for c in columns)} "
                     f"FROM needs n ASOF JOIN feature_rows r ON {on} AND n.step_time >= r.{q(ts)} "
                     # A value already written at an earlier step is not written again.
-                    f"QUALIFY r.{q(ts)} IS DISTINCT FROM lag(r.{q(ts)}) OVER (PARTITION BY {key_list} ORDER BY n.step) "
-                    f"ORDER BY n.step, r.{q(ts)}"
+                    f"QUALIFY r.{q(ts)} IS DISTINCT FROM lag(r.{q(ts)}) OVER (PARTITION BY {key_list} ORDER BY n.step)) "
+                    # Early: nobody reads the entity in the step before, so the row can be written
+                    # while that step's requests are answered.
+                    f"SELECT w.*, p.step IS NULL AS early FROM written w "
+                    f"LEFT JOIN needs p ON p.step = w.step - 1 AND {previous} "
+                    f"ORDER BY w.step, w.{q(ts)}"
                 ).to_arrow_table()
                 step_column = rows.column("step").to_numpy()
+                early = rows.column("early").to_numpy(zero_copy_only=False)
                 self.views.append(
-                    _ViewRows(fv, sqlite_table(store.config.project, fv), rows.drop(["step"]), step_column)
+                    _ViewRows(
+                        fv,
+                        sqlite_table(store.config.project, fv),
+                        rows.drop(["step", "early"]),
+                        step_column,
+                        early,
+                    )
                 )
 
     def rows(self) -> int:
         """How many rows the whole replay writes."""
         return sum(v.rows.num_rows for v in self.views)
 
-    def before(self, step: int) -> int:
-        """Write the rows step `step` needs, in one transaction; returns how many."""
+    def before(self, step: int, part: Literal["all", "early", "late"] = "all") -> int:
+        """Write the rows step `step` needs, in one transaction; returns how many. `early`: only those
+        whose entity the step before does not read (safe to write while it is being answered);
+        `late`: the others (after it was answered)."""
         from featureloop.feast_engine import upsert_sqlite_rows
 
         written = 0
         with self._connection:
             for v in self.views:
-                lo, hi = np.searchsorted(v.steps, [step, step + 1], side="left")
-                if hi > lo:
-                    written += upsert_sqlite_rows(
-                        self._connection, v.table, v.view, v.rows.slice(int(lo), int(hi - lo))
-                    )
+                lo, hi = (int(x) for x in np.searchsorted(v.steps, [step, step + 1], side="left"))
+                if hi == lo:
+                    continue
+                rows = v.rows.slice(lo, hi - lo)
+                if part != "all":
+                    keep = v.early[lo:hi] if part == "early" else ~v.early[lo:hi]
+                    if not keep.any():
+                        continue
+                    rows = rows.filter(pa.array(keep))
+                written += upsert_sqlite_rows(self._connection, v.table, v.view, rows)
         return written
 
     def close(self) -> None:

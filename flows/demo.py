@@ -262,7 +262,10 @@ def run_replay_phase(
         )
         if w.retrain:
             line += f"; event -> retrain v{w.retrain['version']} {'PROMOTED' if w.retrain['promoted'] else 'kept out'}"
-        report(line + f" [{w.seconds['serve']:.1f}+{w.seconds['drift']:.1f}+{w.seconds['retrain']:.1f} s]")
+        parts = "+".join(
+            f"{w.seconds[k]:.1f}" for k in ("serve", "drift", "trigger", "retrain", "swap") if k in w.seconds
+        )
+        report(f"{line} [{parts} s]")
 
     with (
         weekly_policy(settings, list(steps(start, end, WEEK)), TrainParams()) as weekly,

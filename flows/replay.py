@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -103,18 +104,21 @@ def _triggered_run(deployment_id: UUID, seen: set[UUID], timeout: float) -> Any:
 
 def run_triggered_retrain(
     deployment_id: UUID, seen: set[UUID], timeout: float = 60
-) -> tuple[str, dict[str, Any]]:
-    """Execute the run the automation created for the event, in this process; its id and result."""
+) -> tuple[str, dict[str, Any], float]:
+    """Execute the run the automation created for the event, in this process; its id, its result
+    and how long the automation took to create it."""
     from prefect.flow_engine import run_flow
 
     from flows.retrain import retrain
 
+    asked = time.perf_counter()
     run = _triggered_run(deployment_id, seen, timeout)
+    created = time.perf_counter() - asked
     seen.add(run.id)
     state: Any = run_flow(retrain, flow_run=run, return_type="state")
     if not state.is_completed():
         raise RuntimeError(f"the retrain run {run.name} ended {state.type.value}: {state.message}")
-    return str(run.id), state.result()
+    return str(run.id), state.result(), created
 
 
 @contextlib.contextmanager
@@ -213,23 +217,32 @@ def replay(
         )
         deployment_id = register_retrain(train_days)
         seen = deployment_runs(deployment_id)
-        with httpx.Client(base_url=ready(), timeout=60) as client:
+        last = -(-(end - start) // HOUR) - 1
+        with httpx.Client(base_url=ready(), timeout=60) as client, ThreadPoolExecutor(1) as writer:
             version = client.get("/ready").json()["model_version"]
+            feed.before(0)
             for week_start in steps(start, end, WEEK):
                 week_end = min(week_start + WEEK, end)
                 t0 = time.perf_counter()
                 served = 0
                 first = (week_start - start) // HOUR
                 for i in range(first, first + -(-(week_end - week_start) // HOUR)):
-                    feed.before(i)
+                    if i > 0:
+                        feed.before(i, "late")  # its early rows went in while step i - 1 was answered
+                    # The next step's rows for entities this step does not read, written meanwhile.
+                    early = writer.submit(feed.before, i + 1, "early") if i < last else None
                     rows = requests.at(i)
-                    for chunk in range(0, len(rows), settings.predict_max_batch):
-                        body = {"flights": rows[chunk : chunk + settings.predict_max_batch]}
-                        response = client.post("/predict", json=body)
-                        if response.status_code != 200:
-                            raise RuntimeError(
-                                f"/predict answered {response.status_code}: {response.text[:300]}"
-                            )
+                    try:
+                        for chunk in range(0, len(rows), settings.predict_max_batch):
+                            body = {"flights": rows[chunk : chunk + settings.predict_max_batch]}
+                            response = client.post("/predict", json=body)
+                            if response.status_code != 200:
+                                raise RuntimeError(
+                                    f"/predict answered {response.status_code}: {response.text[:300]}"
+                                )
+                    finally:
+                        if early is not None:
+                            early.result()
                     served += len(rows)
                 sent += served
                 wait_logged(client, sent)
@@ -237,12 +250,19 @@ def replay(
                 result = drift(drift_params(week_start, week_end))
                 t2 = time.perf_counter()
                 week = Week(week_start, week_end, served, version, result)
+                week.seconds = {"serve": t1 - t0, "drift": t2 - t1}
                 if result["event"]:
-                    week.retrain_run, week.retrain = run_triggered_retrain(deployment_id, seen)
+                    week.retrain_run, week.retrain, created = run_triggered_retrain(deployment_id, seen)
+                    t3 = time.perf_counter()
                     if week.retrain["promoted"]:
                         version = week.retrain["version"]
                         wait_version(client, version)
-                week.seconds = {"serve": t1 - t0, "drift": t2 - t1, "retrain": time.perf_counter() - t2}
+                    week.seconds |= {
+                        "trigger": created,
+                        "retrain": t3 - t2 - created,
+                        "swap": time.perf_counter() - t3,
+                    }
+                week.seconds["week"] = time.perf_counter() - t0
                 weeks.append(week)
                 on_week(week)
         feed.close()

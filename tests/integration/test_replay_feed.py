@@ -1,6 +1,7 @@
 """The replay's online feed: before each hourly step, the online store holds for every entity the
 step's requests read exactly the latest offline value at the step's start (what an hourly
-materialisation would hold for them), as Feast's own online read returns it."""
+materialisation would hold for them), as Feast's own online read returns it; also while the next
+step's rows for other entities are being written (the replay writes them during the step)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,17 @@ def test_before_each_step_online_values_equal_the_offline_point_in_time_values(
         p.name for p in store.get_feature_service(SERVICE).feature_view_projections
     }
     checked = 0
+    early = {0: 0}
+    total = written = feed.before(0)
     for step in range(48):
-        written = feed.before(step)
+        # As the replay does: the step's remaining rows, then, while the step is answered, the next
+        # step's rows for entities this step does not read. The check below runs after both.
+        if step > 0:
+            written = early[step] + feed.before(step, "late")
+            total += written - early[step]
+        if step + 1 < 48:
+            early[step + 1] = feed.before(step + 1, "early")
+            total += early[step + 1]
         rows = requests.at(step)
         if step % 5 or not rows:
             continue
@@ -68,4 +78,6 @@ def test_before_each_step_online_values_equal_the_offline_point_in_time_values(
         checked += 1
         assert written > 0
     assert checked >= 6
+    assert total == feed.rows()  # early + late is every row, each written once
+    assert 0 < sum(int(v.early[v.steps > 0].sum()) for v in feed.views) < feed.rows()
     feed.close()
