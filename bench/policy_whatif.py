@@ -91,9 +91,9 @@ def main() -> None:
 
     @functools.cache
     def share(m: int, w: int, psi: float) -> float:
-        con.register("window", scored[in_week[w]])
+        con.register("week_rows", scored[in_week[w]])
         return float(
-            compare_window(reference(m), "window", DriftConfig(min_psi=psi), con=con)["verdict"]["share"]
+            compare_window(reference(m), "week_rows", DriftConfig(min_psi=psi), con=con)["verdict"]["share"]
         )
 
     def mean_auc(schedule: list[int]) -> float:
