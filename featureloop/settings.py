@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +82,17 @@ class Settings(BaseSettings):
         default=100_000, ge=1, description="Rows held in memory before dropping (counted)."
     )
 
+    @field_validator("postgres_url")
+    @classmethod
+    def _server_not_database(cls, value: str) -> str:
+        scheme, sep, rest = value.rstrip("/").partition("://")
+        if not sep or scheme not in ("postgresql", "postgres") or not rest or "/" in rest:
+            raise ValueError(
+                "FEATURELOOP_POSTGRES_URL must name a server, postgresql://user[:password]@host:port, "
+                "without a database or driver (each part gets a database of its own)"
+            )
+        return f"postgresql://{rest}"
+
     @model_validator(mode="after")
     def _safe_outside_development(self) -> Settings:
         if self.serving_token is not None and not self.serving_token.get_secret_value().strip():
@@ -126,13 +137,7 @@ class Settings(BaseSettings):
 
     def postgres_database(self, part: Literal["feast", "mlflow", "prefect"], driver: str = "psycopg") -> str:
         """The SQLAlchemy URL of one part's database on the scale-out profile's PostgreSQL server."""
-        base = self.postgres_url.rstrip("/")
-        scheme, sep, rest = base.partition("://")
-        if not sep or not scheme.startswith("postgres") or "/" in rest:
-            raise ValueError(
-                f"FEATURELOOP_POSTGRES_URL must look like postgresql://user@host:port (no database), "
-                f"not {base!r}"
-            )
+        rest = self.postgres_url.partition("://")[2]
         return f"postgresql+{driver}://{rest}/{self.postgres_database_prefix}_{part}"
 
     @property

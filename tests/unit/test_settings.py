@@ -58,3 +58,24 @@ def test_a_pid_record_of_another_program_is_stale_and_never_stopped(
     assert stack._pid("serving") is None  # this pid runs pytest, not the serving app
     assert not (tmp_path / "serving.pid").exists()
     assert stack.down(report=lambda _m: None) == []
+
+
+def test_the_scaleout_profile_derives_every_postgres_database_from_one_server_url() -> None:
+    settings = Settings(profile="scaleout", postgres_url="postgresql://ml:pw@db.internal:6543/")
+    assert settings.feast_registry_url == "postgresql+psycopg://ml:pw@db.internal:6543/featureloop_feast"
+    assert settings.tracking_uri == "postgresql+psycopg://ml:pw@db.internal:6543/featureloop_mlflow"
+    assert settings.prefect_database_url == "postgresql+asyncpg://ml:pw@db.internal:6543/featureloop_prefect"
+    embedded = Settings(postgres_url="postgresql://ml@db.internal:6543")
+    assert embedded.feast_registry_url is None and embedded.prefect_database_url is None
+    assert embedded.tracking_uri.startswith("sqlite:///")
+    explicit = Settings(profile="scaleout", mlflow_tracking_uri="http://mlflow:5000")
+    assert explicit.tracking_uri == "http://mlflow:5000"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://ml@db:5432/mydb", "postgresql+psycopg://ml@db:5432", "mysql://ml@db:3306", "db:5432"],
+)
+def test_a_postgres_url_with_a_database_driver_or_other_scheme_is_refused(url: str) -> None:
+    with pytest.raises(ValidationError, match="must name a server"):
+        Settings(postgres_url=url)
