@@ -42,7 +42,7 @@ def main() -> None:
     from featureloop.drift_report import compare_window
     from featureloop.feast_store import import_feast_unchecked, open_store
     from featureloop.params import DriftConfig, TrainParams
-    from featureloop.policies import LOCAL_TZ, fit_weekly
+    from featureloop.policies import fit_weekly, local_month
     from featureloop.profile import build_profile
     from featureloop.replay import steps
     from featureloop.settings import Settings
@@ -68,7 +68,7 @@ def main() -> None:
     starts = pd.DatetimeIndex([pd.Timestamp(w) for w in weeks])
     scored = whole[times >= starts[0]].copy()
     scored["week"] = starts.searchsorted(times[times >= starts[0]], side="right") - 1
-    scored["month"] = times[times >= starts[0]].dt.tz_convert(LOCAL_TZ).dt.strftime("%Y-%m")
+    scored["month"] = local_month(times[times >= starts[0]])
     scored = scored.reset_index(drop=True)
     in_week = [(scored["week"] == w).to_numpy() for w in range(len(weeks))]
     predictions = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from data.rolling import ROLLING, compute_rolling
@@ -23,6 +24,16 @@ WEATHER_FEATURES = [
 ]
 
 
+def _compact_utc_minutes(times: pd.Series) -> pd.Series:
+    """`times` (UTC) as "YYYYmmddTHHMMZ", like `dt.strftime("%Y%m%dT%H%MZ")`: numpy formats them in
+    C (pandas' strftime formats each value in Python: 5 s for 336,776 here)."""
+    text = np.datetime_as_string(
+        times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[m]"), unit="m"
+    )
+    compact = np.char.add(np.char.replace(np.char.replace(text, "-", ""), ":", ""), "Z")
+    return pd.Series(compact, index=times.index, dtype=object).where(times.notna())
+
+
 def build_flights(flights: pd.DataFrame) -> pd.DataFrame:
     """Flights with their scheduled departure (UTC), route and the time their outcome became known."""
     sched = flights["time_hour"] + pd.to_timedelta(flights["minute"], unit="min")
@@ -41,7 +52,7 @@ def build_flights(flights: pd.DataFrame) -> pd.DataFrame:
                 + "-"
                 + flights["origin"]
                 + "-"
-                + sched.dt.strftime("%Y%m%dT%H%MZ")
+                + _compact_utc_minutes(sched)
             ),
             "sched_dep_ts": sched.astype("datetime64[us, UTC]"),
             "carrier": flights["carrier"],

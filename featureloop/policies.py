@@ -86,6 +86,15 @@ def fit_weekly(
     return fitted
 
 
+def local_month(times: pd.Series) -> pd.Series:
+    """ "YYYY-MM" of each time in New York (pandas' strftime formats each value in Python: 8 s for
+    the replay's 285,000 rows; this formats each distinct month once)."""
+    local = pd.to_datetime(times, utc=True).dt.tz_convert(LOCAL_TZ)
+    codes = local.dt.year * 100 + local.dt.month
+    names = {code: f"{code // 100}-{code % 100:02d}" for code in codes.dropna().unique()}
+    return codes.map(names)
+
+
 def read_served(log_dir: Path, start: datetime, end: datetime) -> pd.DataFrame:
     """Every flight served with a prediction time in [start, end) (the last answer per flight)."""
     import duckdb
@@ -110,7 +119,7 @@ def label_outcomes(served: pd.DataFrame, flights: pd.DataFrame, threshold_minute
     outcomes = flights[["flight_id", "arr_delay"]].dropna()
     frame = served.merge(outcomes, on="flight_id", how="inner")
     frame[LABEL_COLUMN] = (frame["arr_delay"] > threshold_minutes).astype(int)
-    frame["month"] = pd.to_datetime(frame[TIME_COLUMN], utc=True).dt.tz_convert(LOCAL_TZ).dt.strftime("%Y-%m")
+    frame["month"] = local_month(frame[TIME_COLUMN])
     return frame.reset_index(drop=True)
 
 
