@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import pickle
 import shutil
 from collections import Counter, defaultdict
@@ -85,7 +86,9 @@ def weekly_policy(settings: Settings, week_starts: list[datetime], params: Train
     worker is stopped when the block ends, also when the replay fails."""
     from featureloop.policies import fit_weekly
 
-    pool = get_context("spawn").Pool(1)
+    # At the lowest priority: the replay is the critical path, the fits are needed only at its end
+    # and fill the cores' idle moments (serving and the replay mostly take turns).
+    pool = get_context("spawn").Pool(1, initializer=os.nice, initargs=(19,))
     try:
         yield pool.apply_async(
             fit_weekly, (settings.model_dump_json(), week_starts, TRAIN_DAYS, params.model_dump_json())
