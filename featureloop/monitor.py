@@ -106,9 +106,7 @@ def _in_memory(window: pa.Table) -> tuple[Any, str]:
     return con, "served_window"
 
 
-def check_window(
-    settings: Settings, champion: Champion, window: pa.Table, params: DriftParams
-) -> dict[str, Any]:
+def check_window(champion: Champion, window: pa.Table, params: DriftParams) -> dict[str, Any]:
     from featureloop.drift_report import compare_window
 
     con, relation = _in_memory(window)
@@ -421,7 +419,7 @@ def run_drift(
         f"model {champion.version.name} v{champion.version.version}: window {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}"
     )
     served = read_window(settings, champion, start, end)
-    window = check_window(settings, champion, served, params)
+    window = check_window(champion, served, params)
     report(f"drift: {window['rows']:,} rows, {len(window['verdict']['drifted_features'])} features drifted")
     decay = check_labels(settings, champion, served, params)
     report(f"labels: {decay['labelled']:,} labelled of {decay['served']:,} served")

@@ -37,11 +37,9 @@ def read_window(settings: Settings, champion: monitor.Champion, start: datetime,
 
 
 @task(cache_policy=NO_CACHE)
-def check_window(
-    settings: Settings, champion: monitor.Champion, served: Any, params: DriftParams
-) -> dict[str, Any]:
+def check_window(champion: monitor.Champion, served: Any, params: DriftParams) -> dict[str, Any]:
     """Per-feature drift and the dataset verdict on the prediction log's window."""
-    return monitor.check_window(settings, champion, served, params)
+    return monitor.check_window(champion, served, params)
 
 
 @task(cache_policy=NO_CACHE)
@@ -95,7 +93,7 @@ def drift(params: DriftParams | None = None) -> dict[str, Any]:
     # opaque(): the champion carries its reference profile (tens of thousands of values) and the
     # report its histograms; Prefect would walk every value of a task's arguments (seconds per task).
     served = read_window(settings, opaque(champion), start, end)
-    window = check_window(settings, opaque(champion), served, params)
+    window = check_window(opaque(champion), served, params)
     decay = check_labels(settings, opaque(champion), served, params)
     skew = check_skew(settings, opaque(champion), params)
     history = monitor.read_history(settings, champion.version.name)
