@@ -30,6 +30,8 @@ def connect(tracking_uri: str, artifact_location: str, experiment: str) -> tuple
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from featureloop.settings import redacted
+
     # Fail fast instead of MLflow's minutes of HTTP retries when a server is down.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -54,7 +56,7 @@ def connect(tracking_uri: str, artifact_location: str, experiment: str) -> tuple
         )
     except (MlflowException, OSError, Exception) as exc:  # connection errors come in many types
         raise TrackingUnavailable(
-            f"MLflow tracking store {tracking_uri} is unreachable ({type(exc).__name__}: {exc}); "
+            f"MLflow tracking store {redacted(tracking_uri)} is unreachable ({type(exc).__name__}: {exc}); "
             "start it or set FEATURELOOP_MLFLOW_TRACKING_URI. Nothing was registered."
         ) from exc
     return client, experiment_id

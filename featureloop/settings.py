@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -164,3 +165,8 @@ class Settings(BaseSettings):
     def artifact_location(self) -> str:
         """Where new experiments keep their artifacts (local folder beside the SQLite store)."""
         return (self.mlflow_dir / "artifacts").resolve().as_uri()
+
+
+def redacted(url: str) -> str:
+    """A URL fit for messages and status pages: a password in it is shown as ***."""
+    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)

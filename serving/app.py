@@ -21,14 +21,22 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic_core import to_json
 
-from featureloop.settings import Settings
-from serving.features import ENTITY_KEYS, ServiceReader
+from featureloop.settings import Settings, redacted
+from serving.features import ENTITY_KEYS, ServiceReader, SqliteStoreFile
 from serving.http import TOKEN_REQUIRED, ServingLayer, answer_predict, token_matches
 from serving.metrics import ServingMetrics
 from serving.model import ChampionWatcher, ServingModel, load_version
 from serving.prediction_log import PredictionLog
 from serving.predictor import Batcher, OnlineStoreUnavailable, in_canary, score, shadow_columns
-from serving.schemas import GetOnlineFeaturesRequest, PredictRequest, PredictResponse
+from serving.schemas import (
+    FEATURES_ERRORS,
+    NOT_READY,
+    PREDICT_ERRORS,
+    UNAUTHORIZED,
+    GetOnlineFeaturesRequest,
+    PredictRequest,
+    PredictResponse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +53,14 @@ class AppState:
     readers: dict[str, ServiceReader] = field(default_factory=dict)
     batcher: Batcher | None = None
     challenger: ChampionWatcher | None = None
+    sqlite_file: SqliteStoreFile | None = None
 
     def reader_for(self, model: ServingModel) -> ServiceReader:
         reader = self.readers.get(model.feature_service)
         if reader is None:
-            reader = self.readers[model.feature_service] = ServiceReader(self.store, model.feature_service)
+            reader = self.readers[model.feature_service] = ServiceReader(
+                self.store, model.feature_service, self.sqlite_file
+            )
         return reader
 
     def score_batch(self, bodies: list[PredictRequest]) -> list[bytes | Exception]:
@@ -117,12 +128,18 @@ Authorized = Annotated[None, Depends(require_token)]
 
 
 def _resolver(settings: Settings, alias: str) -> Any:
-    from featureloop.model_registry import connect, get_alias
+    from featureloop.model_registry import TrackingUnavailable, connect, get_alias
 
     client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
 
     def resolve() -> tuple[str, dict[str, str]] | None:
-        found = get_alias(client, settings.model_name, alias)
+        try:
+            found = get_alias(client, settings.model_name, alias)
+        except Exception as exc:  # what /ready and the log say: which store, and that serving goes on
+            raise TrackingUnavailable(
+                f"MLflow tracking store {redacted(settings.tracking_uri)} is unreachable ({type(exc).__name__}: "
+                f"{exc}); serving the loaded model until it is back"
+            ) from exc
         return (found.version, found.tags) if found else None
 
     return resolve
@@ -151,7 +168,10 @@ def create_app(settings: Settings | None = None) -> ServingApp:
 
         import_feast_unchecked()  # serving reads the registry `feast apply` checked: 6 s less boot
         state.store = open_store(settings)
-        _bound_store_waits(state.store, settings.online_store_timeout_ms)
+        if getattr(state.store.config.online_store, "type", None) == "sqlite":
+            # A locked store answers 'busy' after the timeout (a quick 503, and the next request
+            # succeeds once the lock is gone); a removed one a 503 that names it.
+            state.sqlite_file = SqliteStoreFile(state.store, settings.online_store_timeout_ms)
         watcher = ChampionWatcher(
             resolve=_resolver(
                 settings, CHAMPION
@@ -180,6 +200,7 @@ def create_app(settings: Settings | None = None) -> ServingApp:
             max_queue=settings.prediction_log_max_queue,
             on_written=metrics.log_rows.inc,
             on_dropped=lambda reason, n: metrics.log_dropped.labels(reason).inc(n),
+            on_spilled=metrics.log_spilled.set,
         )
         state.log.start()
         state.batcher = Batcher(state.score_batch, max_rows=max(settings.predict_max_batch, 256))
@@ -209,7 +230,7 @@ def create_app(settings: Settings | None = None) -> ServingApp:
     def health() -> dict[str, str]:
         return {"status": "alive"}
 
-    @app.get("/ready")
+    @app.get("/ready", responses={**UNAUTHORIZED, **NOT_READY})
     def ready(_auth: Authorized) -> JSONResponse:
         model = state.watcher.current if state.watcher else None
         checks = {
@@ -226,27 +247,36 @@ def create_app(settings: Settings | None = None) -> ServingApp:
         }
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {}}, "description": "Prometheus metrics."},
+            **UNAUTHORIZED,
+        },
+    )
     def prometheus(_auth: Authorized) -> Response:
         # The drift flow's gauges (its last report) are served here too, so one scrape sees both.
         gauges = settings.drift_dir / "metrics.prom"
         drift = gauges.read_bytes() if gauges.exists() else b""
         return Response(generate_latest(metrics.registry) + drift, media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/predict", response_model=PredictResponse)
+    @app.post("/predict", response_model=PredictResponse, responses=PREDICT_ERRORS)
     async def predict(_body: PredictRequest, request: Request, _auth: Authorized) -> Response:
         """Scores flights. Served by `ServingLayer` below FastAPI; this route documents the endpoint
         in the OpenAPI schema and answers the same way if the layer is not mounted."""
         status, body = await answer_predict(state, await request.body())
         return Response(body, status_code=status, media_type="application/json")
 
-    @app.post("/get-online-features")
+    @app.post("/get-online-features", responses=FEATURES_ERRORS)
     def get_online_features(body: GetOnlineFeaturesRequest, _auth: Authorized) -> JSONResponse:
         from feast.errors import FeastError
         from feast.feature_server_utils import convert_response_to_dict
 
         features: Any = body.features
         try:
+            if state.sqlite_file is not None:
+                state.sqlite_file.connection()  # Feast reads on this connection: the file must be there
             if body.feature_service:
                 features = state.store.get_feature_service(body.feature_service, allow_cache=True)
             response = state.store.get_online_features(
@@ -259,15 +289,6 @@ def create_app(settings: Settings | None = None) -> ServingApp:
         return JSONResponse(convert_response_to_dict(response.proto))
 
     return app
-
-
-def _bound_store_waits(store: Any, timeout_ms: int) -> None:
-    """A locked SQLite online store answers 'busy' after `timeout_ms` (Python's default waits 5 s),
-    so a request fails fast with a 503 and the next one succeeds as soon as the lock is gone."""
-    if getattr(store.config.online_store, "type", None) != "sqlite":
-        return
-    connection = store._get_provider().online_store._get_conn(store.config)
-    connection.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
 
 
 def _record_swap(metrics: ServingMetrics, model: ServingModel) -> None:

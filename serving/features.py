@@ -9,9 +9,12 @@ tested equal to `FeatureStore.get_online_features`.
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -58,6 +61,55 @@ class ServedFeatures:
         }
 
 
+class OnlineStoreMissing(RuntimeError):
+    """The SQLite online store's file is not there (removed, or not materialised yet)."""
+
+
+class SqliteStoreFile:
+    """Feast's SQLite online store connection, with the file checked before each read (one `stat`).
+
+    SQLite keeps reading a file that was removed under it (the open descriptor holds the old inode),
+    and reconnecting to a missing path creates an empty database: so a missing file is reported
+    (`OnlineStoreMissing`, a 503 naming the path and the way out) and never created, and a file
+    that is back (restored, or rebuilt by `materialize`) is reopened: service resumes without a
+    restart. Reads wait at most `busy_timeout_ms` for a writer's lock (Python's default is 5 s)."""
+
+    def __init__(self, store: FeatureStore, busy_timeout_ms: int) -> None:
+        provider: Any = store._get_provider()
+        self._online: Any = provider.online_store
+        self._config = store.config
+        self.path = Path(self._online._get_db_path(store.config))  # Feast's own resolution of the path
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._lock = threading.Lock()
+        self._identity: tuple[int, int] | None = None
+        self._connection: Any = None
+
+    def _stat(self) -> tuple[int, int]:
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            raise OnlineStoreMissing(
+                f"the SQLite online store {self.path} is missing: restore it, or load it with "
+                "`featureloop materialize`"
+            ) from None
+        return found.st_dev, found.st_ino
+
+    def connection(self) -> Any:
+        """The connection to the file at the path now (reopened if the file was replaced)."""
+        identity = self._stat()
+        if identity != self._identity:
+            with self._lock:
+                if identity != self._identity:
+                    old = self._online._conn
+                    self._online._conn = None
+                    if old is not None:
+                        old.close()
+                    connection = self._online._get_conn(self._config)
+                    connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+                    self._connection, self._identity = connection, identity
+        return self._connection
+
+
 @dataclass(frozen=True)
 class _View:
     view: FeatureView
@@ -73,7 +125,7 @@ class _View:
 class ServiceReader:
     """Reads a feature service's online values for a batch of entity rows."""
 
-    def __init__(self, store: FeatureStore, service: str) -> None:
+    def __init__(self, store: FeatureStore, service: str, sqlite_file: SqliteStoreFile | None = None) -> None:
         self._store = store
         self._provider = store._get_provider()
         self.service = service
@@ -95,15 +147,15 @@ class ServiceReader:
             )
         self.feature_names = [name for v in self._views for name in v.features]
         # SQLite: read the tables directly on Feast's own connection (see `_read_sqlite`).
-        self._sqlite: Any = None
+        self._sqlite: SqliteStoreFile | None = None
         config = store.config
-        if (
-            getattr(config.online_store, "type", None) == "sqlite"
+        if getattr(config.online_store, "type", None) == "sqlite":
+            self._sqlite = sqlite_file or SqliteStoreFile(store, busy_timeout_ms=5000)
+        self._direct = (
+            self._sqlite is not None
             and config.entity_key_serialization_version == 3
             and not config.registry.enable_online_feature_view_versioning
-        ):
-            online: Any = self._provider.online_store
-            self._sqlite = online._get_conn(config)
+        )
 
     def read(self, entity_rows: list[dict[str, Any]], times: list[datetime]) -> ServedFeatures:
         """Values and statuses for each row; a value older than its view's TTL at the row's time is stale."""
@@ -127,7 +179,7 @@ class ServiceReader:
                 stamp, row_values, absent, present = decoded[key]
                 if absent:
                     missing[i].extend(absent)
-                if ttl is not None and stamp is not None and stamp < t - ttl and present:
+                if ttl is not None and stamp is not None and stamp + ttl < t and present:
                     stale[i].extend(present)
                     served.append(nothing)
                 else:
@@ -140,7 +192,9 @@ class ServiceReader:
         self, v: _View, keys: list[tuple[Any, ...]]
     ) -> list[tuple[datetime | None, tuple[Any, ...]]]:
         """(event time, values in `v.features` order; None where missing) per entity key."""
-        if self._sqlite is not None and v.key_types is not None:
+        if self._sqlite is not None and not self._direct:
+            self._sqlite.connection()  # a removed file fails here; a replaced one is reopened
+        if self._direct and v.key_types is not None:
             return self._read_sqlite(v, keys)
         from feast.infra.key_encoding_utils import serialize_entity_key
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
@@ -156,7 +210,7 @@ class ServiceReader:
             )
             for key in keys
         ]
-        if self._sqlite is not None:
+        if self._direct:
             return self._read_sqlite_keys(
                 v, [serialize_entity_key(p, entity_key_serialization_version=3) for p in protos]
             )
@@ -198,11 +252,16 @@ class ServiceReader:
         index = {name: i for i, name in enumerate(v.features)}
         # The event time as stored (whole seconds), converted once per entity below rather than per
         # feature row by Feast's sqlite3 converter (which reads it as the machine's local time).
-        rows = self._sqlite.execute(
-            f"SELECT entity_key, feature_name, value, CAST(event_ts AS INTEGER) FROM {v.table} "
-            f"WHERE entity_key IN ({','.join('?' * len(keys))})",
-            keys,
-        ).fetchall()
+        assert self._sqlite is not None
+        rows = (
+            self._sqlite.connection()
+            .execute(
+                f"SELECT entity_key, feature_name, value, CAST(event_ts AS INTEGER) FROM {v.table} "
+                f"WHERE entity_key IN ({','.join('?' * len(keys))})",
+                keys,
+            )
+            .fetchall()
+        )
         found: dict[bytes, tuple[int | None, list[Any]]] = {}
         for key, name, value, stamp in rows:
             entry = found.get(key)

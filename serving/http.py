@@ -62,6 +62,10 @@ async def answer_predict(state: AppState, raw: bytes) -> tuple[int, bytes]:
         request = PredictRequest.model_validate_json(raw)
     except ValidationError as exc:
         errors = [{**e, "loc": ["body", *e["loc"]]} for e in exc.errors(include_url=False)]
+        for error in errors:  # a body that is not UTF-8 comes back as text, not as bytes JSON cannot hold
+            given = error.get("input")
+            if isinstance(given, bytes):
+                error["input"] = given.decode("utf-8", "replace")
         return 422, _detail(errors)
     limit = state.settings.predict_max_batch
     if len(request.flights) > limit:

@@ -47,6 +47,11 @@ class ServingMetrics:
         self.log_rows = Counter(
             "featureloop_prediction_log_rows_total", "Rows written to the prediction log.", registry=r
         )
+        self.log_spilled = Gauge(
+            "featureloop_prediction_log_spilled_rows",
+            "Rows held in memory while the prediction log is unwritable (retried every flush).",
+            registry=r,
+        )
         self.log_dropped = Counter(
             "featureloop_prediction_log_dropped_total",
             "Rows the prediction log could not keep.",

@@ -43,6 +43,7 @@ class PredictionLog:
         max_queue: int = 100_000,
         on_written: Callable[[int], None] = lambda _n: None,
         on_dropped: Callable[[str, int], None] = lambda _reason, _n: None,
+        on_spilled: Callable[[int], None] = lambda _n: None,
     ) -> None:
         self.folder = folder
         self.flush_seconds = flush_seconds
@@ -53,6 +54,7 @@ class PredictionLog:
         self._spill: list[pa.Table] = []
         self._on_written = on_written
         self._on_dropped = on_dropped
+        self._on_spilled = on_spilled
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self.last_error: str | None = None
 
@@ -108,6 +110,7 @@ class PredictionLog:
                     logger.error("prediction log: %d rows could not be written before shutdown", lost)
                     self._on_dropped("unwritable_at_close", lost)
                     self._spill = []
+                    self._on_spilled(0)
                 return
             if time.monotonic() >= deadline:
                 self._flush(tables)
@@ -147,7 +150,10 @@ class PredictionLog:
                 rows -= dropped
                 self._on_dropped("spill_full", dropped)
             self._spill = tables
+            self._on_spilled(rows)
             return
+        if self._spill:
+            self._on_spilled(0)
         self._spill = []
         self.last_error = None
         self._on_written(rows)

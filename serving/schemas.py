@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Flight(BaseModel):
@@ -25,6 +25,19 @@ class Flight(BaseModel):
         None,
         description="Prediction time (for staleness); default: now. Replays send the scheduled departure.",
     )
+
+    @field_validator("event_timestamp")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """As UTC (a time without an offset is the server's local time). A time UTC cannot hold
+        (the first hours of year 1 east of UTC, the last of 9999 west of it) is refused here, with the field
+        named, rather than failing the batch."""
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except (OverflowError, ValueError, OSError):
+            raise ValueError("event_timestamp is outside the times UTC can hold (years 1 to 9999)") from None
 
 
 class PredictRequest(BaseModel):
@@ -58,3 +71,37 @@ class GetOnlineFeaturesRequest(BaseModel):
     feature_service: str | None = None
     features: list[str] = []
     full_feature_names: bool = False
+
+    @model_validator(mode="after")
+    def _something_to_read(self) -> GetOnlineFeaturesRequest:
+        if not self.features and not self.feature_service:
+            raise ValueError("name the features to read: `features` (view:feature) or a `feature_service`")
+        return self
+
+
+class ErrorDetail(BaseModel):
+    """Every error's body: what went wrong and the way out (a list of field errors for a 422)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorDetail, "description": description}
+
+
+Responses = dict[int | str, dict[str, Any]]
+UNAUTHORIZED: Responses = {401: _error("A bearer token is configured and the request's is missing or wrong.")}
+NOT_READY: Responses = {503: _error("The online store or the model is not available; retry shortly.")}
+PREDICT_ERRORS: Responses = {
+    **UNAUTHORIZED,
+    413: _error("The body or the batch is larger than the configured limit."),
+    422: _error("The body is not JSON, or a field is missing or out of range (named in the detail)."),
+    **NOT_READY,
+}
+FEATURES_ERRORS: Responses = {
+    **UNAUTHORIZED,
+    400: _error("Feast refused the request: an unknown feature, feature service or entity key."),
+    413: PREDICT_ERRORS[413],
+    422: PREDICT_ERRORS[422],
+    **NOT_READY,
+}

@@ -57,8 +57,13 @@ def test_an_unwritable_destination_spills_then_writes_when_it_is_back(tmp_path: 
     target = tmp_path / "log"
     target.write_text("a file where the log folder should be")  # mkdir fails: OSError
     dropped: list[tuple[str, int]] = []
+    spilled: list[int] = []
     log = PredictionLog(
-        target, flush_seconds=0.05, max_queue=6, on_dropped=lambda r, n: dropped.append((r, n))
+        target,
+        flush_seconds=0.05,
+        max_queue=6,
+        on_dropped=lambda r, n: dropped.append((r, n)),
+        on_spilled=spilled.append,
     )
     log.start()
     log.append(_chunk(1, 4))
@@ -73,6 +78,7 @@ def test_an_unwritable_destination_spills_then_writes_when_it_is_back(tmp_path: 
     log.close()
     assert [r[0] for r in _read(target)] == ["r5", "r6", "r7", "r8"]
     assert dropped == [("spill_full", 4)]  # every row written or counted
+    assert spilled[0] == 4 and max(spilled) <= 6 and spilled[-1] == 0  # bounded, and emptied
 
 
 def test_rows_still_unwritable_at_shutdown_are_counted(tmp_path: Path) -> None:

@@ -79,3 +79,12 @@ def test_the_scaleout_profile_derives_every_postgres_database_from_one_server_ur
 def test_a_postgres_url_with_a_database_driver_or_other_scheme_is_refused(url: str) -> None:
     with pytest.raises(ValidationError, match="must name a server"):
         Settings(postgres_url=url)
+
+
+def test_passwords_in_urls_are_redacted_for_messages() -> None:
+    from featureloop.settings import redacted
+
+    assert redacted("postgresql+psycopg://app:s3cr%40t@db:5432/x") == "postgresql+psycopg://app:***@db:5432/x"
+    assert redacted("http://user:pw@mlflow:5000") == "http://user:***@mlflow:5000"
+    assert redacted("postgresql://featureloop@127.0.0.1:5432") == "postgresql://featureloop@127.0.0.1:5432"
+    assert redacted("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
