@@ -6,6 +6,7 @@ nothing is lost. docs/reliability.md lists each promise with the test that prove
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from featureloop.feast_store import materialize_window, open_store
+from featureloop.model_registry import CHAMPION, connect, get_alias
 from featureloop.params import TrainParams
 from featureloop.settings import PROJECT_ROOT, Settings
 from featureloop.trainer import run_training
@@ -42,7 +44,8 @@ WINDOW = {"train_start": datetime(2013, 1, 1, tzinfo=UTC), "train_end": datetime
 class Rig:
     settings: Settings
     flights: list[dict[str, Any]]
-    version: str
+    version: str  # the champion
+    other: str  # a registered version that is not the champion
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +67,7 @@ def rig(feast_env: FeastEnv, tmp_path_factory: pytest.TempPathFactory) -> Rig:
     materialize_window(open_store(settings), end)
     summary = run_training(settings, TrainParams(**WINDOW), report=lambda _m: None)
     assert summary["promoted"]
+    other = run_training(settings, TrainParams(**WINDOW, promote=False), report=lambda _m: None)
     table = feast_env.table("flights").dropna(subset=["tailnum"]).sample(20, random_state=3)
     flights = [
         {
@@ -73,7 +77,7 @@ def rig(feast_env: FeastEnv, tmp_path_factory: pytest.TempPathFactory) -> Rig:
         }
         for r in table.itertuples()
     ]  # fmt: skip
-    return Rig(settings, flights, summary["version"])
+    return Rig(settings, flights, summary["version"], other["version"])
 
 
 def _metric(url: str, name: str, **labels: str) -> float:
@@ -175,6 +179,28 @@ def test_an_unwritable_prediction_log_keeps_predictions_flowing_and_loses_nothin
     ).fetchall()
     counts = dict(logged)
     assert all(counts.get(r) == len(rig.flights) for r in request_ids)  # every served row, once
+
+
+def test_the_load_script_meets_zero_errors_through_a_promotion(rig: Rig) -> None:
+    """bench/load.py (Locust, 32 connections) as a test, shortened: every request answered, only by
+    the two versions, the new one after the promotion; the champion restored afterwards."""
+    env = {
+        **os.environ,
+        "FEATURELOOP_DATA_DIR": str(rig.settings.data_dir),
+        "FEATURELOOP_MLFLOW_TRACKING_URI": rig.settings.tracking_uri,
+    }
+    done = subprocess.run(
+        [sys.executable, "bench/load.py", "--requests", "6000", "--users", "32", "--json"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["ok"] and result["failures"] == 0 and result["requests"] == 6000
+    assert set(result["versions"]) == {rig.version, rig.other}
+    assert sum(result["versions"].values()) == 6000
+    client, _ = connect(rig.settings.tracking_uri, rig.settings.artifact_location, rig.settings.experiment)
+    champion = get_alias(client, rig.settings.model_name, CHAMPION)
+    assert champion is not None and champion.version == rig.version
 
 
 def _serving_command(port: int) -> list[str]:
