@@ -172,6 +172,8 @@ def create_app(settings: Settings | None = None) -> ServingApp:
             # A locked store answers 'busy' after the timeout (a quick 503, and the next request
             # succeeds once the lock is gone); a removed one a 503 that names it.
             state.sqlite_file = SqliteStoreFile(state.store, settings.online_store_timeout_ms)
+        if getattr(state.store.config.online_store, "type", None) == "redis":
+            _bound_redis_waits(state.store, settings.online_store_timeout_ms)
         watcher = ChampionWatcher(
             resolve=_resolver(
                 settings, CHAMPION
@@ -289,6 +291,21 @@ def create_app(settings: Settings | None = None) -> ServingApp:
         return JSONResponse(convert_response_to_dict(response.proto))
 
     return app
+
+
+def _bound_redis_waits(store: Any, timeout_ms: int) -> None:
+    """Redis down or hung answers a 503 within `timeout_ms`: redis-py's default is three retries with
+    exponential backoff (seconds of sleep while Redis is down) and no socket timeout (a hung server
+    holds the request forever). One immediate retry stays: it reconnects a pooled connection that
+    Redis dropped while idle."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    provider: Any = store._get_provider()
+    client = provider.online_store._get_client(store.config.online_store)
+    client.set_retry(Retry(NoBackoff(), 1))
+    seconds = timeout_ms / 1000
+    client.connection_pool.connection_kwargs.update(socket_connect_timeout=seconds, socket_timeout=seconds)
 
 
 def _record_swap(metrics: ServingMetrics, model: ServingModel) -> None:

@@ -113,15 +113,15 @@ def serve_app(app: Any) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
-    """A real Redis (Debian's redis-server) on a free port for the session; its `host:port`."""
+@contextlib.contextmanager
+def run_redis(port: int) -> Iterator[str]:
+    """A real Redis (Debian's redis-server) on `port`, without persistence, until the block ends;
+    its `host:port`."""
     import shutil
     import subprocess
 
     binary = shutil.which("redis-server")
     assert binary, "Debian's redis-server is needed: `apt-get install redis-server` (make test installs it)"
-    port = free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "16"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -143,6 +143,13 @@ def redis_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """One Redis for the session, on a free port."""
+    with run_redis(free_port()) as address:
+        yield address
 
 
 def _postgres_bin() -> Path:

@@ -11,6 +11,7 @@ silent fall-back to SQLite would fail the test.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from featureloop.settings import Settings
 from featureloop.skew import check_service
 from featureloop.trainer import run_training
 from serving.app import create_app
-from tests.integration.conftest import FeastEnv, serve_app
+from tests.integration.conftest import FeastEnv, free_port, run_redis, serve_app
 
 pytestmark = pytest.mark.integration
 
@@ -187,6 +188,51 @@ def served(profiles: dict[str, Profile], feast_env: FeastEnv) -> dict[str, list[
                 assert response.status_code == 200, response.text
                 answers[name] += response.json()["predictions"]
     return answers
+
+
+def test_a_stopped_redis_is_a_quick_503_and_serving_recovers_when_it_is_back(
+    profiles: dict[str, Profile], feast_env: FeastEnv, tmp_path: Path
+) -> None:
+    """On a Redis of its own (the session's keeps running) and a data folder of its own (its
+    prediction log is not the profile's): stop Redis under the running app, start it again on the
+    same port, load it again; serving is never restarted."""
+    port = free_port()
+    end = datetime.fromisoformat(feast_env.prepared.time_range["end"])
+    settings = profiles["scaleout"].settings.model_copy(
+        update={
+            "redis_url": f"127.0.0.1:{port},db=0",
+            "data_dir": _own_data_dir(feast_env, tmp_path / "data"),
+        }
+    )
+    body = {"flights": _requests(feast_env)[:50]}
+    with contextlib.ExitStack() as stack:
+        first = contextlib.ExitStack()
+        first.enter_context(run_redis(port))
+        stack.callback(first.close)
+        materialize_window(open_store(settings), end)
+        url = stack.enter_context(serve_app(create_app(settings)))
+        before = httpx.post(f"{url}/predict", json=body, timeout=30)
+        assert before.status_code == 200
+
+        first.close()  # Redis goes away
+        start = time.monotonic()
+        down = httpx.post(f"{url}/predict", json=body, timeout=30)
+        elapsed = time.monotonic() - start
+        assert down.status_code == 503 and "online store unavailable" in down.json()["detail"]
+        assert "ConnectionError" in down.json()["detail"] and str(port) in down.json()["detail"]
+        assert elapsed < 1.0  # refused at once, not after a client's retries and timeouts
+        assert httpx.get(f"{url}/ready", timeout=30).json()["checks"]["online_store"] is False
+
+        stack.enter_context(run_redis(port))  # back, empty (no persistence): answered, features missing
+        empty = httpx.post(f"{url}/predict", json=body, timeout=30)
+        assert empty.status_code == 200
+        assert all(p["missing_features"] for p in empty.json()["predictions"])
+        materialize_window(open_store(settings), end)  # loaded again: the same answers as before
+        assert (
+            httpx.post(f"{url}/predict", json=body, timeout=30).json()["predictions"]
+            == before.json()["predictions"]
+        )
+        assert httpx.get(f"{url}/ready", timeout=30).status_code == 200
 
 
 def test_serving_answers_the_same_from_either_profile(served: dict[str, list[dict[str, Any]]]) -> None:
