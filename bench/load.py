@@ -105,13 +105,13 @@ def _bodies(n: int, flights_per_request: int) -> list[bytes]:
 
 
 def run(requests: int, users: int, flights_per_request: int, promote_to: str | None) -> dict[str, Any]:
-    champion = _registry("print(get_alias(client, s.model_name, CHAMPION).version)")
-    if promote_to is None:
-        promote_to = _registry(
-            "versions = client.search_model_versions(f\"name='{s.model_name}'\")\n"
-            "champion = get_alias(client, s.model_name, CHAMPION).version\n"
-            "print(max((int(v.version) for v in versions if str(v.version) != champion), default=''))"
-        )
+    # One child for both answers: the champion, and the newest other version.
+    champion, newest_other = _registry(
+        "versions = client.search_model_versions(f\"name='{s.model_name}'\")\n"
+        "champion = get_alias(client, s.model_name, CHAMPION).version\n"
+        "print(champion, max((int(v.version) for v in versions if str(v.version) != champion), default=''))"
+    ).split(" ")
+    promote_to = promote_to or newest_other
     if not promote_to:
         raise SystemExit("only one model version is registered: nothing to promote (train another first)")
     if promote_to == champion:
@@ -122,6 +122,7 @@ def run(requests: int, users: int, flights_per_request: int, promote_to: str | N
     env = {**os.environ, "FEATURELOOP_MODEL_RELOAD_SECONDS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     command = [str(BIN / "uvicorn"), "serving.app:create_app", "--factory", "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1", "--log-level", "warning"]  # fmt: skip
+    promoter, restorer = _promoter(promote_to), _promoter(champion)  # both import while serving boots
     server = subprocess.Popen(command, cwd=ROOT, env=env)
     state: dict[str, Any] = {
         "sent": 0, "done": 0, "versions": Counter(), "failures": Counter(), "promoted_at": None
@@ -156,7 +157,6 @@ def run(requests: int, users: int, flights_per_request: int, promote_to: str | N
                     if version == promote_to and "first_new" not in state:
                         state["first_new"] = time.perf_counter()
 
-        promoter = _promoter(promote_to)
         environment = Environment(user_classes=[Predict])
         runner = environment.create_local_runner()
         _warm(url, bodies)
@@ -215,7 +215,14 @@ def run(requests: int, users: int, flights_per_request: int, promote_to: str | N
     finally:
         server.terminate()
         server.wait(timeout=60)
-        _registry(f"promote(client, get_version(client, s.model_name, '{champion}'))")  # as we found it
+        if promoter.poll() is None and promoter.stdin is not None and not promoter.stdin.closed:
+            promoter.kill()  # never told: the run ended before half-way
+    # The champion as we found it.
+    assert restorer.stdin is not None
+    restorer.stdin.write(b"go\n")
+    restorer.stdin.close()
+    if restorer.wait(timeout=120) != 0:
+        raise SystemExit(f"could not restore the champion (version {champion}): promote it by hand")
     result["ok"] = (
         result["failures"] == 0
         and set(result["versions"]) <= {champion, promote_to}

@@ -51,7 +51,9 @@ def write_version(
 ) -> dict[str, Any]:
     """Write `tables` (relative name -> frame) as a new dataset version and point `current_link` at it."""
     versions_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=versions_dir))
+    _remove_abandoned(versions_dir, ".staging-")  # what a killed run left (its except never ran)
+    _remove_abandoned(current_link.parent, f".{current_link.name}.tmp-")
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=versions_dir))
     staging.chmod(0o755)
     try:
         files: dict[str, dict[str, Any]] = {}
@@ -105,10 +107,42 @@ def _point_link(link: Path, target: Path) -> None:
     _fsync_dir(link.parent)
 
 
+def _remove_abandoned(folder: Path, prefix: str) -> None:
+    """Remove `<prefix><pid>-...` / `<prefix><pid>` entries whose process is gone (killed before it
+    could clean up); those of a live process are another run's work in progress."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if not entry.name.startswith(prefix):
+            continue
+        pid = entry.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def _prune(versions_dir: Path, keep: set[str]) -> None:
-    """Keep the current version and the most recent others, up to KEEP_VERSIONS in all."""
+    """Keep the current version and the most recent others, up to KEEP_VERSIONS in all (staging
+    folders are not versions)."""
     others = sorted(
-        (p for p in versions_dir.iterdir() if p.is_dir() and p.name not in keep),
+        (
+            p
+            for p in versions_dir.iterdir()
+            if p.is_dir() and p.name not in keep and not p.name.startswith(".")
+        ),
         key=lambda p: p.stat().st_mtime,
         reverse=True,
     )

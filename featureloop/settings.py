@@ -71,10 +71,10 @@ class Settings(BaseSettings):
     )
     canary_share: float = Field(default=0.1, ge=0, le=1, description="Share of aircraft the canary answers.")
     online_store_timeout_ms: int = Field(
-        default=100,
+        default=50,
         ge=1,
         description="How long serving waits for the online store (a locked SQLite file, a Redis "
-        "connection or reply) before answering 503.",
+        "connection; a Redis reply: at least 1 s) before answering 503.",
     )
     decision_threshold: float = Field(
         default=0.5, gt=0, lt=1, description="Probability above which a flight is 'delayed'."

@@ -131,6 +131,9 @@ def serving_process(settings: Settings, log: Path, timeout: float = 120) -> Iter
         "FEATURELOOP_DATA_DIR": str(settings.data_dir),
         "FEATURELOOP_PREDICTION_LOG_FLUSH_SECONDS": "0.5",
         "FEATURELOOP_MODEL_RELOAD_SECONDS": "0.25",
+        # The replay writes the store between (and beside) its requests: a read waits for a commit
+        # rather than failing fast; a replay is reproduced, not served to people.
+        "FEATURELOOP_ONLINE_STORE_TIMEOUT_MS": "1000",
     }
     command = [
         str(Path(sys.executable).parent / "uvicorn"), "serving.app:create_app", "--factory",

@@ -294,18 +294,20 @@ def create_app(settings: Settings | None = None) -> ServingApp:
 
 
 def _bound_redis_waits(store: Any, timeout_ms: int) -> None:
-    """Redis down or hung answers a 503 within `timeout_ms`: redis-py's default is three retries with
-    exponential backoff (seconds of sleep while Redis is down) and no socket timeout (a hung server
-    holds the request forever). One immediate retry stays: it reconnects a pooled connection that
-    Redis dropped while idle."""
+    """Redis down answers a 503 within `timeout_ms` (a hung one within a second): redis-py's default
+    is three retries with exponential backoff (seconds of sleep while Redis is down) and no socket
+    timeout (a hung server holds the request forever). One immediate retry stays: it reconnects a
+    pooled connection that Redis dropped while idle."""
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
     provider: Any = store._get_provider()
     client = provider.online_store._get_client(store.config.online_store)
     client.set_retry(Retry(NoBackoff(), 1))
-    seconds = timeout_ms / 1000
-    client.connection_pool.connection_kwargs.update(socket_connect_timeout=seconds, socket_timeout=seconds)
+    # Connecting is quick or refused; a reply may wait behind a busy machine's scheduler: 1 s at least.
+    client.connection_pool.connection_kwargs.update(
+        socket_connect_timeout=timeout_ms / 1000, socket_timeout=max(timeout_ms, 1000) / 1000
+    )
 
 
 def _record_swap(metrics: ServingMetrics, model: ServingModel) -> None:

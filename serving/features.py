@@ -78,7 +78,8 @@ class SqliteStoreFile:
         provider: Any = store._get_provider()
         self._online: Any = provider.online_store
         self._config = store.config
-        self.path = Path(self._online._get_db_path(store.config))  # Feast's own resolution of the path
+        # Feast's own resolution of the path, without its `..` (the path is in 503 bodies).
+        self.path = Path(os.path.normpath(self._online._get_db_path(store.config)))
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._lock = threading.Lock()
         self._identity: tuple[int, int] | None = None

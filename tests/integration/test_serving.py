@@ -499,7 +499,7 @@ def test_locked_online_store_gives_a_quick_503_and_service_resumes_by_itself(ser
         elapsed = time.monotonic() - start
         assert down.status_code == 503
         assert "online store unavailable" in down.json()["detail"] and "locked" in down.json()["detail"]
-        assert elapsed < 1.0  # bounded by FEATURELOOP_ONLINE_STORE_TIMEOUT_MS (100 ms), not SQLite's 5 s
+        assert elapsed < 1.0  # bounded by FEATURELOOP_ONLINE_STORE_TIMEOUT_MS (50 ms), not SQLite's 5 s
         ready = httpx.get(f"{served.url}/ready", timeout=30)
         assert ready.status_code == 503 and ready.json()["checks"]["online_store"] is False
     finally:
