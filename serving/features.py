@@ -101,10 +101,12 @@ class SqliteStoreFile:
         if identity != self._identity:
             with self._lock:
                 if identity != self._identity:
-                    old = self._online._conn
-                    self._online._conn = None
-                    if old is not None:
-                        old.close()
+                    if self._identity is not None and self._connection is not None:
+                        # The file was replaced: our connection reads the old one. (Feast's own
+                        # connection is dropped only if it is ours: another reader may hold it.)
+                        if self._online._conn is self._connection:
+                            self._online._conn = None
+                        self._connection.close()
                     connection = self._online._get_conn(self._config)
                     connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
                     self._connection, self._identity = connection, identity
