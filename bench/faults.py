@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -26,14 +25,10 @@ from pathlib import Path
 
 import httpx
 
+from featureloop.stack import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _body() -> bytes:
@@ -69,7 +64,7 @@ def main() -> None:
     if not store.exists():
         raise SystemExit(f"{store} does not exist: run `make demo` first (or set FEATURELOOP_DATA_DIR)")
     body = _body()
-    port = _port()
+    port = free_port()
     command = [str(BIN / "uvicorn"), "serving.app:create_app", "--factory", "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1", "--log-level", "warning"]  # fmt: skip
     server = subprocess.Popen(

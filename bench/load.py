@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -34,15 +33,11 @@ from typing import Any
 
 import gevent
 
+from featureloop.stack import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 VERSION_FIELD = re.compile(rb'"model_version":"([^"]+)"')
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _rss_mib(pid: int) -> float:
@@ -117,7 +112,7 @@ def run(requests: int, users: int, flights_per_request: int, promote_to: str | N
     if promote_to == champion:
         raise SystemExit(f"version {promote_to} is the champion already: name another with --promote")
     bodies = _bodies(min(requests, 5000), flights_per_request)
-    port = _port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "FEATURELOOP_MODEL_RELOAD_SECONDS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     command = [str(BIN / "uvicorn"), "serving.app:create_app", "--factory", "--host", "127.0.0.1",

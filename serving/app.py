@@ -168,11 +168,12 @@ def create_app(settings: Settings | None = None) -> ServingApp:
 
         import_feast_unchecked()  # serving reads the registry `feast apply` checked: 6 s less boot
         state.store = open_store(settings)
-        if getattr(state.store.config.online_store, "type", None) == "sqlite":
+        online_type = getattr(state.store.config.online_store, "type", None)
+        if online_type == "sqlite":
             # A locked store answers 'busy' after the timeout (a quick 503, and the next request
             # succeeds once the lock is gone); a removed one a 503 that names it.
             state.sqlite_file = SqliteStoreFile(state.store, settings.online_store_timeout_ms)
-        if getattr(state.store.config.online_store, "type", None) == "redis":
+        elif online_type == "redis":
             _bound_redis_waits(state.store, settings.online_store_timeout_ms)
         watcher = ChampionWatcher(
             resolve=_resolver(
