@@ -28,7 +28,7 @@ from tests.integration.conftest import FeastEnv
 pytestmark = pytest.mark.integration
 
 CLI = str(Path(sys.executable).parent / "featureloop")
-KILLS = 2  # crashed runs per command and test run (each test run draws new points)
+KILLS = 1  # crashed runs per command and test run (each test run draws a new point)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -182,7 +183,7 @@ def test_an_unwritable_prediction_log_keeps_predictions_flowing_and_loses_nothin
 
 
 def test_the_load_script_meets_zero_errors_through_a_promotion(rig: Rig) -> None:
-    """bench/load.py (Locust, 32 connections) as a test, shortened (4,000 requests): every request answered, only by
+    """bench/load.py (Locust, 32 connections) as a test, shortened (3,000 requests): every request answered, only by
     the two versions, the new one after the promotion; the champion restored afterwards."""
     env = {
         **os.environ,
@@ -190,14 +191,14 @@ def test_the_load_script_meets_zero_errors_through_a_promotion(rig: Rig) -> None
         "FEATURELOOP_MLFLOW_TRACKING_URI": rig.settings.tracking_uri,
     }
     done = subprocess.run(
-        [sys.executable, "bench/load.py", "--requests", "4000", "--users", "32", "--json"],
+        [sys.executable, "bench/load.py", "--requests", "3000", "--users", "32", "--json"],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["ok"] and result["failures"] == 0 and result["requests"] == 4000
+    assert result["ok"] and result["failures"] == 0 and result["requests"] == 3000
     assert set(result["versions"]) == {rig.version, rig.other}
-    assert sum(result["versions"].values()) == 4000
+    assert sum(result["versions"].values()) == 3000
     client, _ = connect(rig.settings.tracking_uri, rig.settings.artifact_location, rig.settings.experiment)
     champion = get_alias(client, rig.settings.model_name, CHAMPION)
     assert champion is not None and champion.version == rig.version
@@ -227,8 +228,9 @@ def test_serving_refuses_to_start_when_mlflow_is_unreachable_and_names_the_uri(r
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, port: int, log: Path) -> Iterator[str]:
-    """A real MLflow tracking server (`mlflow server`, one worker) until the block ends."""
+def mlflow_server(backend_uri: str, port: int, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real MLflow tracking server (`mlflow server`, one worker, its own process group) until the
+    block ends: its URL and its process."""
     command = [
         str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend_uri,
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -245,41 +247,48 @@ def mlflow_server(backend_uri: str, port: int, log: Path) -> Iterator[str]:
             assert proc.poll() is None, f"mlflow server exited; see {log}"
             assert time.monotonic() < deadline, f"mlflow server did not answer in 120 s; see {log}"
             time.sleep(0.2)
-        yield url
+        yield url, proc
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 15)  # the server and its uvicorn worker
+            os.killpg(proc.pid, signal.SIGCONT)
+            os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn worker
         proc.wait(timeout=30)
 
 
-def test_mlflow_going_away_later_keeps_the_loaded_model_serving_and_says_so(rig: Rig, tmp_path: Path) -> None:
-    port = free_port()
-    log = tmp_path / "mlflow-server.log"
+def test_mlflow_going_away_later_keeps_the_loaded_model_serving_and_says_so(
+    rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real `mlflow server` frozen (SIGSTOP: it accepts connections and never answers, the worst
+    kind of unreachable) under the running app, then resumed. The alias checks time out after
+    MLFLOW_HTTP_REQUEST_TIMEOUT (2 s here) without holding any request."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     body = {"flights": rig.flights}
     with contextlib.ExitStack() as stack:
-        first = contextlib.ExitStack()
-        tracking = first.enter_context(mlflow_server(rig.settings.tracking_uri, port, log))
-        stack.callback(first.close)
+        tracking, server = stack.enter_context(
+            mlflow_server(rig.settings.tracking_uri, free_port(), tmp_path / "mlflow-server.log")
+        )
         settings = rig.settings.model_copy(update={"mlflow_tracking_uri": tracking})
         url = stack.enter_context(serve_app(create_app(settings)))
         before = _probabilities(httpx.post(f"{url}/predict", json=body, timeout=30))
         assert httpx.get(f"{url}/ready", timeout=30).json()["checks"]["tracking_store"] is True
 
-        first.close()  # MLflow stops under the running app
-        _until(
-            lambda: httpx.get(f"{url}/ready", timeout=30).json()["checks"]["tracking_store"] is False,
-            what="/ready reporting the tracking store down",
-        )
-        ready = httpx.get(f"{url}/ready", timeout=30)
-        assert ready.status_code == 200  # still ready: it serves the model it has
-        assert ready.json()["model_version"] == rig.version
-        assert f"MLflow tracking store {tracking} is unreachable" in ready.json()["tracking_error"]
-        assert _metric(url, "featureloop_tracking_errors_total") >= 1
-        during = httpx.post(f"{url}/predict", json=body, timeout=30)
-        assert _probabilities(during) == before and during.json()["model_version"] == rig.version
-
-        errors = _metric(url, "featureloop_tracking_errors_total")
-        stack.enter_context(mlflow_server(rig.settings.tracking_uri, port, log))  # back, same address
+        os.killpg(server.pid, signal.SIGSTOP)  # MLflow stops answering under the running app
+        try:
+            start = time.monotonic()
+            during = httpx.post(f"{url}/predict", json=body, timeout=30)
+            assert time.monotonic() - start < 1.0  # no request waits on MLflow
+            assert _probabilities(during) == before and during.json()["model_version"] == rig.version
+            _until(
+                lambda: httpx.get(f"{url}/ready", timeout=30).json()["checks"]["tracking_store"] is False,
+                what="/ready reporting the tracking store down",
+            )
+            ready = httpx.get(f"{url}/ready", timeout=30)
+            assert ready.status_code == 200  # still ready: it serves the model it has
+            assert ready.json()["model_version"] == rig.version
+            assert f"MLflow tracking store {tracking} is unreachable" in ready.json()["tracking_error"]
+            assert _metric(url, "featureloop_tracking_errors_total") >= 1
+        finally:
+            os.killpg(server.pid, signal.SIGCONT)
         _until(
             lambda: httpx.get(f"{url}/ready", timeout=30).json()["checks"]["tracking_store"] is True,
             timeout=60,
@@ -287,7 +296,6 @@ def test_mlflow_going_away_later_keeps_the_loaded_model_serving_and_says_so(rig:
         )
         assert httpx.get(f"{url}/ready", timeout=30).json()["tracking_error"] is None
         settled = _metric(url, "featureloop_tracking_errors_total")
-        assert settled >= errors
         time.sleep(4 * rig.settings.model_reload_seconds)
         assert _metric(url, "featureloop_tracking_errors_total") == settled  # polls succeed again
 
@@ -337,6 +345,9 @@ def _fuzz(operation: Any, mode: GenerationMode, excluded: list[Any]) -> Callable
     return check
 
 
+# Schemathesis's strategies draw from the `random` module, which hypothesis deprecates (its warning
+# is an error here, and it appears only when another test moved that module's state first).
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 def test_no_request_the_schema_allows_or_breaks_gets_a_5xx(rig: Rig) -> None:
     """Schemathesis generates requests from the app's own OpenAPI schema, for every operation: ones
     the schema allows and ones that break it. None may get a server error; every answer must be one
