@@ -345,9 +345,6 @@ def _fuzz(operation: Any, mode: GenerationMode, excluded: list[Any]) -> Callable
     return check
 
 
-# Schemathesis's strategies draw from the `random` module, which hypothesis deprecates (its warning
-# is an error here, and it appears only when another test moved that module's state first).
-@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 def test_no_request_the_schema_allows_or_breaks_gets_a_5xx(rig: Rig) -> None:
     """Schemathesis generates requests from the app's own OpenAPI schema, for every operation: ones
     the schema allows and ones that break it. None may get a server error; every answer must be one
