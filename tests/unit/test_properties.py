@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from data.schema import ORIGINS, WEATHER, YEAR_END, YEAR_START
+from data.tables import WEATHER_FEATURES
 from data.validate import validate_table
 from serving.schemas import Flight, PredictRequest
 
@@ -88,17 +89,7 @@ def weather_frames(draw: st.DrawFn) -> pd.DataFrame:
             draw(st.lists(stamps | st.none(), min_size=n, max_size=n)), utc=True
         ).floor("h"),
     }
-    for name in (
-        "temp",
-        "dewp",
-        "humid",
-        "wind_dir",
-        "wind_speed",
-        "wind_gust",
-        "precip",
-        "pressure",
-        "visib",
-    ):
+    for name in WEATHER_FEATURES:
         columns[name] = draw(st.lists(FINITE_OR_NOT, min_size=n, max_size=n))
     frame = pd.DataFrame(columns)
     for name in ("year", "month", "day", "hour"):
