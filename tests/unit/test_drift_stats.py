@@ -21,15 +21,12 @@ from featureloop.drift_stats import (
     psi_shares,
     unseen_share,
 )
-from featureloop.settings import PROJECT_ROOT
 
-GOLDEN = PROJECT_ROOT.parent / "shared" / "reference" / "evidently_golden_vectors.json"
+GOLDEN = Path(__file__).parent / "golden" / "evidently_golden_vectors.json"
 
 
 def _golden() -> tuple[dict[str, float], dict[str, float]]:
-    if not GOLDEN.exists():  # the shared folder sits beside the project in every checkout and CI run
-        pytest.fail(f"golden vectors not found at {GOLDEN}: the shared/ folder must sit beside the project")
-    numeric, categorical = json.loads(Path(GOLDEN).read_text()).values()
+    numeric, categorical = json.loads(GOLDEN.read_text()).values()
     return numeric, categorical
 
 
