@@ -65,8 +65,20 @@ def load_champion(client: MlflowClient, settings: Settings) -> Champion:
     )
 
 
-def resolve_window(settings: Settings, params: DriftParams) -> tuple[datetime, datetime]:
-    """[start, end) of the window; the default end is just after the newest served row."""
+@dataclass(frozen=True)
+class Window:
+    """[start, end) of a drift run, and the logged rows whose prediction time lies outside the
+    accepted range (see featureloop.event_time): ignored, counted, reported."""
+
+    start: datetime
+    end: datetime
+    out_of_range: int = 0
+
+
+def resolve_window(settings: Settings, params: DriftParams, now: datetime | None = None) -> Window:
+    """The window to check; the default end is just after the newest served row whose prediction
+    time is plausible: within the accepted range, and not further ahead of the server's clock when
+    it was served (`served_at`) than the range allows. A hostile row cannot move the window."""
     import duckdb
 
     from featureloop.sql import quote_literal
@@ -74,16 +86,43 @@ def resolve_window(settings: Settings, params: DriftParams) -> tuple[datetime, d
     log_dir = settings.prediction_log_dir
     if not any(log_dir.rglob("*.parquet")):
         raise NoWindow(f"no prediction log under {log_dir}: serve some predictions first")
+    bounds = settings.event_time_bounds
+    now = now or datetime.now(UTC)
+    source = f"read_parquet({quote_literal(str(log_dir / '**' / '*.parquet'))}, union_by_name = true)"
+    with duckdb.connect() as con:
+        columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        if "event_timestamp" not in columns:
+            raise NoWindow(f"the prediction log under {log_dir} has no event_timestamp column")
+        # epoch() differences: served_at + the allowance could overflow on a hostile served_at.
+        served = (
+            f" AND (served_at IS NULL OR epoch(event_timestamp) - epoch(served_at) <= "
+            f"{bounds.max_ahead.total_seconds()})"
+            if "served_at" in columns
+            else ""
+        )
+        plausible = (
+            f"event_timestamp >= {quote_literal(bounds.earliest.isoformat())}::TIMESTAMPTZ "
+            f"AND event_timestamp <= {quote_literal(bounds.latest(now).isoformat())}::TIMESTAMPTZ{served}"
+        )
+        newest, out_of_range = con.execute(
+            f"SELECT max(event_timestamp) FILTER (WHERE {plausible}), "
+            f"count(*) FILTER (WHERE NOT coalesce({plausible}, false)) FROM {source}"
+        ).fetchall()[0]
     end = params.window_end
     if end is None:
-        pattern = quote_literal(str(log_dir / "**" / "*.parquet"))
-        (newest,) = duckdb.execute(
-            f"SELECT max(event_timestamp) FROM read_parquet({pattern}, union_by_name = true)"
-        ).fetchall()[0]
+        if newest is None:
+            raise NoWindow(
+                f"no served row under {log_dir} has a prediction time in the accepted range "
+                f"({out_of_range:,} rows lie outside it or have none; see FEATURELOOP_EVENT_TIME_*): "
+                "serve some predictions, or give the window explicitly"
+            )
         # Just after the newest row, on a whole second (the window end is exclusive).
         end = newest.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=1)
-    start = params.window_start or end - timedelta(hours=params.window_hours)
-    return start, end
+    try:
+        start = params.window_start or end - timedelta(hours=params.window_hours)
+    except OverflowError:  # a window longer than the calendar: all of it
+        start = datetime.min.replace(tzinfo=UTC)
+    return Window(start, end, int(out_of_range))
 
 
 def read_window(settings: Settings, champion: Champion, start: datetime, end: datetime) -> pa.Table:
@@ -160,8 +199,7 @@ def read_history(settings: Settings, model_name: str) -> list[dict[str, Any]]:
 
 def conclude(
     champion: Champion,
-    start: datetime,
-    end: datetime,
+    span: Window,
     window: dict[str, Any],
     decay: dict[str, Any],
     skew: dict[str, Any] | None,
@@ -171,6 +209,7 @@ def conclude(
     """The run's summary: verdicts, persistence over the last windows, and whether the event fires."""
     from featureloop.drift import persistent
 
+    start, end = span.start, span.end
     # Persistence counts the windows of this model version: a new champion has a new reference.
     earlier = [
         h
@@ -194,6 +233,7 @@ def conclude(
         "window_start": start.isoformat(),
         "window_end": end.isoformat(),
         "rows": window["rows"],
+        "rows_out_of_range": span.out_of_range,
         "drifted": window["verdict"]["drifted"],
         "share": window["verdict"]["share"],
         "drifted_features": window["verdict"]["drifted_features"],
@@ -392,7 +432,13 @@ def markdown(report: dict[str, Any], paths: dict[str, str]) -> str:
     auc = f"{s['auc']:.3f}" if s["auc"] is not None else "-"
     return (
         f"# Drift: model {s['model']} v{s['model_version']}, {s['window_start'][:16]} .. {s['window_end'][:16]}\n\n"
-        f"- window: {s['rows']:,} rows; drift {label} ({s['share']:.0%} of features); {s['persistence']}\n"
+        f"- window: {s['rows']:,} rows"
+        + (
+            f" ({s['rows_out_of_range']:,} logged rows outside the accepted prediction times, ignored)"
+            if s.get("rows_out_of_range")
+            else ""
+        )
+        + f"; drift {label} ({s['share']:.0%} of features); {s['persistence']}\n"
         f"- delayed labels: {decay}; window ROC AUC {auc} on {s['labelled']:,} labels "
         f"(holdout {s['holdout_auc']})\n"
         f"- skew mismatches: {s['skew_mismatches']}\n"
@@ -414,9 +460,15 @@ def run_drift(
     if client is None:
         client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
     champion = load_champion(client, settings)
-    start, end = resolve_window(settings, params)
+    span = resolve_window(settings, params)
+    start, end = span.start, span.end
     report(
         f"model {champion.version.name} v{champion.version.version}: window {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M}"
+        + (
+            f" ({span.out_of_range:,} logged rows outside the accepted prediction times, ignored)"
+            if span.out_of_range
+            else ""
+        )
     )
     served = read_window(settings, champion, start, end)
     window = check_window(champion, served, params)
@@ -427,7 +479,7 @@ def run_drift(
     if skew is not None:
         report(f"skew: {skew['mismatches']} mismatches")
     history = read_history(settings, champion.version.name)
-    summary = conclude(champion, start, end, window, decay, skew, history, params)
+    summary = conclude(champion, span, window, decay, skew, history, params)
     full = build_report(champion, window, decay, skew, summary)
     return full, publish(client, settings, full, history)
 

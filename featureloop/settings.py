@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from featureloop.event_time import EventTimeBounds
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,6 +82,17 @@ class Settings(BaseSettings):
     decision_threshold: float = Field(
         default=0.5, gt=0, lt=1, description="Probability above which a flight is 'delayed'."
     )
+    event_time_earliest: datetime = Field(
+        default=datetime(1970, 1, 1, tzinfo=UTC),
+        description="Earliest prediction time (event_timestamp) serving accepts (earlier: a 422); "
+        "monitoring ignores and counts logged rows outside the accepted range.",
+    )
+    event_time_max_ahead_seconds: float = Field(
+        default=86_400,
+        ge=0,
+        le=100 * 365 * 86_400,
+        description="How far past the server's clock a prediction time may lie (further: a 422).",
+    )
     prediction_log_flush_seconds: float = Field(
         default=1.0, gt=0, description="Most a crash can lose, in time."
     )
@@ -97,6 +111,11 @@ class Settings(BaseSettings):
             )
         return f"postgresql://{rest}"
 
+    @field_validator("event_time_earliest")
+    @classmethod
+    def _as_utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
     @model_validator(mode="after")
     def _safe_outside_development(self) -> Settings:
         if self.serving_token is not None and not self.serving_token.get_secret_value().strip():
@@ -110,6 +129,11 @@ class Settings(BaseSettings):
                 "(serving would otherwise answer anyone)"
             )
         return self
+
+    @property
+    def event_time_bounds(self) -> EventTimeBounds:
+        """The prediction times serving accepts and monitoring counts as plausible."""
+        return EventTimeBounds(self.event_time_earliest, timedelta(seconds=self.event_time_max_ahead_seconds))
 
     @property
     def prediction_log_dir(self) -> Path:

@@ -20,8 +20,15 @@ from featureloop.params import DriftParams
 from featureloop.settings import Settings
 from flows.opaque import opaque
 
+REPORTED, NO_WINDOW = "report", "no window"
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+
+def _transient(_task: Any, _run: Any, state: Any) -> bool:
+    """Retry what may pass (the tracking store away), not a missing champion or log."""
+    return not isinstance(state.data, monitor.NoWindow)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient, cache_policy=NO_CACHE)
 def load_champion(settings: Settings) -> tuple[Any, monitor.Champion]:
     """The tracking store (fails fast, naming the URI) and the champion with its reference profile."""
     from featureloop.model_registry import connect
@@ -83,21 +90,34 @@ def send_event(summary: dict[str, Any]) -> str | None:
 
 @flow(name="drift")
 def drift(params: DriftParams | None = None) -> dict[str, Any]:
-    """Check a window of served predictions for drift, decay and skew; raise the event when they hold."""
+    """Check a window of served predictions for drift, decay and skew; raise the event when they hold.
+    With nothing to check (no champion, no plausible served rows) the run ends with the outcome
+    "no window" and the reason, not a failure: the schedule keeps running."""
     params = params or DriftParams()
     logger = get_run_logger()
     settings = Settings()
-    client, champion = load_champion(settings)
-    start, end = monitor.resolve_window(settings, params)
-    logger.info("model %s v%s, window %s .. %s", champion.version.name, champion.version.version, start, end)
+    try:
+        client, champion = load_champion(settings)
+        span = monitor.resolve_window(settings, params)
+    except monitor.NoWindow as exc:
+        logger.warning("no window to check: %s", exc)
+        create_markdown_artifact(
+            f"# Drift: no window\n\n{exc}\n", key="drift-report", description="No window"
+        )
+        return {"outcome": NO_WINDOW, "reason": str(exc)}
+    logger.info(
+        "model %s v%s, window %s .. %s%s", champion.version.name, champion.version.version, span.start, span.end,
+        f" ({span.out_of_range:,} logged rows outside the accepted prediction times, ignored)"
+        if span.out_of_range else "",
+    )  # fmt: skip
     # opaque(): the champion carries its reference profile (tens of thousands of values) and the
     # report its histograms; Prefect would walk every value of a task's arguments (seconds per task).
-    served = read_window(settings, opaque(champion), start, end)
+    served = read_window(settings, opaque(champion), span.start, span.end)
     window = check_window(opaque(champion), served, params)
     decay = check_labels(settings, opaque(champion), served, params)
     skew = check_skew(settings, opaque(champion), params)
     history = monitor.read_history(settings, champion.version.name)
-    summary = monitor.conclude(champion, start, end, window, decay, skew, history, params)
+    summary = monitor.conclude(champion, span, window, decay, skew, history, params)
     report = monitor.build_report(champion, window, decay, skew, summary)
     paths = write_outputs(client, settings, opaque(report), opaque(history))
     create_markdown_artifact(
@@ -109,7 +129,7 @@ def drift(params: DriftParams | None = None) -> dict[str, Any]:
         summary["drifted"], 100 * summary["share"], summary["decayed"], summary["skew_mismatches"],
         "sent" if event_id else "not sent", paths["html"],
     )  # fmt: skip
-    return {**summary, "report": paths["html"], "event_id": event_id}
+    return {**summary, "outcome": REPORTED, "report": paths["html"], "event_id": event_id}
 
 
 if __name__ == "__main__":

@@ -17,11 +17,13 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr, ValidationError
 from pydantic_core import to_json
 
+from featureloop.event_time import EventTimeBounds
 from serving.predictor import OnlineStoreUnavailable
 from serving.schemas import PredictRequest
 
@@ -73,12 +75,36 @@ async def answer_predict(state: AppState, raw: bytes) -> tuple[int, bytes]:
             f"flights: {len(request.flights)} rows exceed the batch limit of {limit} "
             "(send smaller batches, or raise FEATURELOOP_PREDICT_MAX_BATCH)"
         )
+    out_of_range = _event_time_errors(request, state.settings.event_time_bounds)
+    if out_of_range:
+        return 422, _detail(out_of_range)
     if state.batcher is None or state.watcher is None or state.watcher.current is None:
         return 503, _detail("no model loaded yet; retry shortly")
     try:
         return 200, await state.batcher.submit(request)
     except OnlineStoreUnavailable as exc:
         return 503, _detail(f"online store unavailable: {exc}; retry shortly")
+
+
+def _event_time_errors(request: PredictRequest, bounds: EventTimeBounds) -> list[dict[str, Any]]:
+    """A validation error per flight whose prediction time is outside the accepted range (one such
+    request would otherwise move every later default drift window; see featureloop.event_time)."""
+    now = datetime.now(UTC)
+    errors = []
+    for i, flight in enumerate(request.flights):
+        if flight.event_timestamp is None:
+            continue
+        problem = bounds.problem(flight.event_timestamp, now)
+        if problem is not None:
+            errors.append(
+                {
+                    "type": "value_error",
+                    "loc": ["body", "flights", i, "event_timestamp"],
+                    "msg": problem,
+                    "input": flight.event_timestamp.isoformat(),
+                }
+            )
+    return errors
 
 
 class ServingLayer:

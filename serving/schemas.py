@@ -23,7 +23,9 @@ class Flight(BaseModel):
     day_of_week: int = Field(..., ge=0, le=6, description="Scheduled departure weekday, Monday = 0.")
     event_timestamp: datetime | None = Field(
         None,
-        description="Prediction time (for staleness); default: now. Replays send the scheduled departure.",
+        description="Prediction time (for staleness); default: now. Replays send the scheduled departure. "
+        "Accepted from FEATURELOOP_EVENT_TIME_EARLIEST (default 1970-01-01) to the server's clock plus "
+        "FEATURELOOP_EVENT_TIME_MAX_AHEAD_SECONDS (default one day); others get a 422 naming the bound.",
     )
 
     @field_validator("event_timestamp")

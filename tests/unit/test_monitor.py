@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from featureloop.drift_html import render
 from featureloop.drift_report import compare_window
 from featureloop.model_registry import VersionInfo
-from featureloop.monitor import Champion, build_report, conclude, gauges_text, markdown, write_outputs
+from featureloop.monitor import Champion, Window, build_report, conclude, gauges_text, markdown, write_outputs
 from featureloop.outcomes import labelled_predictions, measure_decay
 from featureloop.params import DecayConfig, DriftConfig, DriftParams, FeatureOverride
 from featureloop.profile import build_profile
@@ -113,7 +113,9 @@ def _window(champion: Champion, shift: float, rows: int = 2000) -> dict[str, Any
 def _summary(champion: Champion, shift: float, day: int, history: list[dict[str, Any]]) -> dict[str, Any]:
     start, end = datetime(2013, 5, day, tzinfo=UTC), datetime(2013, 5, day + 1, tzinfo=UTC)
     decay = {"decayed": None, "labelled": 0, "served": 0, "reason": "none"}
-    return conclude(champion, start, end, _window(champion, shift), decay, None, history, DriftParams())
+    return conclude(
+        champion, Window(start, end), _window(champion, shift), decay, None, history, DriftParams()
+    )
 
 
 def test_the_event_fires_only_when_drift_holds_in_k_of_the_last_n_windows() -> None:
@@ -139,7 +141,7 @@ def test_decay_alone_fires_the_event() -> None:
     decay = {"decayed": True, "labelled": 900, "served": 1000, "reason": "ROC AUC 0.61 is 0.19 below",
              "metrics": {"roc_auc": 0.61, "ece": 0.03}}  # fmt: skip
     start, end = datetime(2013, 5, 1, tzinfo=UTC), datetime(2013, 5, 2, tzinfo=UTC)
-    summary = conclude(champion, start, end, window, decay, None, [], DriftParams())
+    summary = conclude(champion, Window(start, end), window, decay, None, [], DriftParams())
     assert summary["drifted"] is False and summary["event"] and summary["reasons"][0].startswith("decay:")
 
 
@@ -153,7 +155,7 @@ def test_outputs_report_gauges_and_history(tmp_path: Path) -> None:
                  "metrics": {"roc_auc": 0.79, "ece": 0.02},
                  "calibration": [{"bin_low": 0.0, "bin_high": 0.1, "n": 5, "mean_predicted": 0.05, "observed_rate": 0.0}]}  # fmt: skip
         start, end = datetime(2013, 5, day, tzinfo=UTC), datetime(2013, 5, day + 1, tzinfo=UTC)
-        summary = conclude(champion, start, end, window, decay, None, history, DriftParams())
+        summary = conclude(champion, Window(start, end), window, decay, None, history, DriftParams())
         report = build_report(champion, window, decay, None, summary)
         paths = write_outputs(settings, report, history)
         history.append(summary)
@@ -180,7 +182,7 @@ def test_the_report_escapes_what_it_shows() -> None:
     window["absent"] = ["<script>alert(1)</script>"]
     decay = {"decayed": None, "labelled": 0, "served": 0, "reason": "<b>none</b>"}
     start, end = datetime(2013, 5, 1, tzinfo=UTC), datetime(2013, 5, 2, tzinfo=UTC)
-    summary = conclude(champion, start, end, window, decay, None, [], DriftParams())
+    summary = conclude(champion, Window(start, end), window, decay, None, [], DriftParams())
     html = render(build_report(champion, window, decay, None, summary), [])
     assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;none" in html
 
@@ -195,7 +197,7 @@ def test_gauges_name_every_feature() -> None:
     window = _window(champion, 1.0)
     decay = {"decayed": None, "labelled": 0, "served": 0, "reason": "none"}
     start, end = datetime(2013, 5, 1, tzinfo=UTC), datetime(2013, 5, 2, tzinfo=UTC)
-    summary = conclude(champion, start, end, window, decay, None, [], DriftParams())
+    summary = conclude(champion, Window(start, end), window, decay, None, [], DriftParams())
     text = gauges_text(build_report(champion, window, decay, None, summary))
     assert 'featureloop_drift_feature_drifted{feature="x",model_version="3"} 1.0' in text
     assert 'featureloop_decay_verdict{model_version="3"} -1.0' in text
