@@ -2,7 +2,7 @@
 
 Start it with `make serve` (uvicorn, `create_app` factory). Endpoints:
 `POST /predict`, `POST /get-online-features` (the same JSON as `feast serve`), `GET /health`,
-`GET /ready`, `GET /metrics` (Prometheus).
+`GET /ready`, `GET /metrics` (Prometheus), `GET /docs` (the OpenAPI page; serving/docs.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic_core import to_json
 
 from featureloop.settings import Settings, redacted
+from serving.docs import add_docs
 from serving.features import ENTITY_KEYS, ServiceReader, SqliteStoreFile
 from serving.http import TOKEN_REQUIRED, ServingLayer, answer_predict, token_matches
 from serving.metrics import ServingMetrics
@@ -221,7 +222,10 @@ def create_app(settings: Settings | None = None) -> ServingApp:
                 state.challenger.stop()
             state.log.close()
 
-    app = ServingApp(title="featureloop serving", version="0.1.0", lifespan=lifespan)
+    app = ServingApp(
+        title="featureloop serving", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    add_docs(app)  # /docs from the Swagger UI in the package, not from a CDN
     app.layer = ServingLayer(partial(FastAPI.__call__, app), state)
     app.state.featureloop = state
 

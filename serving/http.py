@@ -121,7 +121,7 @@ class ServingLayer:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        endpoint = path if path in ENDPOINTS else "other"
+        endpoint = _endpoint(path)
         metrics = self.state.metrics
         start = time.perf_counter()
         status = 0
@@ -188,6 +188,13 @@ class ServingLayer:
             logger.exception("/predict failed")
             status, answer = 500, _detail(f"internal error: {type(exc).__name__}: {exc}")
         await _respond(send, status, answer)
+
+
+def _endpoint(path: str) -> str:
+    """The metrics label: a known endpoint's path (the docs page's assets count as /docs), else "other"."""
+    if path in ENDPOINTS:
+        return path
+    return "/docs" if path.startswith("/docs/") else "other"
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
