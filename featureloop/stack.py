@@ -4,7 +4,8 @@
 records its pid in `.run/<name>.pid`, waits until it answers its health URL and prints the URLs:
 the Prefect server (SQLite under `.run/prefect`), the deployment server (`python -m flows.deploy`),
 the MLflow UI on the tracking store, the serving app (when a champion exists), and Prometheus
-(Debian's package) scraping the serving app, with the alert rules in `docs/prometheus/`.
+(Debian's package) scraping the serving app, with the alert rules in `docs/prometheus/` (its URL is
+the alerts API: Debian's build has no /alerts page; docs/monitoring.md says where to look instead).
 `down` stops exactly the processes whose pid files `up` wrote (their whole process group).
 `status` shows each one: running or not, healthy or not, its URL.
 """
@@ -125,8 +126,10 @@ def services(settings: Settings) -> list[Service]:
              "--port", str(ports["serving"]), "--workers", "1"],
             base,
         ),
+        # The alerts API, which every build answers (Debian's has no /alerts page).
         Service(
-            "prometheus", f"http://127.0.0.1:{ports['prometheus']}", f"http://127.0.0.1:{ports['prometheus']}/-/ready",
+            "prometheus", f"http://127.0.0.1:{ports['prometheus']}/api/v1/alerts",
+            f"http://127.0.0.1:{ports['prometheus']}/-/ready",
             ["prometheus", f"--config.file={prometheus_dir / 'prometheus.yml'}",
              f"--storage.tsdb.path={prometheus_dir / 'data'}",
              f"--web.listen-address=127.0.0.1:{ports['prometheus']}"],
