@@ -17,12 +17,13 @@ $(VENV)/.installed: pyproject.toml uv.lock
 
 install: $(VENV)/.installed ## create .venv and install the locked dependencies
 
-# Debian packages the integration tests drive for real: chromium opens the drift report; redis-server
-# and postgresql carry the scale-out profile (each test session starts its own on a free port).
+# Debian packages the integration tests drive for real: chromium opens the drift report and, with no
+# network, /docs; redis-server and postgresql carry the scale-out profile (each test session starts
+# its own on a free port).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
 test-tools: stack-tools
-	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (the drift report's browser test)"; \
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (the browser tests: the drift report, /docs offline)"; \
 		$(APT_INSTALL) chromium >/dev/null; }
 	@command -v redis-server >/dev/null 2>&1 || { echo "installing Debian's redis-server (the scale-out profile's tests)"; \
 		$(APT_INSTALL) redis-server >/dev/null; }
