@@ -187,6 +187,28 @@ def sqlite_table(project: str, view: Any) -> str:
     return str(_quote_id(_table_id(project, view, False)))
 
 
+def use_wal(connection: Any) -> None:
+    """Put the SQLite file in write-ahead-log mode (it stays so: the mode is kept in the file).
+
+    With SQLite's default rollback journal, committing a large write locks readers out until the
+    pages are written, and serving (which waits at most its online-store timeout) answers 503
+    meanwhile; with the write-ahead log readers keep reading the last committed state while the
+    writer works, and a commit is atomic as before (a killed writer leaves whole transactions)."""
+    (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+    if str(mode).lower() != "wal":
+        raise RuntimeError(f"SQLite refused write-ahead-log mode (journal_mode is {mode!r})")
+
+
+def checkpoint_wal(connection: Any) -> None:
+    """Copy the write-ahead log into the database file and empty it, when no reader holds an older
+    state (otherwise SQLite does it on a later commit): the log stays small, and a file moved or
+    copied on its own is whole."""
+    import sqlite3
+
+    with contextlib.suppress(sqlite3.OperationalError):  # busy: readers on an older snapshot
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def write_sqlite_batch(connection: Any, table: str, view: Any, batch: pa.RecordBatch | pa.Table) -> int:
     """Upsert a batch of a view's rows into its SQLite table in one transaction (a killed run leaves
     whole batches); returns the rows written."""
@@ -307,13 +329,20 @@ class FastComputeEngine(LocalComputeEngine):
             yield from con.sql(query).to_arrow_reader(self.chunk_rows)
 
     def write_latest(self, task: MaterializationTask) -> int:
-        """Write the window's latest values; returns the number of entities written."""
-        connection = self.online_store._get_conn(self.repo_config)  # type: ignore[attr-defined]
+        """Write the window's latest values; returns the number of entities written. The view's
+        table is created first if it is missing (a removed or emptied store file), as `feast apply`
+        creates it: a rebuild is a rerun of materialize, not SQLite's "no such table"."""
+        online: Any = self.online_store
+        connection = online._get_conn(self.repo_config)
+        use_wal(connection)
+        online.update(self.repo_config, [], [task.feature_view], [], [], partial=True)
         table = sqlite_table(self.repo_config.project, task.feature_view)
-        return sum(
+        written = sum(
             write_sqlite_batch(connection, table, task.feature_view, batch)
             for batch in self.latest_rows(task)
         )
+        checkpoint_wal(connection)
+        return written
 
     def write_latest_redis(self, task: MaterializationTask) -> int:
         """The same window into Redis, in Feast's layout: one hash per entity key (+ project) holding

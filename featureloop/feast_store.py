@@ -133,6 +133,10 @@ def apply_repo(settings: Settings) -> dict[str, Any]:
     with _repo_import_env(settings), contextlib.redirect_stdout(sys.stderr):
         apply_total(config, settings.feature_repo.resolve(), skip_source_validation=False)
     store = open_store(settings)
+    if getattr(store.config.online_store, "type", None) == "sqlite":
+        from featureloop.feast_engine import use_wal
+
+        use_wal(store._get_provider().online_store._get_conn(store.config))  # type: ignore[attr-defined]
     return {
         "entities": sorted(e.name for e in store.list_entities()),
         "feature_views": sorted(fv.name for fv in store.list_feature_views()),

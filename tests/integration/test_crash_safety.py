@@ -2,10 +2,12 @@
 work, then run again, end exactly where an uninterrupted run ends; no alias ever points at a
 half-registered model. (`materialize` killed midway: tests/integration/test_feast_engine.py.)
 
-Each test first times an uninterrupted run of the real CLI (a subprocess, as a user or a scheduler
-runs it): from its first line of output (imports and set-up done) to its end. The crashed runs are
-killed at points drawn uniformly inside that span (seeded; the seed is in every failure message),
-and each is followed by a normal rerun and a comparison with the uninterrupted result."""
+Each test first runs the command uninterrupted and notes when each progress line appeared. A crashed
+run is killed at a point drawn uniformly over that run's work (seeded; the seed is in every failure
+message), expressed as "this many seconds after progress line i": the kill waits for line i to
+appear, so it falls inside the work however fast this run is (a point timed from the start could
+come after a faster rerun had ended). A run that still ends before its kill is drawn again. Each
+crashed run is followed by a normal rerun and a comparison with the uninterrupted result."""
 
 from __future__ import annotations
 
@@ -28,22 +30,24 @@ from tests.integration.conftest import FeastEnv
 pytestmark = pytest.mark.integration
 
 CLI = str(Path(sys.executable).parent / "featureloop")
-KILLS = 1  # crashed runs per command and test run (each test run draws a new point)
 
 
 @dataclass(frozen=True)
-class Span:
-    """When an uninterrupted run printed its first line and when it ended (seconds from its start)."""
+class KillPoint:
+    """SIGKILL `delay` seconds after the run printed its progress line number `line` (from 0)."""
 
-    first_output: float
-    end: float
+    line: int
+    delay: float
+
+    def __str__(self) -> str:
+        return f"{self.delay:.2f} s after progress line {self.line}"
 
 
 def _run(
-    command: list[str], env: dict[str, str], kill_after_output: float | None = None
-) -> tuple[int, Span, str]:
-    """Run the CLI; with `kill_after_output`, SIGKILL it that many seconds after its first line of
-    output (imports and set-up are done by then), if it is still running."""
+    command: list[str], env: dict[str, str], kill: KillPoint | None = None
+) -> tuple[int, list[float], str]:
+    """Run the CLI; with `kill`, SIGKILL it at that point if it is still running. Returns the exit
+    code, when each output line appeared (seconds from the start) and the output."""
     started = time.monotonic()
     proc = subprocess.Popen(
         command,
@@ -52,39 +56,54 @@ def _run(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    first = threading.Event()
-    first_at: list[float] = []
+    reached = threading.Event()
+    line_at: list[float] = []
     output: list[bytes] = []
 
     def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            if not first_at:
-                first_at.append(time.monotonic() - started)
-                first.set()
+            line_at.append(time.monotonic() - started)
             output.append(line)
-        first.set()  # ended without output
+            if kill is not None and len(line_at) > kill.line:
+                reached.set()
+        reached.set()  # ended before that line
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    if kill_after_output is not None:
-        first.wait(timeout=600)
+    if kill is not None:
+        reached.wait(timeout=600)
         try:
-            proc.wait(timeout=kill_after_output)
+            proc.wait(timeout=kill.delay)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
     code = proc.wait(timeout=600)
     reader.join(timeout=30)
     assert proc.stdout is not None
     proc.stdout.close()
-    end = time.monotonic() - started
-    return code, Span(first_at[0] if first_at else end, end), b"".join(output).decode(errors="replace")
+    return code, line_at, b"".join(output).decode(errors="replace")
 
 
-def _crash_points(window: float, seed: int, kills: int = KILLS) -> list[float]:
-    """Seconds after the first output line, uniform over the `window` the work takes."""
+def _kill_point(marks: list[float], rng: random.Random) -> KillPoint:
+    """A point uniform over the work between the first and the last progress mark of an
+    uninterrupted run, as a delay after the mark before it."""
+    at = rng.uniform(marks[0], marks[-1])
+    line = max(i for i, mark in enumerate(marks[:-1]) if mark <= at)
+    return KillPoint(line, at - marks[line])
+
+
+def _killed_runs(
+    command: list[str], env: dict[str, str], marks: list[float], seed: int, attempts: int = 5
+) -> tuple[int, KillPoint, str]:
+    """Run `command` killed at a drawn point; a run that ended before it is drawn again (its rerun
+    still proves nothing was lost). Returns the last run's exit code, kill point and output."""
     rng = random.Random(seed)
-    return [rng.uniform(0, window) for _ in range(kills)]
+    for _ in range(attempts):
+        point = _kill_point(marks, rng)
+        code, _, output = _run(command, env, point)
+        if code == -signal.SIGKILL:
+            break
+    return code, point, output
 
 
 def _seed() -> int:
@@ -110,30 +129,31 @@ def test_prepare_killed_anywhere_then_rerun_writes_the_same_dataset_and_leaves_n
         "FEATURELOOP_DATA_DIR": str(tmp_path / "reference"),
         "FEATURELOOP_RAW_DIR": str(raw),
     }
-    code, span, output = _run([CLI, "prepare"], reference_env)
+    code, line_at, output = _run([CLI, "prepare"], reference_env)
     assert code == 0, output
+    # Its work: from the first progress line to the one naming the dataset version (then the summary).
+    lines = output.splitlines()
+    done = next(i for i, line in enumerate(lines) if "s] dataset version" in line)
+    marks = line_at[: done + 1]
     reference = tmp_path / "reference"
     expected = _tree(reference / "offline")
     seed = _seed()
-    killed = 0
-    for i, at in enumerate(_crash_points(span.end - span.first_output, seed)):
-        data = tmp_path / f"crashed-{i}"
-        env = {**reference_env, "FEATURELOOP_DATA_DIR": str(data)}
-        code, _, output = _run([CLI, "prepare"], env, kill_after_output=at)
-        killed += code == -signal.SIGKILL
-        context = f"seed {seed}, kill {i} at {at:.2f} s (exit {code})"
-        # After the crash: no dataset, or a whole one; never a partial one behind the link.
-        if (data / "offline").exists():
-            assert _tree(data / "offline") == expected, context
-        code, _, output = _run([CLI, "prepare"], env)
-        assert code == 0, f"{context}: rerun failed\n{output}"
+    data = tmp_path / "crashed"
+    env = {**reference_env, "FEATURELOOP_DATA_DIR": str(data)}
+    code, point, output = _killed_runs([CLI, "prepare"], env, marks, seed)
+    context = f"seed {seed}, killed {point} (exit {code})"
+    assert code == -signal.SIGKILL, f"{context}: every drawn point came after the run ended\n{output}"
+    # After the crash: no dataset, or a whole one; never a partial one behind the link.
+    if (data / "offline").exists():
         assert _tree(data / "offline") == expected, context
-        # Nothing a killed run wrote is left: one version folder, no staging folder, no temporary link.
-        assert sorted(p.name for p in (data / "versions").iterdir()) == sorted(
-            p.name for p in (reference / "versions").iterdir()
-        ), context
-        assert not [p.name for p in data.iterdir() if p.name.startswith(".")], context
-    assert killed >= 1, f"seed {seed}: every run ended before its kill; nothing was tested"
+    code, _, output = _run([CLI, "prepare"], env)
+    assert code == 0, f"{context}: rerun failed\n{output}"
+    assert _tree(data / "offline") == expected, context
+    # Nothing a killed run wrote is left: one version folder, no staging folder, no temporary link.
+    assert sorted(p.name for p in (data / "versions").iterdir()) == sorted(
+        p.name for p in (reference / "versions").iterdir()
+    ), context
+    assert not [p.name for p in data.iterdir() if p.name.startswith(".")], context
 
 
 def test_train_killed_anywhere_then_rerun_never_aliases_a_half_registered_model(
@@ -154,28 +174,28 @@ def test_train_killed_anywhere_then_rerun_never_aliases_a_half_registered_model(
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     settings = Settings(data_dir=data, raw_dir=feast_env.settings.raw_dir, mlflow_tracking_uri=tracking)
     params = TrainParams.model_validate({"train_start": start, "train_end": end})
-    # The span to crash in: from the line the CLI prints first ("training set: ...", once the
-    # tracking store exists) to the end: the training set, the fit, the registration, the gate.
+    # The work to crash in: from the line the CLI prints first ("training set: ...", once the
+    # tracking store exists) to the gate's decision: the training set, the fit, the registration, the
+    # gate. The CLI prints the same progress lines, one per mark, before its summary.
     marks: list[float] = []
-    run_training(settings, params, report=lambda _m: marks.append(time.monotonic()))
-    work = time.monotonic() - marks[0]
+    began = time.monotonic()
+    run_training(settings, params, report=lambda _m: marks.append(time.monotonic() - began))
     client, _ = connect(tracking, settings.artifact_location, settings.experiment)
     reference = get_alias(client, settings.model_name, CHAMPION)
     assert reference is not None
     env = {**os.environ, "FEATURELOOP_DATA_DIR": str(data), "FEATURELOOP_MLFLOW_TRACKING_URI": tracking}
     seed = _seed()
-    killed = 0
-    for i, at in enumerate(_crash_points(work, seed, kills=1)):
-        code, _, output = _run([CLI, "train", "--start", start, "--end", end], env, kill_after_output=at)
-        killed += code == -signal.SIGKILL
-        context = f"seed {seed}, kill {i} at {at:.2f} s of {work:.1f} s (exit {code})\n{output[-1500:]}"
-        champion = get_alias(client, settings.model_name, CHAMPION)
-        assert champion is not None, context
-        _assert_complete(champion.tags, context)  # the crash moved no alias onto a partial version
-        run_training(settings, params, report=lambda _m: None)  # the rerun
-        for version in client.search_model_versions(f"name = '{settings.model_name}'"):
-            if version.aliases:  # every aliased version is whole
-                _assert_complete(version.tags, context)
+    command = [CLI, "train", "--start", start, "--end", end]
+    code, point, output = _killed_runs(command, env, marks, seed)
+    context = f"seed {seed}, killed {point} (exit {code})\n{output[-1500:]}"
+    assert code == -signal.SIGKILL, f"{context}: every drawn point came after the run ended"
+    champion = get_alias(client, settings.model_name, CHAMPION)
+    assert champion is not None, context
+    _assert_complete(champion.tags, context)  # the crash moved no alias onto a partial version
+    run_training(settings, params, report=lambda _m: None)  # the rerun
+    for version in client.search_model_versions(f"name = '{settings.model_name}'"):
+        if version.aliases:  # every aliased version is whole
+            _assert_complete(version.tags, context)
     # The same window and the same deterministic fit: the champion at the end has the training set
     # and the holdout scores of the uninterrupted run's, and its model loads.
     champion = get_alias(client, settings.model_name, CHAMPION)
@@ -183,7 +203,6 @@ def test_train_killed_anywhere_then_rerun_never_aliases_a_half_registered_model(
     same = ("training_set_digest", "holdout.roc_auc", "holdout.log_loss", "model_inputs")
     assert {k: champion.tags[k] for k in same} == {k: reference.tags[k] for k in same}
     assert load_model(champion.uri) is not None
-    assert killed >= 1, f"seed {seed}: the run ended before its kill; nothing was tested"
 
 
 REQUIRED_TAGS = ("model_inputs", "reference_profile", "run_id", "holdout.roc_auc", "training_set_digest")

@@ -157,6 +157,52 @@ def test_a_run_killed_midway_and_rerun_gives_the_same_online_store(tmp_path: Pat
     assert _contents(tmp_path / "killed.db") == _contents(tmp_path / "clean.db")
 
 
+def test_readers_never_wait_for_a_materialisation_and_see_whole_commits(tmp_path: Path) -> None:
+    """A reader with serving's timeout (50 ms) reads one entity in a loop while another process
+    rewrites every entity (30,000, one transaction): with SQLite's rollback journal the writer
+    locks readers out once its changes outgrow the page cache; with the write-ahead log the engine
+    sets, no read waits, and each read sees the old or the new value, never a mix."""
+    import pandas as pd
+
+    from tests.integration import materialize_repo as repo
+
+    repo.write_data(tmp_path, 30_000)
+    engine = {"type": "featureloop.feast_engine.FastComputeEngine", "chunk_rows": 250_000}
+    repo.store(tmp_path, "online.db", engine).materialize(start_date=repo.START, end_date=repo.END)
+    frame = pd.read_parquet(tmp_path / "features.parquet")
+    frame["orders"] += 1  # the same entities and times, new values: the rerun rewrites every row
+    frame.to_parquet(tmp_path / "features.parquet", index=False)
+
+    reader = sqlite3.connect(tmp_path / "online.db", timeout=0.05, isolation_level=None)
+    (journal,) = reader.execute("PRAGMA journal_mode").fetchone()
+    assert journal == "wal"
+    last = f'SELECT entity_key FROM "{repo.TABLE}" ORDER BY entity_key DESC LIMIT 1'
+    (key,) = reader.execute(last).fetchone()
+    point = f'SELECT group_concat(hex(value)) FROM "{repo.TABLE}" WHERE entity_key = ? ORDER BY feature_name'
+    (before,) = reader.execute(point, (key,)).fetchone()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.materialize_repo", str(tmp_path), "online.db", "250000"],
+        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    seen: list[str] = []
+    locked = 0
+    while run.poll() is None:
+        try:
+            (value,) = reader.execute(point, (key,)).fetchone()
+            if not seen or seen[-1] != value:
+                seen.append(value)
+        except sqlite3.OperationalError as exc:
+            assert "locked" in str(exc), exc
+            locked += 1
+    _, err = run.communicate()
+    assert run.returncode == 0, err.decode(errors="replace")[-2000:]
+    (after,) = reader.execute(point, (key,)).fetchone()
+    reader.close()
+    assert after != before  # the rerun did rewrite the entity
+    assert locked == 0, f"{locked} reads waited out serving's timeout for the writer"
+    assert seen == [before, after]  # old until the commit, then new: never a partial state
+
+
 def _redis_contents(address: str, db: int) -> dict[bytes, dict[bytes, bytes]]:
     import redis
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -487,26 +488,63 @@ def test_shadow_scores_with_the_challenger_but_answers_with_the_champion(
     assert f'featureloop_predictions_total{{model_version="{challenger}",role="shadow"}} 4.0' in text
 
 
-def test_locked_online_store_gives_a_quick_503_and_service_resumes_by_itself(served: Served) -> None:
+def test_a_writer_holding_the_store_does_not_make_serving_wait(served: Served) -> None:
+    """The store is in write-ahead-log mode (apply and materialize set it): a writer's exclusive
+    transaction, uncommitted changes and all, leaves readers on the last committed state."""
     import sqlite3
 
     flights = {"flights": _flights(served, 1)}
-    lock = sqlite3.connect(served.settings.feast_dir / "online.db", isolation_level=None)
+    before = httpx.post(f"{served.url}/predict", json=flights, timeout=30).json()["predictions"]
+    writer = sqlite3.connect(served.settings.feast_dir / "online.db", isolation_level=None)
     try:
-        lock.execute("BEGIN EXCLUSIVE")
+        assert writer.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        writer.execute("BEGIN EXCLUSIVE")
+        for (table,) in writer.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            writer.execute(f'DELETE FROM "{table}"')  # uncommitted: nobody may see it
         start = time.monotonic()
-        down = httpx.post(f"{served.url}/predict", json=flights, timeout=30)
+        during = httpx.post(f"{served.url}/predict", json=flights, timeout=30)
         elapsed = time.monotonic() - start
-        assert down.status_code == 503
-        assert "online store unavailable" in down.json()["detail"] and "locked" in down.json()["detail"]
-        assert elapsed < 1.0  # bounded by FEATURELOOP_ONLINE_STORE_TIMEOUT_MS (50 ms), not SQLite's 5 s
-        ready = httpx.get(f"{served.url}/ready", timeout=30)
-        assert ready.status_code == 503 and ready.json()["checks"]["online_store"] is False
+        assert during.status_code == 200, during.text
+        assert during.json()["predictions"] == before  # the committed values, not the deletions
+        assert elapsed < 1.0
+        assert httpx.get(f"{served.url}/ready", timeout=30).status_code == 200
     finally:
-        lock.execute("ROLLBACK")
-        lock.close()
-    assert httpx.post(f"{served.url}/predict", json=flights, timeout=30).status_code == 200
-    assert httpx.get(f"{served.url}/ready", timeout=30).status_code == 200
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_a_store_locked_in_rollback_journal_mode_gives_a_quick_503_and_service_resumes(
+    served: Served, tmp_path: Path
+) -> None:
+    """A store someone switched back to SQLite's rollback journal can lock readers out: the 503
+    comes within FEATURELOOP_ONLINE_STORE_TIMEOUT_MS (50 ms), not SQLite's 5 s, and names it."""
+    import shutil
+    import sqlite3
+
+    data = tmp_path / "data"
+    shutil.copytree(served.settings.feast_dir, data / "feast")
+    (data / "offline").symlink_to(served.settings.offline_dir.resolve())
+    with contextlib.closing(sqlite3.connect(data / "feast" / "online.db")) as con:
+        assert con.execute("PRAGMA journal_mode = DELETE").fetchone() == ("delete",)
+    flights = {"flights": _flights(served, 1)}
+    with serve_app(create_app(served.settings.model_copy(update={"data_dir": data}))) as url:
+        assert httpx.post(f"{url}/predict", json=flights, timeout=30).status_code == 200
+        lock = sqlite3.connect(data / "feast" / "online.db", isolation_level=None)
+        try:
+            lock.execute("BEGIN EXCLUSIVE")
+            start = time.monotonic()
+            down = httpx.post(f"{url}/predict", json=flights, timeout=30)
+            elapsed = time.monotonic() - start
+            assert down.status_code == 503
+            assert "online store unavailable" in down.json()["detail"] and "locked" in down.json()["detail"]
+            assert elapsed < 1.0
+            ready = httpx.get(f"{url}/ready", timeout=30)
+            assert ready.status_code == 503 and ready.json()["checks"]["online_store"] is False
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        assert httpx.post(f"{url}/predict", json=flights, timeout=30).status_code == 200
+        assert httpx.get(f"{url}/ready", timeout=30).status_code == 200
 
 
 def test_served_rows_carry_every_feature_of_the_reference_profile(served: Served) -> None:
