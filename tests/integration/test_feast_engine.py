@@ -203,6 +203,25 @@ def test_readers_never_wait_for_a_materialisation_and_see_whole_commits(tmp_path
     assert seen == [before, after]  # old until the commit, then new: never a partial state
 
 
+def test_materialize_rebuilds_a_store_whose_tables_or_file_were_removed(tmp_path: Path) -> None:
+    """Once "no such table" from SQLite: materialize creates the view's table as apply does."""
+    from tests.integration import materialize_repo as repo
+
+    repo.write_data(tmp_path, 2_000)
+    engine = {"type": "featureloop.feast_engine.FastComputeEngine"}
+    store = repo.store(tmp_path, "online.db", engine)
+    store.materialize(start_date=repo.START, end_date=repo.END)
+    expected = _contents(tmp_path / "online.db")
+    with contextlib.closing(sqlite3.connect(tmp_path / "online.db")) as con:
+        con.execute(f'DROP TABLE "{repo.TABLE}"')
+    store.materialize(start_date=repo.START, end_date=repo.END)
+    assert _contents(tmp_path / "online.db") == expected
+    for path in tmp_path.glob("online.db*"):
+        path.unlink()
+    repo.store(tmp_path, "online.db", engine).materialize(start_date=repo.START, end_date=repo.END)
+    assert _contents(tmp_path / "online.db") == expected
+
+
 def _redis_contents(address: str, db: int) -> dict[bytes, dict[bytes, bytes]]:
     import redis
 
