@@ -4,8 +4,10 @@ Each function compares a reference sample with a current sample and returns a `S
 binnings exist for the histogram statistics (PSI, Jensen-Shannon, Hellinger, KL):
 - `quantile` (ours, the default): bins at the reference's deciles, open-ended outer bins, so each
   reference bin holds ~10% of the reference whatever the current window looks like;
-- `evidently` (compatibility): `np.histogram_bin_edges(pooled, bins="sturges")`, equal width over the
-  pooled range, as Evidently 0.7 computes them (values match its golden vectors within 1e-9).
+- `evidently` (compatibility): Evidently 0.7.23's own statistics (`featureloop.evidently_stats`):
+  Sturges bins over the pooled range, or one bin per value when the reference has at most 20
+  distinct values; empty bins filled per side. The categorical registry's histogram statistics and
+  'chisquare' are Evidently's too. `bench/evidently_compat.py` compares them with Evidently itself.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
+
+from featureloop import evidently_stats
 
 Binning = Literal["quantile", "evidently"]
 QUANTILE_BINS = 10
@@ -48,27 +52,17 @@ def _finite(values: np.ndarray | pd.Series) -> np.ndarray:
 
 def numeric_shares(ref: np.ndarray, cur: np.ndarray, binning: Binning) -> tuple[np.ndarray, np.ndarray]:
     """Shares of the reference and current samples per bin."""
+    if binning == "evidently":  # shares as Evidently bins them, empty bins left at 0
+        return evidently_stats.binned_shares(*evidently_stats.clean_pair(ref, cur), numeric=True)
     ref, cur = _finite(ref), _finite(cur)
-    if binning == "evidently":
-        edges = np.histogram_bin_edges(np.concatenate([ref, cur]), bins="sturges")
-    else:
-        inner = np.unique(np.quantile(ref, np.linspace(0, 1, QUANTILE_BINS + 1)[1:-1]))
-        edges = np.concatenate([[-np.inf], inner, [np.inf]])
+    inner = np.unique(np.quantile(ref, np.linspace(0, 1, QUANTILE_BINS + 1)[1:-1]))
+    edges = np.concatenate([[-np.inf], inner, [np.inf]])
     return np.histogram(ref, edges)[0] / len(ref), np.histogram(cur, edges)[0] / len(cur)
 
 
-def category_shares(ref: pd.Series, cur: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Shares per category over the union of both samples' categories (missing values excluded)."""
-    ref_counts = pd.Series(ref).dropna().astype(str).value_counts()
-    cur_counts = pd.Series(cur).dropna().astype(str).value_counts()
-    keys = sorted(set(ref_counts.index) | set(cur_counts.index))
-    r = ref_counts.reindex(keys, fill_value=0).to_numpy(dtype=float)
-    c = cur_counts.reindex(keys, fill_value=0).to_numpy(dtype=float)
-    return r / r.sum(), c / c.sum()
-
-
 def _fill_empty(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Evidently's fill for empty bins: 1e-4, or the smallest non-zero share / 1e6 when that is <= 1e-4."""
+    """Empty bins of both sides at one value: 1e-4, or the smallest non-zero share of either side / 1e6
+    when that is <= 1e-4 (Evidently fills each side with its own: `evidently_stats.fill_empty`)."""
     smallest = min(r[r > 0].min(initial=1.0), c[c > 0].min(initial=1.0))
     eps = smallest / 1e6 if smallest <= 1e-4 else 1e-4
     return np.where(r == 0, eps, r), np.where(c == 0, eps, c)
@@ -122,12 +116,7 @@ def chi_square_gof(ref: pd.Series, cur: pd.Series, threshold: float = 0.05) -> S
     """Evidently's categorical 'chisquare': goodness of fit of current counts to reference shares.
 
     Compatibility only: on identical distributions it alarms about half the time at n = 200-1000."""
-    r, c = category_shares(ref, cur)
-    rf, _ = _fill_empty(r, c)
-    n = pd.Series(cur).dropna().shape[0]
-    observed = c * n
-    expected = rf / rf.sum() * observed.sum()
-    return _pvalue("chisquare", stats.chisquare(observed, expected).pvalue, threshold)
+    return _pvalue("chisquare", evidently_stats.chisquare(*evidently_stats.clean_pair(ref, cur)), threshold)
 
 
 def unseen_share(ref: pd.Series, cur: pd.Series, threshold: float = 0.01) -> StatResult:
@@ -146,43 +135,49 @@ def missing_share_change(ref: pd.Series, cur: pd.Series, threshold: float = 0.05
     return _distance("missing_share_change", float(change), threshold)
 
 
+EvidentlyScore = Callable[..., float]
+
+
 def _numeric_histogram(
-    stat: Callable[[np.ndarray, np.ndarray, float], StatResult],
+    stat: Callable[[np.ndarray, np.ndarray, float], StatResult], evidently: EvidentlyScore
 ) -> Callable[..., StatResult]:
     def run(
         ref: np.ndarray, cur: np.ndarray, threshold: float = 0.1, binning: Binning = "quantile"
     ) -> StatResult:
+        if binning == "evidently":
+            score = evidently(*evidently_stats.clean_pair(ref, cur), numeric=True)
+            return _distance(evidently.__name__, score, threshold)
         return stat(*numeric_shares(ref, cur, binning), threshold)
 
     run.__doc__ = f"{stat.__doc__} Numeric samples, binned."
     return run
 
 
-def _categorical_histogram(
-    stat: Callable[[np.ndarray, np.ndarray, float], StatResult],
-) -> Callable[..., StatResult]:
+def _categorical_histogram(evidently: EvidentlyScore) -> Callable[..., StatResult]:
     def run(ref: pd.Series, cur: pd.Series, threshold: float = 0.1) -> StatResult:
-        return stat(*category_shares(ref, cur), threshold)
+        score = evidently(*evidently_stats.clean_pair(ref, cur), numeric=False)
+        return _distance(evidently.__name__, score, threshold)
 
-    run.__doc__ = f"{stat.__doc__} One bucket per category."
+    run.__doc__ = f"{evidently.__doc__} One bucket per category."
     return run
 
 
 NUMERIC: dict[str, Callable[..., StatResult]] = {
     "ks": ks,
     "wasserstein": wasserstein,
-    "psi": _numeric_histogram(psi_shares),
-    "jensenshannon": _numeric_histogram(jensenshannon_shares),
-    "hellinger": _numeric_histogram(hellinger_shares),
-    "kl_div": _numeric_histogram(kl_div_shares),
+    "psi": _numeric_histogram(psi_shares, evidently_stats.psi),
+    "jensenshannon": _numeric_histogram(jensenshannon_shares, evidently_stats.jensenshannon),
+    "hellinger": _numeric_histogram(hellinger_shares, evidently_stats.hellinger),
+    "kl_div": _numeric_histogram(kl_div_shares, evidently_stats.kl_div),
 }
+# Categorical: the histogram statistics and "chisquare" are Evidently's; "chi_square" and "unseen_share" ours.
 CATEGORICAL: dict[str, Callable[..., StatResult]] = {
     "chi_square": chi_square,
     "chisquare": chi_square_gof,
-    "psi": _categorical_histogram(psi_shares),
-    "jensenshannon": _categorical_histogram(jensenshannon_shares),
-    "hellinger": _categorical_histogram(hellinger_shares),
-    "kl_div": _categorical_histogram(kl_div_shares),
+    "psi": _categorical_histogram(evidently_stats.psi),
+    "jensenshannon": _categorical_histogram(evidently_stats.jensenshannon),
+    "hellinger": _categorical_histogram(evidently_stats.hellinger),
+    "kl_div": _categorical_histogram(evidently_stats.kl_div),
     "unseen_share": unseen_share,
 }
 

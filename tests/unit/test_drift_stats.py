@@ -1,4 +1,5 @@
-"""Drift statistics: Evidently's golden vectors in compatibility mode, scipy's KS, hand-computed values."""
+"""Drift statistics: Evidently's golden values in compatibility mode (and Evidently itself when it is
+installed), scipy's KS, hand-computed values."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from featureloop import evidently_stats
 from featureloop.drift_stats import (
     CATEGORICAL,
     NUMERIC,
@@ -21,8 +23,10 @@ from featureloop.drift_stats import (
     psi_shares,
     unseen_share,
 )
+from tests.unit.evidently_cases import Case, evidently_score, generated_cases, our_score
 
 GOLDEN = Path(__file__).parent / "golden" / "evidently_golden_vectors.json"
+COMPAT_GOLDEN = Path(__file__).parent / "golden" / "evidently_compat_cases.json"
 
 
 def _golden() -> tuple[dict[str, float], dict[str, float]]:
@@ -54,6 +58,79 @@ def test_numeric_statistics_match_evidentlys_golden_vectors(name: str) -> None:
 def test_categorical_statistics_match_evidentlys_golden_vectors(name: str) -> None:
     ref, cur = _categorical_samples()
     assert CATEGORICAL[name](ref, cur).score == pytest.approx(_golden()[1][name], abs=1e-9, rel=1e-9)
+
+
+def _disagreements(case: Case, expected: dict[str, float]) -> dict[str, tuple[float, float]]:
+    found = {}
+    for name in case.stats:
+        ours, theirs = our_score(case, name), expected[name]
+        if name == "hellinger":
+            # Evidently sums over a Python set; for text categories its order follows the process's
+            # hash seed, and near 0 the square root turns a last-bit difference into 1e-8.
+            ours, theirs = ours**2, theirs**2
+        if ours != pytest.approx(theirs, abs=1e-9, rel=1e-9):
+            found[name] = (ours, theirs)
+    return found
+
+
+@pytest.mark.parametrize("case", generated_cases(), ids=lambda case: case.name)
+def test_compatible_mode_matches_evidentlys_golden_values(case: Case) -> None:
+    """Evidently 0.7.23's scores, written by `bench/evidently_compat.py --write-golden`."""
+    expected = json.loads(COMPAT_GOLDEN.read_text())["cases"][case.name]
+    assert set(expected) == set(case.stats)
+    assert _disagreements(case, expected) == {}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Evidently's imports (numpy.core, ...)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_compatible_mode_equals_evidently_itself_on_fresh_frames(seed: int) -> None:
+    """Bit for bit: the same operations in the same order (skipped without the `bench` group)."""
+    pytest.importorskip("evidently")
+    for case in generated_cases(seed):
+        found = {n: (our_score(case, n), evidently_score(case, n)) for n in case.stats}
+        assert {n: pair for n, pair in found.items() if pair[0] != pair[1]} == {}, case.name
+
+
+def test_numeric_reference_with_at_most_20_distinct_values_gets_a_bin_per_value() -> None:
+    ref, cur = np.tile([0.0, 0.0, 1.0, 1.0], 5), np.tile([0.0, 1.0, 1.0, 1.0], 5)
+    assert sorted(zip(*numeric_shares(ref, cur, "evidently"), strict=True)) == [(0.5, 0.25), (0.5, 0.75)]
+    expected = 0.25 * math.log(2) + 0.25 * math.log(1.5)
+    assert NUMERIC["psi"](ref, cur, binning="evidently").score == pytest.approx(expected)
+    assert len(numeric_shares(np.arange(20.0), np.arange(20.0), "evidently")[0]) == 20
+    # 21 distinct values: Sturges over the 42 pooled values, ceil(log2(42) + 1) = 7 bins.
+    assert len(numeric_shares(np.arange(21.0), np.arange(21.0), "evidently")[0]) == 7
+
+
+def test_empty_bins_are_filled_per_side_with_that_sides_smallest_share() -> None:
+    assert list(evidently_stats.fill_empty(np.array([0.0, 0.5, 0.5]))) == [1e-4, 0.5, 0.5]
+    assert evidently_stats.fill_empty(np.array([0.0, 5e-5, 1 - 5e-5]))[0] == pytest.approx(5e-11)
+    # Reference: "c" once in 20,000 (5e-5), so its empty "b" gets 5e-11; the current's empty "c" 1e-4.
+    ref, cur = pd.Series(["a"] * 19_999 + ["c"]), pd.Series(["a"] * 50 + ["b"] * 50)
+    r, c = [1 - 5e-5, 5e-11, 5e-5], [0.5, 0.5, 1e-4]
+    expected = sum((ri - ci) * math.log(ri / ci) for ri, ci in zip(r, c, strict=True))
+    assert CATEGORICAL["psi"](ref, cur).score == pytest.approx(expected, rel=1e-12)
+
+
+def test_hellinger_is_one_minus_bhattacharyya_for_both_kinds() -> None:
+    """Numeric: Sturges bins over the distinct values 0 and 1 are [0, .5) and [.5, 1]."""
+    expected = math.sqrt(1 - math.sqrt(0.5 * 0.25) - math.sqrt(0.5 * 0.75))
+    ref, cur = [0.0] * 50 + [1.0] * 50, [0.0] * 25 + [1.0] * 75
+    assert NUMERIC["hellinger"](ref, cur, binning="evidently").score == pytest.approx(expected)
+    assert CATEGORICAL["hellinger"](pd.Series(ref), pd.Series(cur)).score == pytest.approx(expected)
+
+
+def test_evidentlys_chisquare_is_goodness_of_fit_and_zero_for_an_unseen_category() -> None:
+    ref, cur = pd.Series(["a"] * 50 + ["b"] * 50), pd.Series(["a"] * 30 + ["b"] * 70)
+    # Expected 50 and 50: statistic (20^2 + 20^2) / 50 = 16, one degree of freedom.
+    assert CATEGORICAL["chisquare"](ref, cur).score == pytest.approx(math.erfc(math.sqrt(16 / 2)))
+    assert CATEGORICAL["chisquare"](ref, pd.Series(["a"] * 99 + ["z"])).score == 0.0
+
+
+def test_compatible_mode_refuses_an_empty_sample_as_evidently_does() -> None:
+    with pytest.raises(ValueError, match="reference sample"):
+        NUMERIC["psi"]([np.nan, np.inf], [1.0], binning="evidently")
+    with pytest.raises(ValueError, match="current sample"):
+        CATEGORICAL["chisquare"](pd.Series(["a"]), pd.Series([None]))
 
 
 def test_ks_is_scipys_two_sample_test() -> None:
