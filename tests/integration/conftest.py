@@ -31,6 +31,16 @@ class FeastEnv:
         return pd.read_parquet(self.settings.offline_dir / f"{name}.parquet")
 
 
+# Headless chromium with no network: no name resolves but 127.0.0.1, and what is not loopback goes
+# to a port nothing listens on (pages must render offline; the browser's own background requests
+# go nowhere either).
+OFFLINE = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-extensions",
+    # No name resolves but 127.0.0.1, and what is not loopback goes to a port nothing listens on.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-server=127.0.0.1:9",
+]  # fmt: skip
+
 # Four weeks, eight flights an hour: enough rows for a holdout on which better models measurably win.
 INTEGRATION_SPEC = SyntheticSpec(days=28, flights_per_hour=8, n_aircraft=30, seed=11)
 

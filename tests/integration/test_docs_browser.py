@@ -13,18 +13,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.integration.conftest import serve_app
+from tests.integration.conftest import OFFLINE, serve_app
 from tests.integration.test_serving import Served, served
 
 pytestmark = pytest.mark.integration
 __all__ = ["served"]  # the module's fixture: a trained champion, the real app on a real port
 
-OFFLINE = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-extensions",
-    # No name resolves but 127.0.0.1, and what is not loopback goes to a port nothing listens on.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-server=127.0.0.1:9",
-]  # fmt: skip
 _OPERATION = re.compile(r'class="opblock opblock-(\w+)".*?data-path="([^"]+)"', re.S)
 
 

@@ -26,7 +26,7 @@ from featureloop.params import DecayConfig, DriftConfig, DriftParams, TrainParam
 from featureloop.settings import PROJECT_ROOT, Settings
 from featureloop.trainer import run_training
 from serving.app import create_app
-from tests.integration.conftest import FeastEnv, serve_app
+from tests.integration.conftest import OFFLINE, FeastEnv, serve_app
 
 pytestmark = pytest.mark.integration
 
@@ -215,12 +215,19 @@ def test_skew_check_finds_a_corrupted_online_value(monitored: Monitored) -> None
 
 
 def test_the_html_report_renders_its_plots_in_a_real_browser(
-    monitored: Monitored, drift_runs: tuple[int, dict[str, Any], dict[str, Any]]
+    monitored: Monitored, drift_runs: tuple[int, dict[str, Any], dict[str, Any]], tmp_path: Path
 ) -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     assert browser, "Debian's chromium is needed: `apt-get install chromium` (make test installs it)"
     page = Path(drift_runs[2]["report"])
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1320,3000"]
+    # The report is a local file that must render with no network: the browser gets none (and so
+    # makes none of its own background requests either).
+    flags = [
+        *OFFLINE,
+        "--hide-scrollbars",
+        "--window-size=1320,3000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     dom = subprocess.run(
         [browser, *flags, "--dump-dom", page.as_uri()],
         capture_output=True,
