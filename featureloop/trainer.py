@@ -30,11 +30,13 @@ from featureloop.training import (
     build_entity_frame,
     build_pipeline,
     calibration_table,
+    check_split,
+    columns_without_values,
     evaluate,
     feature_columns,
     frame_digest,
     model_input,
-    split_by_time,
+    slice_needs,
 )
 
 if TYPE_CHECKING:
@@ -65,6 +67,8 @@ class Candidate:
     metrics: dict[str, dict[str, float]]
     profile: dict[str, Any] = field(repr=False)
     calibration: list[dict[str, float]] = field(repr=False, default_factory=list)
+    # Service features without a single value in the training slice: not model inputs this time.
+    left_out: tuple[str, ...] = ()
 
     @property
     def holdout_window(self) -> tuple[str, str]:
@@ -79,10 +83,11 @@ def service_features(store: FeatureStore, name: str) -> tuple[list[str], list[st
     try:
         service = store.get_feature_service(name)
     except FeatureServiceNotFoundException as exc:
-        known = sorted(s.name for s in store.list_feature_services())
+        known = ", ".join(sorted(s.name for s in store.list_feature_services())) or "none"
         raise TrainingDataError(
-            f"feature service {name!r} does not exist in the Feast registry; known: {known} "
-            "(run `featureloop apply` after adding it)"
+            f"is not a feature service of the Feast registry (it has: {known}): use one of those, "
+            "or run `featureloop apply` after adding it to the feature repository",
+            {"feature_service": name},
         ) from exc
     features = [f.name for p in service.feature_view_projections for f in p.features]
     views = sorted({p.name for p in service.feature_view_projections})
@@ -123,15 +128,31 @@ def code_version() -> str:
     return f"{sha[:12]}-dirty" if dirty else sha[:12]
 
 
-def load_training_set(store: FeatureStore, offline_dir: Path, params: TrainParams) -> TrainingSet:
-    """The labelled, point-in-time-correct training set for the window, through the feature service."""
-    from data.store import read_manifest
+def _window(params: TrainParams) -> dict[str, object]:
+    return {"train_start": params.train_start, "train_end": params.train_end}
 
-    features, views = service_features(store, params.feature_service)
+
+def training_spine(offline_dir: Path, params: TrainParams) -> Split:
+    """The window's labelled flights (keys, prediction times, request fields, labels) split by time,
+    checked against what every training step needs: the check before any feature is fetched."""
     flights = pd.read_parquet(offline_dir / "flights.parquet")
     entity = build_entity_frame(
         flights, params.train_start, params.train_end, params.label_threshold_minutes, params.labels_as_of
     )
+    needs = slice_needs(params.model_family, params.hyperparameters)
+    return check_split(entity, params.validation_fraction, params.holdout_fraction, needs, _window(params))
+
+
+def load_training_set(
+    store: FeatureStore, offline_dir: Path, params: TrainParams, spine: Split | None = None
+) -> TrainingSet:
+    """The labelled, point-in-time-correct training set for the window, through the feature service
+    (`spine`: the window's checked entity rows, when `training_spine` already built them)."""
+    from data.store import read_manifest
+
+    features, views = service_features(store, params.feature_service)
+    spine = spine or training_spine(offline_dir, params)
+    entity = pd.concat([spine.train, spine.validation, spine.holdout], ignore_index=True)
     frame = fetch_features(store, entity, params.feature_service)
     service_version = hashlib.sha256(",".join(sorted(features)).encode()).hexdigest()[:12]
     lineage = {
@@ -154,8 +175,16 @@ def load_training_set(store: FeatureStore, offline_dir: Path, params: TrainParam
 
 def fit_candidate(training_set: TrainingSet, params: TrainParams) -> Candidate:
     """Split by time, fit the pipeline, measure it (and the prior-rate baseline) on validation and holdout."""
-    split = split_by_time(training_set.frame, params.validation_fraction, params.holdout_fraction)
-    numeric, categorical = feature_columns(training_set.frame, training_set.service_features)
+    needs = slice_needs(params.model_family, params.hyperparameters)
+    split = check_split(
+        training_set.frame, params.validation_fraction, params.holdout_fraction, needs, _window(params)
+    )
+    columns, categorical = feature_columns(training_set.frame, training_set.service_features)
+    # A feature without a single value in the training slice (a sparse statistic in a short window)
+    # teaches nothing, and scikit-learn's gradient boosting cannot bin it (1.9 fails with numpy's
+    # "window shape cannot be larger than input array shape"): this model goes without it.
+    left_out = columns_without_values(split.train, columns)
+    numeric = [c for c in columns if c not in left_out]
     pipeline = build_pipeline(params.model_family, numeric, categorical, dict(params.hyperparameters))
     y_train = split.train[LABEL_COLUMN].to_numpy()
     if params.shuffle_labels:
@@ -167,11 +196,13 @@ def fit_candidate(training_set: TrainingSet, params: TrainParams) -> Candidate:
         y = part[LABEL_COLUMN].to_numpy()
         metrics[name] = evaluate(y, pipeline.predict_proba(model_input(part, numeric, categorical))[:, 1])
         metrics[f"baseline_{name}"] = evaluate(y, np.full(len(y), prior))
-    profile = build_profile(split.train, numeric, categorical)
+    profile = build_profile(split.train, columns, categorical)  # the data's profile, every feature
     holdout_y = split.holdout[LABEL_COLUMN].to_numpy()
     holdout_p = pipeline.predict_proba(model_input(split.holdout, numeric, categorical))[:, 1]
     calibration = calibration_table(holdout_y, holdout_p)
-    return Candidate(pipeline, numeric, categorical, split, metrics, profile, calibration)
+    return Candidate(
+        pipeline, numeric, categorical, split, metrics, profile, calibration, left_out=tuple(left_out)
+    )
 
 
 def dataset_schema(frame: pd.DataFrame) -> Any:
@@ -269,6 +300,7 @@ def register_candidate(
         "model_family": params.model_family,
         "model_inputs": json.dumps(inputs),
         "reference_profile": f"runs:/{run.info.run_id}/reference_profile.json",
+        **({"model_inputs_left_out": ",".join(candidate.left_out)} if candidate.left_out else {}),
         **{f"holdout.{k}": repr(v) for k, v in candidate.metrics["holdout"].items()},
     }
     for key, value in tags.items():
@@ -329,19 +361,35 @@ def gate_and_promote(
     return decision, champion_metrics
 
 
-def run_training(settings: Settings, params: TrainParams, report: Any = print) -> dict[str, Any]:
-    """Every step in order (what the `train` flow runs as tasks); returns a summary for people."""
+def run_training(
+    settings: Settings, params: TrainParams, report: Any = print, check_only: bool = False
+) -> dict[str, Any]:
+    """Every step in order (what the `train` flow runs as tasks); returns a summary for people.
+
+    The window's rows are checked first, against what every step needs; `check_only` stops after
+    that and the feature service's check (nothing is fetched, fitted or registered)."""
     from featureloop.feast_store import open_store
     from featureloop.model_registry import connect
 
+    spine = training_spine(settings.offline_dir, params)
+    rows = {name: len(getattr(spine, name)) for name in ("train", "validation", "holdout")}
+    report(
+        f"window {params.train_start.date()} .. {params.train_end.date()}: {sum(rows.values()):,} labelled "
+        f"flights (train {rows['train']:,} / validation {rows['validation']:,} / holdout {rows['holdout']:,})"
+    )
+    if check_only:
+        service_features(open_store(settings), params.feature_service)
+        return {"checked": True, "rows": rows, "feature_service": params.feature_service}
     client, experiment_id = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
     store = open_store(settings)
     report(f"training set: {params.feature_service} {params.train_start.date()} .. {params.train_end.date()}")
-    training_set = load_training_set(store, settings.offline_dir, params)
+    training_set = load_training_set(store, settings.offline_dir, params, spine)
     report(
         f"training set: {len(training_set.frame):,} rows, digest {training_set.lineage['training_set_digest']}"
     )
     candidate = fit_candidate(training_set, params)
+    if candidate.left_out:
+        report(f"left out (no value in the training slice): {', '.join(candidate.left_out)}")
     report(f"fitted {params.model_family}: holdout ROC AUC {candidate.metrics['holdout']['roc_auc']:.4f}")
     version = register_candidate(
         client, experiment_id, settings.model_name, params, training_set, candidate, settings.offline_dir
@@ -372,6 +420,7 @@ def summarize(
         "champion_holdout": champion_metrics,
         "promoted": bool(decision and decision.promote),
         "reason": decision.reason if decision else "gate not run (promote=false)",
+        "left_out": list(candidate.left_out),
         "lineage": {
             k: version.tags[k] for k in ("feature_service", "dataset_version", "training_set_digest")
         },

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -27,8 +29,37 @@ TIME_COLUMN = "event_timestamp"
 LABEL_COLUMN = "label"
 
 
+# How a message names a parameter with its value: `train_start=2013-05-01T00:00:00+00:00` for a
+# flow's log; the command line passes one that says `--start 2013-05-01`, as the user typed it.
+Label = Callable[[str, object], str]
+
+
+def parameter_label(name: str, value: object) -> str:
+    """`name=value`: times in ISO form, text quoted."""
+    if isinstance(value, datetime):
+        return f"{name}={value.isoformat()}"
+    return f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"
+
+
 class TrainingDataError(ValueError):
-    """The training window cannot produce a model: the message says why and what to change."""
+    """The training window cannot produce a model: the message says why and what to change.
+
+    `about` holds the parameters the sentence is about (name: value), in the order it names them
+    before `detail`; `describe` names them as a caller spells them (the command line's options)."""
+
+    def __init__(self, detail: str, about: Mapping[str, object] | None = None) -> None:
+        self.detail = detail
+        self.about = dict(about or {})
+        super().__init__(self.describe())
+
+    def describe(self, label: Label = parameter_label) -> str:
+        """The sentence, each parameter it is about shown by `label`."""
+        subject = " ".join(label(name, value) for name, value in self.about.items())
+        return f"{subject} {self.detail}" if subject else self.detail
+
+
+def _day(value: pd.Timestamp) -> str:
+    return f"{value:%Y-%m-%d %H:%M}"
 
 
 def build_entity_frame(
@@ -46,20 +77,25 @@ def build_entity_frame(
     if labels_as_of is not None:
         landed &= window["outcome_known_ts"] <= pd.Timestamp(labels_as_of)
     labelled = window[landed]
+    about = {"train_start": start, "train_end": end}
     if labelled.empty:
         known = f" by {labels_as_of.isoformat()}" if labels_as_of is not None else ""
+        data = f"the data covers {_day(sched.min())} .. {_day(sched.max())} UTC" if len(sched) else "no data"
         raise TrainingDataError(
-            f"no labelled flights scheduled in [{start.isoformat()}, {end.isoformat()}) "
-            f"({len(window)} flights in the window, none landed{known}): choose a window inside the data"
+            f"gives no labelled flights to train on ({len(window)} scheduled in the window, none landed{known}; "
+            f"{data}): use a window inside the data",
+            about,
         )
     frame = labelled[[ID_COLUMN, *ENTITY_COLUMNS, *REQUEST_FEATURES]].copy()
     frame.insert(1, TIME_COLUMN, labelled["sched_dep_ts"])
     frame[LABEL_COLUMN] = (labelled["arr_delay"] > threshold_minutes).astype("int64")
     if frame[LABEL_COLUMN].nunique() < 2:
         only = int(frame[LABEL_COLUMN].iloc[0])
+        what = "all delayed by more" if only else "none delayed by more"
         raise TrainingDataError(
-            f"the label 'arr_delay > {threshold_minutes}' has one class only ({only}) in "
-            f"{len(frame)} flights: widen the window or change the threshold"
+            f"gives {len(frame):,} labelled flights, {what} than {threshold_minutes} minutes "
+            f"(the label has one class only, {only}): use a {'higher' if only else 'lower'} threshold or a wider window",
+            {**about, "label_threshold_minutes": threshold_minutes},
         )
     return frame.sort_values([TIME_COLUMN, ID_COLUMN], kind="stable").reset_index(drop=True)
 
@@ -77,16 +113,80 @@ def split_by_time(frame: pd.DataFrame, validation_fraction: float, holdout_fract
     times = ordered[TIME_COLUMN]
     cut_val = times.quantile(1 - validation_fraction - holdout_fraction)
     cut_hold = times.quantile(1 - holdout_fraction)
-    split = Split(
+    return Split(
         train=ordered[times < cut_val],
         validation=ordered[(times >= cut_val) & (times < cut_hold)],
         holdout=ordered[times >= cut_hold],
     )
-    for name, part in (("train", split.train), ("validation", split.validation), ("holdout", split.holdout)):
-        if part[LABEL_COLUMN].nunique() < 2:
-            raise TrainingDataError(
-                f"the {name} slice has {len(part)} rows and one label class: widen the training window"
+
+
+@dataclass(frozen=True)
+class SliceNeed:
+    """The fewest rows, and the fewest of each label class, one slice needs, and the step that needs them."""
+
+    rows: int
+    per_class: int
+    why: str
+
+
+def slice_needs(family: ModelFamily, hyperparameters: Mapping[str, Any]) -> dict[str, SliceNeed]:
+    """What each slice of the split needs for the training steps to run (and give their figures)."""
+    train = SliceNeed(2, 1, f"the {family} fit needs a delayed and an on-time flight")
+    if family == "hist_gradient_boosting":
+        settings = {"early_stopping": True, "validation_fraction": 0.1, **hyperparameters}
+        if settings["early_stopping"] is True and settings["validation_fraction"] is not None:
+            # scikit-learn sets aside a stratified share for early stopping: it must hold one row
+            # of each class (ceil(share * n) >= 2), and what remains both classes too.
+            share = float(settings["validation_fraction"])
+            train = SliceNeed(
+                math.floor(1 / share) + 1 if share < 1 else 2,
+                2,
+                f"the {family} fit sets aside {share:.0%} for early stopping, with both classes in each part",
             )
+    return {
+        "train": train,
+        "validation": SliceNeed(2, 1, "its ROC AUC needs a delayed and an on-time flight"),
+        "holdout": SliceNeed(2, 1, "the gate's ROC AUC needs a delayed and an on-time flight"),
+    }
+
+
+SLICE_NAMES = {
+    "train": "training slice (the oldest {share:.0%})",
+    "validation": "validation slice (the next {share:.0%})",
+    "holdout": "holdout (the latest {share:.0%}, on which the gate compares models)",
+}
+
+
+def check_split(
+    frame: pd.DataFrame,
+    validation_fraction: float,
+    holdout_fraction: float,
+    needs: Mapping[str, SliceNeed],
+    about: Mapping[str, object],
+) -> Split:
+    """The time split of a training set (or of its entity rows, before any feature is fetched), or a
+    named error when a slice has fewer rows or label classes than a step needs."""
+    split = split_by_time(frame, validation_fraction, holdout_fraction)
+    shares = {
+        "train": 1 - validation_fraction - holdout_fraction,
+        "validation": validation_fraction,
+        "holdout": holdout_fraction,
+    }
+    for name, need in needs.items():
+        part: pd.DataFrame = getattr(split, name)
+        positives = int(part[LABEL_COLUMN].sum())
+        least = min(positives, len(part) - positives)
+        if len(part) >= need.rows and least >= need.per_class:
+            continue
+        # The window that would give this slice enough rows at the same share (ties in time aside).
+        window = math.ceil(max(need.rows, 2 * need.per_class) / shares[name])
+        raise TrainingDataError(
+            f"gives {len(frame):,} labelled flights; its {SLICE_NAMES[name].format(share=shares[name])} "
+            f"has {len(part):,} ({positives:,} delayed, {len(part) - positives:,} on time), and {need.why} "
+            f"(at least {need.rows} rows, {need.per_class} of each): use a wider window, "
+            f"with at least {window:,} labelled flights",
+            about,
+        )
     return split
 
 
@@ -96,6 +196,11 @@ def feature_columns(frame: pd.DataFrame, service_features: list[str]) -> tuple[l
     numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c]) or frame[c].isna().all()]
     categorical = [c for c in columns if c not in numeric]
     return numeric, categorical
+
+
+def columns_without_values(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The columns that hold no value at all in `frame` (nothing a model can learn from them)."""
+    return [c for c in columns if not frame[c].notna().any()]
 
 
 def build_pipeline(

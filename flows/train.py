@@ -20,8 +20,17 @@ from featureloop.trainer import (
     load_training_set,
     register_candidate,
     summarize,
+    training_spine,
 )
+from featureloop.training import Split
 from flows.opaque import opaque
+
+
+@task(cache_policy=NO_CACHE)
+def check_window(settings: Settings, params: TrainParams) -> Split:
+    """The window's labelled flights, checked against what every step needs (no retries: the same
+    window gives the same answer)."""
+    return training_spine(settings.offline_dir, params)
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
@@ -33,11 +42,11 @@ def connect_tracking(settings: Settings) -> tuple[Any, str]:
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def build_training_set(settings: Settings, params: TrainParams) -> TrainingSet:
+def build_training_set(settings: Settings, params: TrainParams, spine: Split) -> TrainingSet:
     """Point-in-time training set through the feature service."""
     from featureloop.feast_store import open_store
 
-    return load_training_set(open_store(settings), settings.offline_dir, params)
+    return load_training_set(open_store(settings), settings.offline_dir, params, spine)
 
 
 @task(cache_policy=NO_CACHE)
@@ -86,14 +95,17 @@ def train(params: TrainParams | None = None) -> dict[str, Any]:
     params = params or TrainParams()
     logger = get_run_logger()
     settings = Settings()
+    spine = check_window(settings, params)
     client, experiment_id = connect_tracking(settings)
-    training_set = build_training_set(settings, params)
+    training_set = build_training_set(settings, params, opaque(spine))
     logger.info(
         "training set: %s rows, digest %s",
         len(training_set.frame),
         training_set.lineage["training_set_digest"],
     )
     candidate = fit(training_set, params)
+    if candidate.left_out:
+        logger.info("left out (no value in the training slice): %s", ", ".join(candidate.left_out))
     # opaque(): the candidate carries its reference profile; Prefect would walk every value of it.
     version = register(client, experiment_id, settings, params, training_set, opaque(candidate))
     decision, champion_metrics = (

@@ -127,8 +127,8 @@ def test_no_training_row_uses_a_feature_observed_after_its_prediction_time(
     ("change", "message"),
     [
         ({"train_start": datetime(2014, 6, 1, tzinfo=UTC), "train_end": datetime(2014, 7, 1, tzinfo=UTC)},
-         "no labelled flights scheduled in"),
-        ({"feature_service": "flight_delay_v99"}, "feature service 'flight_delay_v99' does not exist"),
+         "gives no labelled flights"),
+        ({"feature_service": "flight_delay_v99"}, "feature_service='flight_delay_v99' is not a feature service"),
         ({"label_threshold_minutes": 100_000}, "has one class only"),
     ],
 )  # fmt: skip

@@ -15,9 +15,12 @@ from featureloop.training import (
     TIME_COLUMN,
     TrainingDataError,
     build_entity_frame,
+    build_pipeline,
+    check_split,
     evaluate,
     frame_digest,
     model_input,
+    slice_needs,
     split_by_time,
 )
 
@@ -51,14 +54,16 @@ def test_entity_frame_labels_landed_flights_and_skips_the_unlanded() -> None:
 
 
 def test_window_without_labelled_rows_is_a_named_error() -> None:
-    with pytest.raises(TrainingDataError, match="no labelled flights scheduled in"):
+    with pytest.raises(TrainingDataError, match=r"gives no labelled flights .* none landed; the data covers"):
         build_entity_frame(_flights([None, None]), JAN, FEB, 15)
     with pytest.raises(TrainingDataError, match="no labelled flights"):
         build_entity_frame(_flights([10.0]), FEB, datetime(2013, 3, 1, tzinfo=UTC), 15)
 
 
 def test_label_with_one_class_is_a_named_error() -> None:
-    with pytest.raises(TrainingDataError, match=r"has one class only \(0\)"):
+    with pytest.raises(
+        TrainingDataError, match=r"none delayed by more than 15 minutes \(the label has one class only, 0\)"
+    ):
         build_entity_frame(_flights([0.0, 5.0, 10.0]), JAN, FEB, 15)
 
 
@@ -168,3 +173,70 @@ def test_dataset_schema_from_sample_rows_equals_mlflows_inference_over_every_row
         expected = _infer_schema(frame)
     assert dataset_schema(frame) == expected
     assert any(not c.required for c in expected.inputs)  # the case that needs the missing rows
+
+
+def _labelled(labels: list[int]) -> pd.DataFrame:
+    """Entity rows an hour apart with these labels (arrival delay 20 or 0 at the 15-minute label)."""
+    return build_entity_frame(_flights([20.0 * y for y in labels]), JAN, FEB, 15)
+
+
+def test_a_slice_short_of_a_class_is_named_with_its_rows_and_what_it_needs() -> None:
+    frame = _labelled([i % 2 for i in range(90)] + [0] * 10)  # the latest 10 rows: all on time
+    needs = slice_needs("logistic_regression", {})
+    about = {"train_start": JAN, "train_end": FEB}
+    with pytest.raises(TrainingDataError) as raised:
+        check_split(frame, 0.2, 0.1, needs, about)
+    assert raised.value.describe(
+        lambda name, _v: {"train_start": "--start 2013-01", "train_end": "--end 2013-02"}[name]
+    ) == (
+        "--start 2013-01 --end 2013-02 gives 100 labelled flights; its holdout (the latest 10%, on which the "
+        "gate compares models) has 10 (0 delayed, 10 on time), and the gate's ROC AUC needs a delayed and an "
+        "on-time flight (at least 2 rows, 1 of each): use a wider window, with at least 20 labelled flights"
+    )
+    assert str(raised.value).startswith(
+        "train_start=2013-01-01T00:00:00+00:00 train_end=2013-02-01T00:00:00+00:00 gives"
+    )
+    split = check_split(_labelled([i % 2 for i in range(100)]), 0.2, 0.1, needs, about)
+    assert (len(split.train), len(split.validation), len(split.holdout)) == (70, 20, 10)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # scikit-learn on a handful of rows
+def test_gradient_boostings_training_slice_need_is_the_least_its_early_stopping_split_fits() -> None:
+    """11 rows, 2 of each class: scikit-learn sets aside ceil(10%) for early stopping, stratified."""
+    need = slice_needs("hist_gradient_boosting", {})["train"]
+    assert (need.rows, need.per_class) == (11, 2)
+    assert slice_needs("hist_gradient_boosting", {"early_stopping": False})["train"].rows == 2
+    assert slice_needs("hist_gradient_boosting", {"validation_fraction": 0.25})["train"].rows == 5
+
+    def fit(rows: int, positives: int) -> None:
+        x = pd.DataFrame({"a": np.arange(rows, dtype=float)})
+        y = np.array([1] * positives + [0] * (rows - positives))
+        build_pipeline("hist_gradient_boosting", ["a"], [], {}).fit(x, y)
+
+    fit(need.rows, need.per_class)  # exactly the need: it fits
+    with pytest.raises(ValueError):
+        fit(need.rows - 1, need.per_class)
+    with pytest.raises(ValueError):
+        fit(need.rows, need.per_class - 1)
+
+
+def test_a_feature_without_a_value_in_the_training_slice_is_left_out_of_the_model() -> None:
+    """A sparse statistic (an aircraft's last hour) can be empty in a short window's training slice:
+    scikit-learn 1.9's gradient boosting fails on such a column with numpy's "window shape cannot be
+    larger than input array shape"; the model goes without it, and the profile still describes it."""
+    from featureloop.params import TrainParams
+    from featureloop.trainer import TrainingSet, fit_candidate
+
+    rng = np.random.default_rng(0)
+    frame = _labelled([int(v) for v in rng.random(400) < 0.3])
+    frame["dense"] = rng.normal(size=len(frame)) + frame[LABEL_COLUMN]
+    frame["sparse"] = np.where(np.arange(len(frame)) >= 300, 1.0, np.nan)  # values only after training
+    training_set = TrainingSet(frame, ["dense", "sparse"], {})
+    for family in ("hist_gradient_boosting", "logistic_regression"):
+        candidate = fit_candidate(
+            training_set, TrainParams(train_start=JAN, train_end=FEB, model_family=family)
+        )
+        assert candidate.left_out == ("sparse",)
+        assert "sparse" not in candidate.numeric and "dense" in candidate.numeric
+        assert candidate.profile["features"]["sparse"]["missing_share"] == 1.0
+        assert candidate.metrics["holdout"]["roc_auc"] > 0.6
