@@ -6,6 +6,7 @@ Nothing heavy (Feast, Prefect, MLflow) is imported at start-up: each command imp
 from __future__ import annotations
 
 import contextlib
+import shlex
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -14,6 +15,7 @@ import typer
 
 if TYPE_CHECKING:
     from featureloop.settings import Settings
+    from featureloop.training import Label
 
 app = typer.Typer(
     help="featureloop: a Feast feature store loop (prepare, apply, materialize, ...).",
@@ -46,6 +48,46 @@ class _Clock:
 def _fail(message: str) -> typer.Exit:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=2)
+
+
+# The options of the commands whose values a parameters model checks, by the model's field name:
+# a wrong value is named as the user typed it (featureloop.params.explain, TrainingDataError).
+TRAIN_OPTIONS = {
+    "train_start": "--start",
+    "train_end": "--end",
+    "feature_service": "--feature-service",
+    "model_family": "--family",
+    "label_threshold_minutes": "--threshold",
+}
+DRIFT_OPTIONS = {
+    "window_start": "--start",
+    "window_end": "--end",
+    "window_hours": "--hours",
+    "skew_sample": "--skew-sample",
+}
+NOTHING_REGISTERED = "Nothing was registered and no alias moved."
+
+
+def _quoted(text: str) -> str:
+    """A value as typed, quoted as a shell would need it (control characters escaped)."""
+    return shlex.quote(text) if text.isprintable() else repr(text)
+
+
+def _labeller(options: dict[str, str], typed: dict[str, str | None]) -> Label:
+    """How a command's messages name a parameter: its option with the value as typed, or with the
+    value it took by default (and saying so); a parameter without an option by its own name."""
+    from featureloop.training import parameter_label
+
+    def label(name: str, value: object) -> str:
+        option, text = options.get(name), typed.get(name)
+        if option is None:
+            return parameter_label(name, value)
+        if text is not None:
+            return f"{option} {_quoted(text)}"
+        shown = value.isoformat() if isinstance(value, datetime) else value
+        return f"{option} {shown} (the default)"
+
+    return label
 
 
 def _run_prepare(settings: Settings, clock: _Clock) -> dict[str, Any]:
@@ -153,10 +195,16 @@ def _print_materialize(summary: dict[str, Any]) -> None:
     typer.echo(f"online store loaded as of {summary['end']}")
 
 
-def _parse_time(value: str | None) -> datetime | None:
+def _parse_time(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time given to `option` (UTC unless it says otherwise), or a named error."""
     if value is None:
         return None
-    parsed = datetime.fromisoformat(value)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise _fail(
+            f"{option} {_quoted(value)} is not a time: use ISO 8601, e.g. 2013-05-01 or 2013-05-01T06:30+00:00"
+        ) from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -172,22 +220,38 @@ def materialize(
 ) -> None:
     """Load the latest feature values as of END from the offline store into the online store."""
     clock = _Clock()
-    summary = _run_materialize(_settings(), clock, _parse_time(end), _parse_time(start), view)
+    summary = _run_materialize(
+        _settings(), clock, _parse_time(end, "--end"), _parse_time(start, "--start"), view
+    )
     _print_materialize(summary)
     typer.echo(f"materialize done in {clock.elapsed:.1f} s")
 
 
-def _run_train(settings: Settings, clock: _Clock, **overrides: Any) -> dict[str, Any]:
+def _run_train(
+    settings: Settings,
+    clock: _Clock,
+    typed: dict[str, str | None] | None = None,
+    check_only: bool = False,
+    **overrides: Any,
+) -> dict[str, Any]:
+    from pydantic import ValidationError
+
     from featureloop.model_registry import TrackingUnavailable
-    from featureloop.params import TrainParams
+    from featureloop.params import TrainParams, explain
     from featureloop.trainer import run_training
     from featureloop.training import TrainingDataError
 
+    label = _labeller(TRAIN_OPTIONS, typed or {})
     try:
         params = TrainParams(**{k: v for k, v in overrides.items() if v is not None})
-        return run_training(settings, params, report=clock)
-    except (TrainingDataError, TrackingUnavailable, ValueError) as exc:
-        raise _fail(f"{exc}\nNothing was registered and no alias moved.") from exc
+    except ValidationError as exc:
+        raise _fail(f"{explain(exc, label)}\n{NOTHING_REGISTERED}") from exc
+    try:
+        return run_training(settings, params, report=clock, check_only=check_only)
+    except TrainingDataError as exc:
+        raise _fail(f"{exc.describe(label)}\n{NOTHING_REGISTERED}") from exc
+    except TrackingUnavailable as exc:
+        raise _fail(f"{exc}\n{NOTHING_REGISTERED}") from exc
 
 
 def _print_train(summary: dict[str, Any]) -> None:
@@ -205,6 +269,10 @@ def _print_train(summary: dict[str, Any]) -> None:
         )
     typer.echo(f"decision: {summary['reason']}")
     typer.echo(f"lineage: {summary['lineage']}")
+    if summary["left_out"]:
+        typer.echo(f"left out (no value in the training slice): {', '.join(summary['left_out'])}")
+    for found in summary.get("half_made", []):
+        typer.echo(f"warning: {found}")
 
 
 @app.command()
@@ -217,19 +285,42 @@ def train(
         int | None, typer.Option(help="Label: arrival delay over this many minutes.")
     ] = None,
     promote: Annotated[bool, typer.Option(help="Run the gate and promote when it passes.")] = True,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Check the options and the window's rows, then stop: nothing is trained."
+        ),
+    ] = False,
 ) -> None:
     """Train on a window, register in MLflow, and promote through the validation gate."""
     clock = _Clock()
+    typed = {
+        "train_start": start,
+        "train_end": end,
+        "feature_service": feature_service,
+        "model_family": family,
+        "label_threshold_minutes": None if threshold is None else str(threshold),
+    }
     summary = _run_train(
         _settings(),
         clock,
-        train_start=_parse_time(start),
-        train_end=_parse_time(end),
+        typed=typed,
+        check_only=check,
+        train_start=_parse_time(start, "--start"),
+        train_end=_parse_time(end, "--end"),
         feature_service=feature_service,
         model_family=family,
         label_threshold_minutes=threshold,
         promote=promote,
     )
+    if summary.get("checked"):
+        rows = summary["rows"]
+        typer.echo(
+            f"checked: train {rows['train']:,} / validation {rows['validation']:,} / holdout "
+            f"{rows['holdout']:,} labelled flights, feature service {summary['feature_service']}; "
+            "nothing was trained"
+        )
+        return
     _print_train(summary)
     typer.echo(f"train done in {clock.elapsed:.1f} s")
 
@@ -269,18 +360,29 @@ def drift(
     Writes the HTML and JSON reports (also to MLflow) and the gauges /metrics serves. The Prefect flow
     `drift` does the same and also sends the featureloop.drift.detected event; this command does not.
     """
+    from pydantic import ValidationError
+
     from featureloop.model_registry import TrackingUnavailable
     from featureloop.monitor import NoWindow, run_drift
-    from featureloop.params import DriftParams
+    from featureloop.params import DriftParams, explain
 
     settings = _settings()
     clock = _Clock()
-    params = DriftParams(
-        window_start=_parse_time(start),
-        window_end=_parse_time(end),
-        window_hours=hours,
-        skew_sample=skew_sample,
-    )
+    typed = {
+        "window_start": start,
+        "window_end": end,
+        "window_hours": str(hours),
+        "skew_sample": str(skew_sample),
+    }
+    try:
+        params = DriftParams(
+            window_start=_parse_time(start, "--start"),
+            window_end=_parse_time(end, "--end"),
+            window_hours=hours,
+            skew_sample=skew_sample,
+        )
+    except ValidationError as exc:
+        raise _fail(explain(exc, _labeller(DRIFT_OPTIONS, typed))) from exc
     try:
         report, paths = run_drift(settings, params, report=clock)
     except (TrackingUnavailable, NoWindow) as exc:

@@ -1,20 +1,69 @@
-"""Flow parameters: one pydantic model per flow (each becomes a form in the Prefect UI)."""
+"""Flow parameters: one pydantic model per flow (each becomes a form in the Prefect UI), and the
+sentences that say what is wrong with given values (`explain`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Self
+from typing import Any, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from featureloop.gate import GateConfig
-from featureloop.training import ModelFamily
+from featureloop.training import Label, ModelFamily, parameter_label
+
+# Times pandas can hold (nanoseconds since 1970 in 64 bits): windows become pandas timestamps.
+EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
+LATEST = datetime(2262, 1, 1, tzinfo=UTC)
 
 
 def as_utc(value: datetime) -> datetime:
     """A time in UTC: a naive time is read as UTC, an aware one converted (so times compare and
     print the same way whatever offset a form or an event gave them)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc_in_range(model: BaseModel, *names: str) -> None:
+    """Each of the model's times `names` in UTC, or an error naming the first outside EARLIEST..LATEST."""
+    for name in names:
+        value = getattr(model, name)
+        if value is None:
+            continue
+        try:
+            utc = as_utc(value)
+        except OverflowError:  # an offset that takes it past year 1 or 9999
+            utc = None
+        if utc is None or not EARLIEST <= utc < LATEST:
+            raise PydanticCustomError(
+                "time_range",
+                "{name} ({value}) is outside {earliest} .. {latest}",
+                {
+                    "name": name,
+                    "value": value,
+                    "earliest": f"{EARLIEST:%Y-%m-%d}",
+                    "latest": f"{LATEST:%Y-%m-%d}",
+                },
+            )
+        setattr(model, name, utc)
+
+
+def _order(model: BaseModel, first: str, second: str, relation: str, advice: str) -> PydanticCustomError:
+    """The error for `first` not being `relation` ("before", "at most") `second`."""
+    return PydanticCustomError(
+        "order",
+        "{first} ({first_value}) must be {relation} {second} ({second_value}): {advice}",
+        {
+            "first": first,
+            "second": second,
+            "first_value": getattr(model, first),
+            "second_value": getattr(model, second),
+            "relation": relation,
+            "advice": advice,
+        },
+    )
+
+
+_WINDOW_ADVICE = "use a start before the end (the end is exclusive)"
 
 
 class FeatureOverride(BaseModel):
@@ -88,14 +137,9 @@ class TrainParams(BaseModel):
 
     @model_validator(mode="after")
     def _window(self) -> Self:
-        for name in ("train_start", "train_end", "labels_as_of"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, as_utc(value))
+        _utc_in_range(self, "train_start", "train_end", "labels_as_of")
         if self.train_end <= self.train_start:
-            raise ValueError(
-                f"train_end ({self.train_end.isoformat()}) must be after train_start ({self.train_start.isoformat()})"
-            )
+            raise _order(self, "train_start", "train_end", "before", _WINDOW_ADVICE)
         return self
 
 
@@ -111,7 +155,9 @@ class DriftParams(BaseModel):
     window_end: datetime | None = Field(
         None, description="End of the window (exclusive, UTC); default: just after the newest served row."
     )
-    window_hours: float = Field(24 * 7, gt=0, description="Window length, ending at window_end.")
+    window_hours: float = Field(
+        24 * 7, gt=0, allow_inf_nan=False, description="Window length, ending at window_end."
+    )
     window_start: datetime | None = Field(None, description="Overrides window_hours when given.")
     labels_as_of: datetime | None = Field(
         None, description="Outcomes known by this time count as labels; default: now."
@@ -133,14 +179,71 @@ class DriftParams(BaseModel):
 
     @model_validator(mode="after")
     def _times(self) -> Self:
-        for name in ("window_end", "window_start", "labels_as_of"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, as_utc(value))
+        _utc_in_range(self, "window_end", "window_start", "labels_as_of")
         if self.persistence_k > self.persistence_n:
-            raise ValueError(
-                f"persistence_k ({self.persistence_k}) cannot exceed persistence_n ({self.persistence_n})"
+            raise _order(
+                self,
+                "persistence_k",
+                "persistence_n",
+                "at most",
+                "k verdicts cannot be more than the n counted",
             )
         if self.window_start and self.window_end and self.window_start >= self.window_end:
-            raise ValueError("window_start must be before window_end")
+            raise _order(self, "window_start", "window_end", "before", _WINDOW_ADVICE)
         return self
+
+
+_LIMITS = {
+    "greater_than": ("gt", "greater than"),
+    "greater_than_equal": ("ge", "of at least"),
+    "less_than": ("lt", "less than"),
+    "less_than_equal": ("le", "of at most"),
+}
+
+
+# Values of the wrong kind, by the prefix of pydantic's error type: what was expected, an example.
+_KINDS = (
+    ("datetime", "a time", "ISO 8601, e.g. 2013-05-01 or 2013-05-01T06:30+00:00"),
+    ("int", "a whole number", "one such as 15"),
+    ("float", "a number", "one such as 0.5"),
+    ("bool", "true or false", "true or false"),
+    ("string", "text", "a name"),
+)
+
+
+def _sentence(error: Any, label: Label) -> str:
+    """One problem of a validation error as a sentence that names the parameter, its value and what
+    would do instead."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    name = ".".join(str(part) for part in error["loc"])
+    given = label(name, error.get("input")) if name else ""
+    if kind == "order":
+        first, second = label(ctx["first"], ctx["first_value"]), label(ctx["second"], ctx["second_value"])
+        return f"{first} is not {ctx['relation']} {second}: {ctx['advice']}"
+    if kind == "time_range":
+        return (
+            f"{label(ctx['name'], ctx['value'])} is outside the times featureloop handles: "
+            f"use a time from {ctx['earliest']} to {ctx['latest']}"
+        )
+    if kind == "literal_error":
+        return f"{given} is not one of the choices: use {ctx['expected']}"
+    if kind in _LIMITS:
+        key, words = _LIMITS[kind]
+        limit = ctx[key]
+        return f"{given} is out of range: use a value {words} {limit:g}"
+    if kind == "finite_number":
+        return f"{given} is not a finite number: use a finite one"
+    for prefix, what, example in _KINDS:
+        if kind.startswith(prefix):
+            return f"{given} is not {what}: use {example}"
+    if kind == "missing":
+        return f"{name} is missing: give it a value"
+    message = str(error["msg"]).rstrip(".")
+    return f"{given} is not valid ({message[0].lower()}{message[1:]})" if given else f"{message}"
+
+
+def explain(error: ValidationError, label: Label = parameter_label) -> str:
+    """A parameters model's validation error as sentences (one a line), each naming the parameter as
+    `label` shows it (the command line: its option and the value as typed); pydantic's own rendering,
+    with its input dump and documentation link, is written for developers."""
+    return "\n".join(_sentence(e, label) for e in error.errors(include_url=False))

@@ -117,5 +117,7 @@ def test_train_with_an_inverted_window_is_refused_before_any_work(tmp_path: Path
         **env,
     )
     assert out.returncode == 2
-    assert "train_end (2013-02-01T00:00:00+00:00) must be after train_start" in out.stderr
+    assert (
+        "error: --start 2013-03-01 is not before --end 2013-02-01: use a start before the end" in out.stderr
+    )
     assert "Nothing was registered" in out.stderr
