@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -14,6 +16,12 @@ if TYPE_CHECKING:
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS = "previous"
+# Tags training writes on a version once MLflow has registered it (`holdout.n` last): a version
+# without them was left by a train that stopped in between.
+LINEAGE_TAGS = ("training_set_digest", "run_id", "model_inputs", "reference_profile", "holdout.n")
+# The process that runs a training run, as tags of the run.
+RUN_HOST = "featureloop.host"
+RUN_PID = "featureloop.pid"
 
 
 class TrackingUnavailable(RuntimeError):
@@ -167,3 +175,80 @@ def rollback(client: MlflowClient, name: str) -> tuple[VersionInfo, VersionInfo 
     if demoted is not None:
         client.set_model_version_tag(name, demoted.version, "rolled_back", "true")
     return previous, demoted
+
+
+def creator_tags() -> dict[str, str]:
+    """Run tags that name this process (host and pid)."""
+    return {RUN_HOST: socket.gethostname(), RUN_PID: str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class HalfMade:
+    """A version a train registered but did not finish tagging, and what is known of that train."""
+
+    name: str
+    version: str
+    run_id: str
+    created: datetime
+    missing: tuple[str, ...]
+    left_by: str
+
+    def describe(self) -> str:
+        return (
+            f"model {self.name} version {self.version} (registered {self.created:%Y-%m-%d %H:%M:%S} UTC, "
+            f"run {self.run_id or 'none'}) was left half-made by {self.left_by}; it has no alias and lacks "
+            f"tags a finished train writes ({', '.join(self.missing)}), so nothing serves or compares it. "
+            f"It is kept for you to look at; delete it in the MLflow UI or with "
+            f"MlflowClient().delete_model_version({self.name!r}, {self.version!r})"
+        )
+
+
+def _left_by(client: MlflowClient, run_id: str) -> str | None:
+    """Which train left a half-tagged version, or None while its process may still be tagging it."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return "a train that recorded no run"
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return "a train whose run no longer exists"
+    if run.info.status != "RUNNING":
+        return f"a train whose run ended {run.info.status} before tagging it"
+    host, pid = run.data.tags.get(RUN_HOST), run.data.tags.get(RUN_PID)
+    if host is None or pid is None or not pid.isdigit():
+        return "a train killed midway (its run never ended and names no process)"
+    if host != socket.gethostname():
+        return f"a train on {host} (pid {pid}) that was killed, or still runs there: this host cannot check"
+    if _alive(int(pid)):
+        return None
+    return f"a train killed midway (its run never ended and its process, pid {pid}, is gone)"
+
+
+def find_half_made(client: MlflowClient, name: str) -> list[HalfMade]:
+    """Versions of `name` without alias and without the tags training writes after registering,
+    except those whose training process is still running on this host (it may be tagging them).
+
+    They are named, never deleted: a deletion cannot be undone, another host's train cannot be
+    checked from here, and such a version is inert (only an alias makes a version served or compared)."""
+    found = []
+    for version in client.search_model_versions(f"name = '{name}'"):
+        missing = tuple(tag for tag in LINEAGE_TAGS if tag not in version.tags)
+        if not missing or version.aliases:
+            continue
+        left_by = _left_by(client, version.run_id or "")
+        if left_by is None:
+            continue
+        created = datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC)
+        found.append(HalfMade(name, str(version.version), version.run_id or "", created, missing, left_by))
+    return sorted(found, key=lambda h: int(h.version))

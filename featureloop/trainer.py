@@ -237,7 +237,7 @@ def register_candidate(
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
 
-    from featureloop.model_registry import VersionInfo
+    from featureloop.model_registry import VersionInfo, creator_tags
 
     x_example = model_input(candidate.split.holdout.head(200), candidate.numeric, candidate.categorical)
     signature = infer_signature(x_example, candidate.pipeline.predict_proba(x_example)[:, 1])
@@ -257,7 +257,9 @@ def register_candidate(
     # months of flights); the same schema comes from the rows that show each column's type and gaps.
     dataset.__dict__["schema"] = dataset_schema(training_set.frame)
     inputs = {"numeric": candidate.numeric, "categorical": candidate.categorical}
-    with mlflow.start_run(experiment_id=experiment_id) as run:
+    # The run names its process: a later train tells a version still being tagged by a live run
+    # from one a killed run left without tags (model_registry.find_half_made).
+    with mlflow.start_run(experiment_id=experiment_id, tags=creator_tags()) as run:
         mlflow.log_params(
             {
                 "model_family": params.model_family,
@@ -293,18 +295,19 @@ def register_candidate(
             ],
             registered_model_name=model_name,
         )
-    version = str(info.registered_model_version)
-    tags = {
-        **training_set.lineage,
-        "run_id": run.info.run_id,
-        "model_family": params.model_family,
-        "model_inputs": json.dumps(inputs),
-        "reference_profile": f"runs:/{run.info.run_id}/reference_profile.json",
-        **({"model_inputs_left_out": ",".join(candidate.left_out)} if candidate.left_out else {}),
-        **{f"holdout.{k}": repr(v) for k, v in candidate.metrics["holdout"].items()},
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, version, key, value)
+        version = str(info.registered_model_version)
+        tags = {
+            **training_set.lineage,
+            "run_id": run.info.run_id,
+            "model_family": params.model_family,
+            "model_inputs": json.dumps(inputs),
+            "reference_profile": f"runs:/{run.info.run_id}/reference_profile.json",
+            **({"model_inputs_left_out": ",".join(candidate.left_out)} if candidate.left_out else {}),
+            **{f"holdout.{k}": repr(v) for k, v in candidate.metrics["holdout"].items()},
+        }
+        # Inside the run: a failure while tagging ends the run FAILED (a kill leaves it RUNNING).
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name, version, key, value)
     return VersionInfo(name=model_name, version=version, run_id=run.info.run_id, tags=tags)
 
 
@@ -369,7 +372,7 @@ def run_training(
     The window's rows are checked first, against what every step needs; `check_only` stops after
     that and the feature service's check (nothing is fetched, fitted or registered)."""
     from featureloop.feast_store import open_store
-    from featureloop.model_registry import connect
+    from featureloop.model_registry import connect, find_half_made
 
     spine = training_spine(settings.offline_dir, params)
     rows = {name: len(getattr(spine, name)) for name in ("train", "validation", "holdout")}
@@ -381,6 +384,9 @@ def run_training(
         service_features(open_store(settings), params.feature_service)
         return {"checked": True, "rows": rows, "feature_service": params.feature_service}
     client, experiment_id = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    half_made = find_half_made(client, settings.model_name)
+    for found in half_made:
+        report(f"warning: {found.describe()}")
     store = open_store(settings)
     report(f"training set: {params.feature_service} {params.train_start.date()} .. {params.train_end.date()}")
     training_set = load_training_set(store, settings.offline_dir, params, spine)
@@ -400,7 +406,9 @@ def run_training(
     )
     if decision is not None:
         report(decision.reason)
-    return summarize(version, candidate, decision, champion_metrics)
+    summary = summarize(version, candidate, decision, champion_metrics)
+    summary["half_made"] = [found.describe() for found in half_made]
+    return summary
 
 
 def summarize(

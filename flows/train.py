@@ -42,6 +42,17 @@ def connect_tracking(settings: Settings) -> tuple[Any, str]:
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def half_made_versions(client: Any, settings: Settings) -> list[str]:
+    """Name (in the run's log) the versions a stopped train left without tags; they are not deleted."""
+    from featureloop.model_registry import find_half_made
+
+    found = [version.describe() for version in find_half_made(client, settings.model_name)]
+    for line in found:
+        get_run_logger().warning(line)
+    return found
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 def build_training_set(settings: Settings, params: TrainParams, spine: Split) -> TrainingSet:
     """Point-in-time training set through the feature service."""
     from featureloop.feast_store import open_store
@@ -97,6 +108,7 @@ def train(params: TrainParams | None = None) -> dict[str, Any]:
     settings = Settings()
     spine = check_window(settings, params)
     client, experiment_id = connect_tracking(settings)
+    half_made = half_made_versions(client, settings)
     training_set = build_training_set(settings, params, opaque(spine))
     logger.info(
         "training set: %s rows, digest %s",
@@ -111,7 +123,7 @@ def train(params: TrainParams | None = None) -> dict[str, Any]:
     decision, champion_metrics = (
         gate(client, settings, version, opaque(candidate), params) if params.promote else (None, None)
     )
-    summary = summarize(version, candidate, decision, champion_metrics)
+    summary = {**summarize(version, candidate, decision, champion_metrics), "half_made": half_made}
     logger.info("%s version %s: %s", summary["model"], summary["version"], summary["reason"])
     create_markdown_artifact(
         _markdown(summary), key="train-summary", description="Training and gate decision"
