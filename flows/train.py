@@ -27,7 +27,7 @@ from flows.opaque import opaque
 
 
 @task(cache_policy=NO_CACHE)
-def check_window(settings: Settings, params: TrainParams) -> Split:
+def check_training_window(settings: Settings, params: TrainParams) -> Split:
     """The window's labelled flights, checked against what every step needs (no retries: the same
     window gives the same answer)."""
     return training_spine(settings.offline_dir, params)
@@ -106,7 +106,7 @@ def train(params: TrainParams | None = None) -> dict[str, Any]:
     params = params or TrainParams()
     logger = get_run_logger()
     settings = Settings()
-    spine = check_window(settings, params)
+    spine = check_training_window(settings, params)
     client, experiment_id = connect_tracking(settings)
     half_made = half_made_versions(client, settings)
     training_set = build_training_set(settings, params, opaque(spine))
