@@ -178,7 +178,10 @@ def _run_materialize(
         raise _fail("the registry has no feature views: run `featureloop apply` first")
     clock(f"materializing up to {end.isoformat()}")
     try:
-        windows = materialize_window(store, end, start=start, feature_views=views, report=clock)
+        windows = materialize_window(
+            store, end, start=start, feature_views=views, report=clock,
+            latest=settings.event_time_bounds.latest(datetime.now(UTC)),
+        )  # fmt: skip
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     counts = online_counts(store)

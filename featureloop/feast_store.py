@@ -144,6 +144,17 @@ def apply_repo(settings: Settings) -> dict[str, Any]:
     }
 
 
+def check_end(end: datetime, latest: datetime) -> None:
+    """Refuse a materialisation end after `latest` (the clock plus the accepted allowance): Feast
+    records each window's end in the registry, and every later incremental run starts there."""
+    if end > latest:
+        raise ValueError(
+            f"end {end.isoformat()} is after {latest.isoformat(timespec='seconds')}, the latest time "
+            "accepted (this machine's clock plus FEATURELOOP_EVENT_TIME_MAX_AHEAD_SECONDS): Feast would "
+            "record it and every later incremental materialisation would start there; use an earlier end"
+        )
+
+
 def materialize_window(
     store: FeatureStore,
     end: datetime,
@@ -151,14 +162,23 @@ def materialize_window(
     start: datetime | None = None,
     feature_views: list[str] | None = None,
     report: Callable[[str], None] = lambda _message: None,
+    latest: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Load each view's latest values as of `end` into the online store.
 
     Without `start`, each view is loaded from `end - ttl` (what an online read can use at `end`);
-    a view without a TTL is loaded from the start of time.
+    a view without a TTL is loaded from the start of time. With `latest`, an `end` after it is
+    refused: Feast records each window's end in the registry and every later incremental run
+    starts there, so one run to 9999 would stop them all.
     """
     if end.tzinfo is None:
         end = end.replace(tzinfo=UTC)
+    if latest is not None:
+        check_end(end, latest)
+    if start is not None and start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    if start is not None and start >= end:
+        raise ValueError(f"start {start.isoformat()} must be before end {end.isoformat()}: swap them")
     views = [fv for fv in store.list_feature_views() if feature_views is None or fv.name in feature_views]
     if feature_views is not None:
         unknown = sorted(set(feature_views) - {fv.name for fv in views})

@@ -51,12 +51,14 @@ def load_view(settings: Settings, view: str, start: datetime, end: datetime) -> 
 @flow(name="materialize")
 def materialize(params: MaterializeParams | None = None) -> dict[str, Any]:
     """Load each feature view's new values into the online store."""
-    from featureloop.feast_store import incremental_windows, online_counts, open_store
+    from featureloop.feast_store import check_end, incremental_windows, online_counts, open_store
 
     params = params or MaterializeParams()
     logger = get_run_logger()
     settings = Settings()
-    end = params.end or datetime.now(UTC)
+    now = datetime.now(UTC)
+    end = params.end or now
+    check_end(end, settings.event_time_bounds.latest(now))
     store = open_store(settings)
     plan = incremental_windows(
         store, end, overlap=timedelta(minutes=params.overlap_minutes), start=params.start,

@@ -222,6 +222,23 @@ def test_materialize_rebuilds_a_store_whose_tables_or_file_were_removed(tmp_path
     assert _contents(tmp_path / "online.db") == expected
 
 
+def test_materialize_refuses_a_far_future_end_or_an_inverted_window_and_records_nothing(
+    feast_env: FeastEnv,
+) -> None:
+    """A run to 9999 would be recorded by Feast, and every later incremental run would start there."""
+    from featureloop.feast_store import materialize_window
+
+    store = feast_env.store
+    before = {fv.name: list(fv.materialization_intervals) for fv in store.list_feature_views()}
+    now = datetime.now(UTC)
+    with pytest.raises(ValueError, match="FEATURELOOP_EVENT_TIME_MAX_AHEAD_SECONDS"):
+        materialize_window(store, datetime(9999, 12, 31, tzinfo=UTC), latest=now + timedelta(days=1))
+    with pytest.raises(ValueError, match="must be before end"):
+        materialize_window(store, datetime(2013, 1, 1, tzinfo=UTC), start=datetime(2013, 2, 1, tzinfo=UTC))
+    after = {fv.name: list(fv.materialization_intervals) for fv in store.list_feature_views()}
+    assert after == before
+
+
 def _redis_contents(address: str, db: int) -> dict[bytes, dict[bytes, bytes]]:
     import redis
 
