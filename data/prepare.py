@@ -9,8 +9,9 @@ from typing import Any
 
 import pandas as pd
 
+from data.arrival import arrival_summary
 from data.read import read_table
-from data.schema import AIRLINES, FLIGHTS, PLANES, WEATHER, Rule, TableSpec
+from data.schema import AIRLINES, AIRPORTS, FLIGHTS, PLANES, WEATHER, Rule, TableSpec
 from data.store import sha256_file, write_version
 from data.tables import build_offline_tables
 from data.validate import Validated, validate_table
@@ -63,7 +64,7 @@ def prepare_dataset(
     validated: dict[str, Validated] = {}
     airlines = validate_table(AIRLINES, read_table(AIRLINES, raw_dir))
     validated["airlines"] = airlines
-    for spec in (FLIGHTS, WEATHER, PLANES):
+    for spec in (FLIGHTS, WEATHER, PLANES, AIRPORTS):
         report(f"reading {spec.file}")
         frame = read_table(spec, raw_dir)
         if spec is FLIGHTS:
@@ -75,14 +76,26 @@ def prepare_dataset(
         )
     report("computing offline tables and rolling statistics (DuckDB)")
     tables: dict[str, pd.DataFrame] = build_offline_tables(
-        validated["flights"].accepted, validated["weather"].accepted, validated["planes"].accepted
+        validated["flights"].accepted,
+        validated["weather"].accepted,
+        validated["planes"].accepted,
+        validated["airports"].accepted,
     )
     tables["airlines"] = airlines.accepted.drop(columns="source_row")
+    tables["airports"] = validated["airports"].accepted.drop(columns="source_row")
+    arrivals = arrival_summary(tables["flights"])
+    report(
+        f"gate arrivals of {arrivals['landed']:,} landed flights: {arrivals['rule_zone']:,} in the destination's"
+        f" zone, {arrivals['rule_offset']:,} at its standard offset, {arrivals['rule_bound']:,} at a later"
+        f" bound (zone unknown); arr_time agrees for {arrivals['arr_time_agrees']:,}"
+        f" of {arrivals['arr_time_checked']:,} checked"
+    )
     for name, result in validated.items():
         tables[f"quarantine/{name}"] = _stringify_objects(result.quarantined)
     summary = {name: _summary(result) for name, result in validated.items()}
     sources = {
-        spec.file: sha256_file(raw_dir / spec.file)[:16] for spec in (FLIGHTS, WEATHER, PLANES, AIRLINES)
+        spec.file: sha256_file(raw_dir / spec.file)[:16]
+        for spec in (FLIGHTS, WEATHER, PLANES, AIRLINES, AIRPORTS)
     }
     flights = tables["flights"]
     time_range = {
@@ -94,7 +107,7 @@ def prepare_dataset(
         tables,
         versions_dir,
         offline_dir,
-        extra={"validation": summary, "sources": sources, "time_range": time_range},
+        extra={"validation": summary, "sources": sources, "time_range": time_range, "arrivals": arrivals},
     )
     return PrepareResult(
         dataset_version=manifest["dataset_version"],

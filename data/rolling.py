@@ -1,11 +1,11 @@
 """Point-in-time-correct rolling delay statistics per entity, computed with DuckDB.
 
-A flight's outcome becomes known at `outcome_known_ts` (after it landed). For an entity (a carrier,
-route, origin airport or aircraft) the statistics over a trailing window `w` at time `t` use exactly
-the flights whose outcome was known in `(t - w, t]`. They only change when a flight's outcome
-arrives or leaves a window, so one row per change point (`known`, `known + w` for every window)
-describes them exactly: Feast's point-in-time join (latest row at or before `t`) then returns the
-exact value for any `t`, never a value that uses a flight not yet landed at `t`.
+A flight's outcome becomes known at `outcome_known_ts` (when it reaches the gate: data/arrival.py).
+For an entity (a carrier, route, origin airport or aircraft) the statistics over a trailing window
+`w` at time `t` use exactly the flights whose outcome was known in `(t - w, t]`. They only change
+when a flight's outcome arrives or leaves a window, so one row per change point (`known`, `known + w`
+for every window) describes them exactly: Feast's point-in-time join (latest row at or before `t`)
+then returns the exact value for any `t`, never a value that uses a flight not yet at the gate at `t`.
 All sums are integer minutes and counts, so the output is identical run after run.
 """
 

@@ -106,6 +106,11 @@ FLIGHTS = TableSpec(
         ),
         Rule("air_time_positive", "air time is not within 1..1440 minutes", _outside("air_time", 1, 1440)),
         Rule(
+            "sched_arr_time_valid",
+            "scheduled arrival time is missing or not a clock time HHMM (0000..2359)",
+            lambda df: ~(df["sched_arr_time"].between(0, 2359) & (df["sched_arr_time"] % 100 < 60)),
+        ),
+        Rule(
             "flown_has_tailnum",
             "the flight departed but names no aircraft (tailnum)",
             lambda df: df["dep_time"].notna() & df["tailnum"].isna(),
@@ -204,4 +209,38 @@ AIRLINES = TableSpec(
     ),
 )
 
-TABLES: tuple[TableSpec, ...] = (FLIGHTS, WEATHER, PLANES, AIRLINES)
+# Openflights' daylight-saving codes: Europe, US/Canada, South America, Australia, New Zealand, none,
+# unknown.
+DST_CODES = ("E", "A", "S", "O", "Z", "N", "U")
+
+AIRPORTS = TableSpec(
+    name="airports",
+    file="airports.csv",
+    columns={
+        "faa": pa.string(),
+        "name": pa.string(),
+        "lat": pa.float64(),
+        "lon": pa.float64(),
+        "alt": pa.float64(),
+        "tz": pa.float64(),
+        "dst": pa.string(),
+        "tzone": pa.string(),
+    },
+    key=("faa",),
+    rules=(
+        Rule("faa_present", "airport code (faa) is missing", _missing("faa")),
+        Rule("lat_sane", "latitude is outside -90..90 degrees", _outside("lat", -90, 90)),
+        Rule("lon_sane", "longitude is outside -180..180 degrees", _outside("lon", -180, 180)),
+        # A missing or unknown `tzone` ("\N" upstream) is no reason to drop the row: `tz` still
+        # places the airport's clock (data/arrival.py reads such times conservatively).
+        Rule("tz_sane", "UTC offset (tz) is outside -12..14 hours", _outside("tz", -12, 14)),
+        Rule(
+            "dst_code",
+            f"daylight saving code is not one of {', '.join(DST_CODES)}",
+            _not_in("dst", DST_CODES),
+        ),
+        Rule("duplicate_faa", "another row has the same airport code", _duplicate(("faa",))),
+    ),
+)
+
+TABLES: tuple[TableSpec, ...] = (FLIGHTS, WEATHER, PLANES, AIRLINES, AIRPORTS)

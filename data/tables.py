@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from data.arrival import airport_zones, arr_time_agrees, gate_arrivals
 from data.rolling import ROLLING, compute_rolling
 
-# Minutes between wheels-on and the outcome being recorded; air_time excludes taxiing.
-TAXI_ALLOWANCE_MIN = 30
 # Aircraft attributes have no time of their own: they are valid from before the first flight.
 AIRCRAFT_VALID_FROM = pd.Timestamp("2013-01-01T00:00:00Z")
 WEATHER_FEATURES = [
@@ -34,15 +33,18 @@ def _compact_utc_minutes(times: pd.Series) -> pd.Series:
     return pd.Series(compact, index=times.index, dtype=object).where(times.notna())
 
 
-def build_flights(flights: pd.DataFrame) -> pd.DataFrame:
-    """Flights with their scheduled departure (UTC), route and the time their outcome became known."""
+def build_flights(flights: pd.DataFrame, airports: pd.DataFrame) -> pd.DataFrame:
+    """Flights with their scheduled departure (UTC), route, gate arrival and the time their outcome
+    became known: the gate arrival (data/arrival.py), never before the scheduled departure."""
+    flights = flights.reset_index(drop=True)
     sched = flights["time_hour"] + pd.to_timedelta(flights["minute"], unit="min")
     landed = flights["arr_delay"].notna() & flights["air_time"].notna() & flights["dep_delay"].notna()
-    known = sched + pd.to_timedelta(
-        flights["dep_delay"].fillna(0) + flights["air_time"].fillna(0) + TAXI_ALLOWANCE_MIN, unit="min"
-    )
+    zones = airport_zones(airports, flights["dest"])
+    arrival, rule = gate_arrivals(sched, flights, zones)
+    arrival, rule = arrival.where(landed), rule.where(landed & arrival.notna())
     # Never before the flight's own scheduled departure: its outcome cannot feed its own prediction.
-    known = known.where(known > sched, sched + pd.Timedelta(minutes=1)).where(landed)
+    floor = sched + pd.Timedelta(minutes=1)
+    known = arrival.where(arrival.isna() | (arrival > sched), floor)
     local_date = pd.to_datetime(flights[["year", "month", "day"]].rename(columns=str), errors="coerce")
     out = pd.DataFrame(
         {
@@ -69,6 +71,9 @@ def build_flights(flights: pd.DataFrame) -> pd.DataFrame:
             "arr_delay": flights["arr_delay"],
             "air_time": flights["air_time"],
             "cancelled": flights["dep_time"].isna(),
+            "gate_arr_ts": arrival.astype("datetime64[us, UTC]"),
+            "arr_zone_rule": rule,
+            "arr_time_agrees": arr_time_agrees(arrival, flights, zones),
             "outcome_known_ts": known.astype("datetime64[us, UTC]"),
         }
     )
@@ -103,10 +108,10 @@ def build_aircraft(planes: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_offline_tables(
-    flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame
+    flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame, airports: pd.DataFrame
 ) -> dict[str, pd.DataFrame]:
     """Every table of the offline store, by file stem."""
-    flights_out = build_flights(flights)
+    flights_out = build_flights(flights, airports)
     tables = {
         "flights": flights_out,
         "weather": build_weather(weather),

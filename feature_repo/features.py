@@ -14,8 +14,9 @@ from entities import aircraft, carrier, origin_airport, route
 from feast import FeatureView, Field
 from feast.types import Float64, Int64, String
 
-# Rolling statistics change only when a flight lands or leaves a window; a row at each change point
-# makes them exact. After 30 idle days a value is treated as unknown (null), not as zero flights.
+# Rolling statistics change only when a flight reaches the gate (its outcome is known) or leaves a
+# window; a row at each change point makes them exact. After 30 idle days a value is treated as
+# unknown (null), not as zero flights.
 STATS_TTL = timedelta(days=30)
 WINDOWS = ("1h", "24h", "7d")
 
@@ -27,17 +28,17 @@ def _rolling_fields(prefix: str) -> list[Field]:
             Field(
                 name=f"{prefix}_flights_{window}",
                 dtype=Int64,
-                description=f"Flights landed in the last {window}.",
+                description=f"Flights that reached the gate in the last {window}.",
             ),
             Field(
                 name=f"{prefix}_dep_delay_mean_{window}",
                 dtype=Float64,
-                description=f"Mean departure delay (minutes) of flights landed in the last {window}.",
+                description=f"Mean departure delay (minutes) of flights at the gate in the last {window}.",
             ),
             Field(
                 name=f"{prefix}_delayed_share_{window}",
                 dtype=Float64,
-                description=f"Share of flights landed in the last {window} that arrived over 15 minutes late.",
+                description=f"Share of flights at the gate in the last {window} that arrived over 15 minutes late.",
             ),
         ]
     return fields

@@ -40,6 +40,39 @@ def test_read_equals_accepted_plus_quarantined_and_counts_are_in_the_manifest(
     assert manifest["files"]["quarantine/weather.parquet"]["rows"] == counts["quarantined"]
 
 
+def test_airports_are_validated_counted_and_give_each_arrival_its_zone(
+    synthetic_raw: Path, tmp_path: Path
+) -> None:
+    airports = synthetic_raw / "airports.csv"
+    lines = airports.read_text().splitlines()
+    airports.write_text("\n".join([*lines, "XXX,Nowhere,95,0,0,-5,A,America/New_York"]) + "\n")
+    result = _prepare(synthetic_raw, tmp_path)
+    counts = result.validation["airports"]
+    assert counts == {
+        "read": len(lines),
+        "accepted": len(lines) - 1,
+        "quarantined": 1,
+        "by_rule": {"lat_sane": 1},
+    }
+    manifest = read_manifest(tmp_path / "offline")
+    assert manifest["validation"]["airports"] == counts
+    assert manifest["files"]["airports.parquet"]["rows"] == len(lines) - 1
+    assert manifest["files"]["quarantine/airports.parquet"]["rows"] == 1
+    assert manifest["sources"]["airports.csv"]
+    # Every landed flight got a gate arrival by one of the three rules, and where the destination's
+    # clock is known (in January the synthetic ORD's standard offset is its clock) arr_time agrees.
+    arrivals = manifest["arrivals"]
+    by_rule = [arrivals[f"rule_{how}"] for how in ("zone", "offset", "bound")]
+    assert min(by_rule) > 0 and sum(by_rule) == arrivals["landed"] > 0
+    assert arrivals["arr_time_agrees"] == arrivals["arr_time_checked"] == by_rule[0] + by_rule[1]
+
+
+def test_missing_airports_file_is_a_named_error(synthetic_raw: Path, tmp_path: Path) -> None:
+    (synthetic_raw / "airports.csv").unlink()
+    with pytest.raises(DatasetError, match=r"airports\.csv: file not found"):
+        _prepare(synthetic_raw, tmp_path)
+
+
 def test_rerun_gives_byte_identical_output_and_the_same_version(synthetic_raw: Path, tmp_path: Path) -> None:
     first = _prepare(synthetic_raw, tmp_path / "a")
     second = _prepare(synthetic_raw, tmp_path / "b")

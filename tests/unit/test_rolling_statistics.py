@@ -1,4 +1,4 @@
-"""Rolling statistics are point-in-time correct: a value at t uses only flights landed by t."""
+"""Rolling statistics are point-in-time correct: a value at t uses only flights at the gate by t."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def test_after_every_window_has_emptied_the_counts_are_zero(stats: pd.DataFrame)
     assert (row["carrier_flights_1h"], row["carrier_flights_24h"], row["carrier_flights_7d"]) == (0, 0, 0)
 
 
-def _raw_flight(dep_delay: float, air_time: float, arr_delay: float | None) -> dict[str, object]:
+def _raw_flight(dep_delay: float, sched_arr_time: int, arr_delay: float | None) -> dict[str, object]:
     return {
         "year": 2013,
         "month": 3,
@@ -97,14 +97,14 @@ def _raw_flight(dep_delay: float, air_time: float, arr_delay: float | None) -> d
         "sched_dep_time": 900,
         "dep_delay": dep_delay,
         "arr_time": 1200.0,
-        "sched_arr_time": 1200,
+        "sched_arr_time": sched_arr_time,
         "arr_delay": arr_delay,
         "carrier": "AA",
         "flight": 1,
         "tailnum": "N1",
         "origin": "JFK",
         "dest": "BOS",
-        "air_time": air_time,
+        "air_time": 45.0,
         "distance": 187.0,
         "hour": 9,
         "minute": 0,
@@ -112,14 +112,21 @@ def _raw_flight(dep_delay: float, air_time: float, arr_delay: float | None) -> d
     }
 
 
-def test_a_flight_outcome_is_never_known_at_or_before_its_own_scheduled_departure() -> None:
+BOS = pd.DataFrame(
+    [{"faa": "BOS", "name": "Logan", "lat": 42.4, "lon": -71.0, "alt": 19.0, "tz": -5.0, "dst": "A",
+      "tzone": "America/New_York"}]
+)  # fmt: skip
+
+
+def test_a_flight_outcome_is_known_at_its_gate_arrival_never_at_or_before_its_scheduled_departure() -> None:
     flights = build_flights(
-        pd.DataFrame(
-            [_raw_flight(-60.0, 20.0, -30.0), _raw_flight(15.0, 45.0, 20.0), _raw_flight(0.0, 45.0, None)]
-        )
-    )
+        pd.DataFrame([_raw_flight(-5.0, 910, -30.0), _raw_flight(15.0, 1015, 20.0), _raw_flight(0.0, 1015, None)]),
+        BOS,
+    )  # fmt: skip
     known, sched = flights["outcome_known_ts"], flights["sched_dep_ts"]
-    assert known.iloc[0] == sched.iloc[0] + pd.Timedelta(minutes=1)  # early departure: clipped
-    assert known.iloc[1] == sched.iloc[1] + pd.Timedelta(minutes=15 + 45 + 30)
+    # Due at the gate at 09:10 and 30 minutes early: before its own 09:00 departure, so clipped.
+    assert known.iloc[0] == sched.iloc[0] + pd.Timedelta(minutes=1)
+    # The gate arrival: 10:15 New York time + 20 minutes (not gate departure + air time + 30).
+    assert known.iloc[1] == pd.Timestamp("2013-03-01T10:35", tz="America/New_York")
     assert pd.isna(known.iloc[2])  # no arrival, no outcome: it feeds no statistic
     assert (known.dropna() > sched[known.notna()]).all()

