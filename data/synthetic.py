@@ -6,7 +6,8 @@ With `drift=None` it is the no-drift control: every week comes from the same dis
 
 Like the real files, airports.csv does not know every destination: MCO is missing (its arrivals are
 read at a conservative bound) and ORD's `tzone` is "\\N" (read at its `tz` offset), so both of
-data/arrival.py's fallbacks run on synthetic data too.
+data/arrival.py's fallbacks run on synthetic data too. A flight's delay depends on the weather that is
+known at its departure (the reading of the hour before: `WEATHER_KNOWN_AFTER`), as the features see it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from data.schema import LOCAL_TZ, ORIGINS
-from data.tables import WEATHER_FEATURES
+from data.tables import WEATHER_FEATURES, WEATHER_KNOWN_AFTER
 
 CARRIERS = {
     "UA": "United Air Lines Inc.",
@@ -116,8 +117,9 @@ def _flights(spec: SyntheticSpec, weather: pd.DataFrame, rng: np.random.Generato
     carrier = rng.choice(list(CARRIERS), n)
     tailnum = np.array([f"N{100 + i}SY" for i in range(spec.n_aircraft)])[rng.integers(0, spec.n_aircraft, n)]
     hour_local = sched_local.floor("h")
+    known_hour = (sched_local - WEATHER_KNOWN_AFTER).floor("h")  # the latest reading known at departure
     wx = weather.set_index(["origin", "time_local"])
-    wx_rows = wx.loc[list(zip(origin, hour_local, strict=True))]
+    wx_rows = wx.loc[list(zip(origin, known_hour, strict=True))]
     carrier_effect = pd.Series({"UA": 4.0, "DL": -2.0, "B6": 6.0, "EV": 10.0})[carrier].to_numpy()
     dep_delay = (
         -3

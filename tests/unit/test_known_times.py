@@ -1,5 +1,6 @@
-"""Outcomes enter the features only once they can be known: a flight's outcome when it reaches the
-gate (its scheduled arrival in the destination's time zone plus the arrival delay)."""
+"""Outcomes and weather enter the features only once they can be known: a flight's outcome when it
+reaches the gate (its scheduled arrival in the destination's time zone plus the arrival delay), a
+weather reading at the end of its hour."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from data.arrival import BOUND, OFFSET, ZONE
 from data.rolling import ROLLING, WINDOWS, RollingSpec, compute_rolling
 from data.synthetic import DEST_ZONES, SyntheticSpec, generate
-from data.tables import build_flights
+from data.tables import WEATHER_KNOWN_AFTER, build_flights, build_weather
 
 AIRPORTS = pd.DataFrame(
     [
@@ -119,6 +120,21 @@ def test_the_rebuilt_arrival_is_checked_against_arr_time_where_the_zone_is_known
 def test_a_flight_that_did_not_reach_its_destination_has_no_outcome(change: dict[str, Any]) -> None:
     row = _built(_flight("2013-01-15 08:00", "LAX", 1110, None, **change))
     assert pd.isna(row["gate_arr_ts"]) and pd.isna(row["outcome_known_ts"]) and pd.isna(row["arr_zone_rule"])
+
+
+def test_a_weather_reading_is_known_at_the_end_of_its_hour() -> None:
+    hours = pd.date_range("2013-01-15T09:00Z", periods=3, freq="h")
+    weather = pd.DataFrame({"origin": "JFK", "time_hour": hours, "temp": [30.0, 31.0, 32.0]})
+    weather = weather.assign(**{c: 0.0 for c in ("dewp", "humid", "wind_dir", "wind_speed", "wind_gust",
+                                                 "precip", "pressure", "visib")})  # fmt: skip
+    stamped = build_weather(weather)
+    assert (stamped["event_timestamp"] == hours + WEATHER_KNOWN_AFTER).all()
+    assert (stamped["event_timestamp"].dt.minute == 0).all()  # still whole hours: the hourly replay holds
+    # A flight at 10:10 gets the 09:00 reading (observed up to 09:51), not its own hour's (up to 10:51).
+    flight = pd.DataFrame({"origin": ["JFK"], "event_timestamp": [pd.Timestamp("2013-01-15T10:10Z")]})
+    flight["event_timestamp"] = flight["event_timestamp"].astype(stamped["event_timestamp"].dtype)
+    seen = pd.merge_asof(flight, stamped, on="event_timestamp", by="origin")
+    assert seen["temp"].iloc[0] == 30.0
 
 
 # --- No statistic valid at t counts an outcome that reaches the gate after t (synthetic data) -----

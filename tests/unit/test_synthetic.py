@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from data.schema import AIRPORTS, FLIGHTS, PLANES, WEATHER
 from data.synthetic import Drift, SyntheticSpec, generate
+from data.tables import WEATHER_KNOWN_AFTER
 
 AT = pd.Timestamp("2013-01-08T00:00:00Z")
 
@@ -52,3 +54,21 @@ def test_delay_drift_raises_the_late_share_after_the_drift_time() -> None:
     drifted = late_share(SyntheticSpec(days=14, seed=5, drift=Drift(at=AT, features=(), delay_minutes=20)))
     assert drifted[False] == pytest.approx(control[False])
     assert drifted[True] > control[True] + 0.15
+
+
+def test_delays_follow_the_weather_known_at_departure_not_the_hour_still_being_observed() -> None:
+    """The features see a reading from the end of its hour on (`WEATHER_KNOWN_AFTER`): the generator's
+    delays depend on that reading, so a model can learn from what it is served."""
+    tables = generate(SyntheticSpec(days=14, seed=5))
+    flights, weather = tables["flights"].dropna(subset=["dep_delay"]), tables["weather"]
+    visib = weather.assign(time_hour=pd.to_datetime(weather["time_hour"])).set_index(["origin", "time_hour"])[
+        "visib"
+    ]
+    hour = pd.to_datetime(flights["time_hour"])
+    known = visib.reindex(
+        pd.MultiIndex.from_arrays([flights["origin"], hour - WEATHER_KNOWN_AFTER])
+    ).to_numpy()
+    same_hour = visib.reindex(pd.MultiIndex.from_arrays([flights["origin"], hour])).to_numpy()
+    delay = flights["dep_delay"].to_numpy()
+    assert np.corrcoef(delay, known)[0, 1] < -0.4  # less visibility, more delay
+    assert abs(np.corrcoef(delay, same_hour)[0, 1]) < 0.1
