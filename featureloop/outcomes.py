@@ -1,6 +1,6 @@
 """Delayed labels: the served predictions of a window joined with the outcomes known so far.
 
-A flight's outcome is known at `outcome_known_ts` (wheels-on plus taxiing), hours after it was
+A flight's outcome is known at `outcome_known_ts` (its gate arrival), hours after it was
 scored. A drift run at time `as_of` joins the prediction log with the flights whose outcome was known
 by then and measures the serving model on them: ROC AUC and calibration (ECE), against the same
 figures on the model's training holdout. A drop beyond the configured margins is decay: a retrain
