@@ -393,7 +393,7 @@ def _round_trips(client: Any, commands: list[tuple[Any, ...]], batch: int = 20_0
     """Send commands pipelined on one of the client's connections and read their replies, packed and
     parsed by hiredis in C (redis-py's pipeline costs ~8 us a command in Python here). Commands go in
     chunks of `batch`, two chunks in flight: Redis works on one while the next is packed. A Redis
-    error reply raises."""
+    error reply raises. (Serving's reads use it too: serving/online_store.py.)"""
     import hiredis
 
     pool = client.connection_pool
@@ -407,10 +407,10 @@ def _round_trips(client: Any, commands: list[tuple[Any, ...]], batch: int = 20_0
             if reply is False:  # no complete reply buffered yet
                 data = connection._sock.recv(1 << 20)
                 if not data:
-                    raise ConnectionError("Redis closed the connection mid-write")
+                    raise ConnectionError("Redis closed the connection before answering")
                 reader.feed(data)
             elif isinstance(reply, hiredis.ReplyError):
-                raise RuntimeError(f"Redis refused a write: {reply}")
+                raise RuntimeError(f"Redis answered an error: {reply}")
             else:
                 replies.append(reply)
 

@@ -23,10 +23,12 @@ from pydantic_core import to_json
 
 from featureloop.settings import Settings, redacted
 from serving.docs import add_docs
-from serving.features import ENTITY_KEYS, ServiceReader, SqliteStoreFile
-from serving.http import TOKEN_REQUIRED, ServingLayer, answer_predict, token_matches
+from serving.features import ENTITY_KEYS, ServiceReader
+from serving.http import TOKEN_REQUIRED, ServingLayer, answer_online_features, answer_predict, token_matches
 from serving.metrics import ServingMetrics
 from serving.model import ChampionWatcher, ServingModel, load_version
+from serving.online_features import OnlineFeatures
+from serving.online_store import SqliteStoreFile
 from serving.prediction_log import PredictionLog
 from serving.predictor import Batcher, OnlineStoreUnavailable, in_canary, score, shadow_columns
 from serving.schemas import (
@@ -55,6 +57,7 @@ class AppState:
     batcher: Batcher | None = None
     challenger: ChampionWatcher | None = None
     sqlite_file: SqliteStoreFile | None = None
+    online_features: OnlineFeatures | None = None
 
     def reader_for(self, model: ServingModel) -> ServiceReader:
         reader = self.readers.get(model.feature_service)
@@ -176,6 +179,9 @@ def create_app(settings: Settings | None = None) -> ServingApp:
             state.sqlite_file = SqliteStoreFile(state.store, settings.online_store_timeout_ms)
         elif online_type == "redis":
             _bound_redis_waits(state.store, settings.online_store_timeout_ms)
+        state.online_features = OnlineFeatures(
+            state.store, state.sqlite_file, on_answer=lambda path: metrics.online_features.labels(path).inc()
+        )
         watcher = ChampionWatcher(
             resolve=_resolver(
                 settings, CHAMPION
@@ -276,24 +282,12 @@ def create_app(settings: Settings | None = None) -> ServingApp:
         return Response(body, status_code=status, media_type="application/json")
 
     @app.post("/get-online-features", responses=FEATURES_ERRORS)
-    def get_online_features(body: GetOnlineFeaturesRequest, _auth: Authorized) -> JSONResponse:
-        from feast.errors import FeastError
-        from feast.feature_server_utils import convert_response_to_dict
-
-        features: Any = body.features
-        try:
-            if state.sqlite_file is not None:
-                state.sqlite_file.connection()  # Feast reads on this connection: the file must be there
-            if body.feature_service:
-                features = state.store.get_feature_service(body.feature_service, allow_cache=True)
-            response = state.store.get_online_features(
-                features=features, entity_rows=body.entities, full_feature_names=body.full_feature_names
-            )
-        except (FeastError, ValueError, KeyError) as exc:
-            raise HTTPException(400, f"{type(exc).__name__}: {exc}") from exc
-        except Exception as exc:
-            raise OnlineStoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        return JSONResponse(convert_response_to_dict(response.proto))
+    def get_online_features(body: GetOnlineFeaturesRequest, _auth: Authorized) -> Response:
+        """Feast's feature-server endpoint, answered with the body `feast serve` gives. Served by
+        `ServingLayer` below FastAPI; this route documents it and answers the same way without the
+        layer (and the layer's invalid bodies come here for FastAPI's 422)."""
+        status, answer = answer_online_features(state, body)
+        return Response(answer, status_code=status, media_type="application/json")
 
     return app
 

@@ -13,10 +13,12 @@ so, and as soon as a chunked body passes the limit).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +26,9 @@ from pydantic import SecretStr, ValidationError
 from pydantic_core import to_json
 
 from featureloop.event_time import EventTimeBounds
+from serving.online_features import FeaturesRequestError
 from serving.predictor import OnlineStoreUnavailable
-from serving.schemas import PredictRequest
+from serving.schemas import GetOnlineFeaturesRequest, PredictRequest
 
 if TYPE_CHECKING:
     from serving.app import AppState
@@ -86,6 +89,19 @@ async def answer_predict(state: AppState, raw: bytes) -> tuple[int, bytes]:
         return 503, _detail(f"online store unavailable: {exc}; retry shortly")
 
 
+def answer_online_features(state: AppState, request: GetOnlineFeaturesRequest) -> tuple[int, bytes]:
+    """The status and JSON body of a /get-online-features request (authorisation already checked):
+    Feast's answer, its refusal as a 400, or a 503 when the online store could not be read."""
+    if state.online_features is None:
+        return 503, _detail("the online store is not open yet; retry shortly")
+    try:
+        return 200, state.online_features.answer(request)
+    except FeaturesRequestError as exc:
+        return 400, _detail(str(exc))
+    except Exception as exc:
+        return 503, _detail(f"online store unavailable: {type(exc).__name__}: {exc}; retry shortly")
+
+
 def _event_time_errors(request: PredictRequest, bounds: EventTimeBounds) -> list[dict[str, Any]]:
     """A validation error per flight whose prediction time is outside the accepted range (one such
     request would otherwise move every later default drift window; see featureloop.event_time)."""
@@ -115,6 +131,7 @@ class ServingLayer:
         self.app = app
         self.state = state
         self.max_bytes = state.settings.max_request_bytes
+        self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="online-features")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -147,6 +164,8 @@ class ServingLayer:
                     disconnected = status == 0
                 elif path == "/predict" and scope["method"] == "POST":
                     await self._predict(scope, body, send_and_record)
+                elif path == "/get-online-features" and scope["method"] == "POST":
+                    await self._online_features(scope, body, receive, send_and_record)
                 else:
                     await self.app(scope, _replay(body, receive), send_and_record)
         finally:
@@ -187,6 +206,23 @@ class ServingLayer:
         except Exception as exc:
             logger.exception("/predict failed")
             status, answer = 500, _detail(f"internal error: {type(exc).__name__}: {exc}")
+        await _respond(send, status, answer)
+
+    async def _online_features(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+        if not token_matches(_header(scope, b"authorization"), self.state.settings.serving_token):
+            await _respond(send, 401, _detail(TOKEN_REQUIRED), [(b"www-authenticate", b"Bearer")])
+            return
+        try:
+            request = GetOnlineFeaturesRequest.model_validate_json(body)
+        except ValidationError:
+            await self.app(scope, _replay(body, receive), send)  # FastAPI's 422, as `feast serve` answers
+            return
+        # One worker thread, not the event loop: a read can wait (a locked SQLite file, a slow Redis)
+        # and must not hold every other request; and one, not many: threads doing Python work in
+        # turn under the GIL served a third fewer requests than one did.
+        status, answer = await asyncio.get_running_loop().run_in_executor(
+            self._reads, answer_online_features, self.state, request
+        )
         await _respond(send, status, answer)
 
 

@@ -31,6 +31,13 @@ class ServingMetrics:
             ["model_version", "role"],
             registry=r,
         )
+        self.online_features = Counter(
+            "featureloop_online_features_requests_total",
+            "/get-online-features answers by the code that gave them: fast (our reader) or feast "
+            "(Feast's own, for what the fast path does not cover).",
+            ["path"],
+            registry=r,
+        )
         self.feature_status = Counter(
             "featureloop_feature_status_total", "Served feature values by status.", ["status"], registry=r
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -239,50 +240,326 @@ def _in_name_order(body: bytes) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def test_get_online_features_body_is_byte_for_byte_feast_serve(served: Served, tmp_path: Path) -> None:
-    """Start Feast's own feature server on the same registry and online store and compare bodies."""
-    repo = served.settings.feature_repo
-    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
-    config["registry"] = str(served.settings.feast_dir / "registry.db")
-    config["online_store"]["path"] = str(served.settings.feast_dir / "online.db")
-    (tmp_path / "feature_store.yaml").write_text(yaml.safe_dump(config))
+@contextlib.contextmanager
+def _feast_serve(repo: Path, config: dict[str, Any], data_dir: Path, folder: Path) -> Iterator[str]:
+    """Feast's own feature server (`feast serve`, one worker) on `repo` with `config` as its yaml."""
+    (folder / "feature_store.yaml").write_text(yaml.safe_dump(config))
     port = free_port()
-    env = {**os.environ, "FEATURELOOP_DATA_DIR": str(served.settings.data_dir)}
+    env = {**os.environ, "FEATURELOOP_DATA_DIR": str(data_dir)}
     feast_bin = str(Path(sys.executable).parent / "feast")
     proc = subprocess.Popen(
-        [feast_bin, "--chdir", str(repo), "-f", str(tmp_path / "feature_store.yaml"), "serve",
+        [feast_bin, "--chdir", str(repo), "-f", str(folder / "feature_store.yaml"), "serve",
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        feast_url = f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
+            assert proc.poll() is None, "feast serve exited"
             try:
-                if httpx.get(f"{feast_url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.3)
         else:
             raise RuntimeError("feast serve did not start")
-        requests = [
-            {"entities": {"carrier": ["UA", "DL", "ZZ"]}, "features": ["carrier_stats:carrier_flights_7d",
-                                                                     "carrier_stats:carrier_dep_delay_mean_24h"]},
-            {"entities": {"origin": ["EWR", "JFK"]}, "features": ["weather:temp", "weather:visib"],
-             "full_feature_names": True},
-            {"entities": {"tailnum": ["N100SY", "NOPE"], "origin": ["EWR", "LGA"], "carrier": ["UA", "B6"],
-                          "route": ["EWR-ORD", "LGA-ATL"]}, "feature_service": "flight_delay_v1"},
-        ]  # fmt: skip
-        for request in requests:
-            ours = httpx.post(f"{served.url}/get-online-features", json=request, timeout=30)
-            theirs = httpx.post(f"{feast_url}/get-online-features", json=request, timeout=30)
-            assert ours.status_code == theirs.status_code == 200
-            # Feast does not fix the order of feature columns (a set inside): compare in name order,
-            # byte for byte once both bodies list their columns the same way.
-            assert _in_name_order(ours.content) == _in_name_order(theirs.content)
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def feast_server(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`feast serve` on the same registry and SQLite online store as the served app."""
+    repo = served.settings.feature_repo
+    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    config["registry"] = str(served.settings.feast_dir / "registry.db")
+    config["online_store"]["path"] = str(served.settings.feast_dir / "online.db")
+    with _feast_serve(repo, config, served.settings.data_dir, tmp_path_factory.mktemp("feast-serve")) as url:
+        yield url
+
+
+def _feature_requests(served: Served) -> list[dict[str, Any]]:
+    """Bodies the fast path answers: distinct and repeated entities, unknown ones, several views,
+    a feature service with and without full names, a join key no requested view uses."""
+    flights = served.feast_env.table("flights").dropna(subset=["tailnum"])
+    tails = list(dict.fromkeys(flights["tailnum"]))[:25]
+    sample = flights.drop_duplicates("tailnum").head(12)
+    rows = {
+        "tailnum": [*sample["tailnum"], "NOPE", sample["tailnum"].iloc[0]],
+        "origin": [*sample["origin"], "EWR", sample["origin"].iloc[0]],
+        "carrier": [*sample["carrier"], "ZZ", sample["carrier"].iloc[0]],
+        "route": [*(sample["origin"] + "-" + sample["dest"]), "EWR-NOWHERE", "X-Y"],
+    }
+    aircraft = ["aircraft_stats:aircraft_flights_24h", "aircraft_stats:aircraft_dep_delay_mean_24h",
+                "aircraft_stats:aircraft_delayed_share_24h"]  # fmt: skip
+    return [
+        {"entities": {"carrier": ["UA", "DL", "ZZ"]}, "features": ["carrier_stats:carrier_flights_7d",
+                                                                 "carrier_stats:carrier_dep_delay_mean_24h"]},
+        {"entities": {"origin": ["EWR", "JFK"]}, "features": ["weather:temp", "weather:visib"],
+         "full_feature_names": True},
+        {"entities": {"tailnum": [*tails, "NOPE", tails[0]]}, "features": aircraft},
+        {"entities": {"tailnum": tails[:1]}, "features": aircraft},
+        {"entities": {"tailnum": tails[:5], "origin": ["EWR", "JFK", "LGA", "EWR", "JFK"]},
+         "features": [*aircraft, "aircraft:seats", "aircraft:manufacturer"]},
+        {"entities": rows, "feature_service": "flight_delay_v1"},
+        {"entities": rows, "feature_service": "flight_delay_v1", "full_feature_names": True},
+    ]  # fmt: skip
+
+
+def _fast_path_count(url: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    found = re.search(r'^featureloop_online_features_requests_total\{path="fast"\} ([\d.]+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def _assert_bodies_equal(ours: httpx.Response, theirs: httpx.Response) -> None:
+    assert ours.status_code == theirs.status_code == 200, (ours.text[:300], theirs.text[:300])
+    # Feast does not fix the order of a view's features (a set inside, ordered by the process's
+    # string hashes): compare in name order, byte for byte once both bodies list their columns the
+    # same way. (The order itself is checked against Feast in one process below.)
+    assert _in_name_order(ours.content) == _in_name_order(theirs.content)
+
+
+def test_get_online_features_body_is_byte_for_byte_feast_serve(served: Served, feast_server: str) -> None:
+    """Feast's own feature server on the same registry and online store gives the same bodies, and
+    our fast path (not Feast's code) answered every one of them."""
+    requests = _feature_requests(served)
+    before = _fast_path_count(served.url)
+    for request in requests:
+        ours = httpx.post(f"{served.url}/get-online-features", json=request, timeout=30)
+        theirs = httpx.post(f"{feast_server}/get-online-features", json=request, timeout=30)
+        _assert_bodies_equal(ours, theirs)
+    assert _fast_path_count(served.url) - before == len(requests)
+
+
+def test_get_online_features_returns_values_older_than_their_ttl_as_feast_does(
+    served: Served, feast_server: str
+) -> None:
+    """Feast 0.67's feature server applies no TTL to a plain request: a value older than its view's
+    TTL comes back PRESENT, with its event time (no OUTSIDE_MAX_AGE). So do we."""
+    request = {"entities": {"carrier": ["UA", "DL"], "origin": ["EWR", "JFK"]},
+               "features": ["carrier_stats:carrier_flights_7d", "origin_stats:origin_flights_24h"]}  # fmt: skip
+    ours = httpx.post(f"{served.url}/get-online-features", json=request, timeout=30)
+    theirs = httpx.post(f"{feast_server}/get-online-features", json=request, timeout=30)
+    _assert_bodies_equal(ours, theirs)
+    payload = ours.json()
+    results = dict(zip(payload["metadata"]["feature_names"], payload["results"], strict=True))
+    ttl = pd.Timedelta(days=30)  # the rolling statistics' TTL
+    for name in ("carrier_flights_7d", "origin_flights_24h"):
+        stamps = pd.to_datetime(results[name]["event_timestamps"], utc=True)
+        assert (stamps < pd.Timestamp.now(tz="UTC") - ttl).all()  # the synthetic data is from 2013
+        assert results[name]["statuses"] == ["PRESENT", "PRESENT"]
+
+
+def test_get_online_features_fast_path_lists_columns_in_feasts_order(served: Served) -> None:
+    """In one process (one string-hash order), the fast path's body equals Feast's own
+    `get_online_features` body byte for byte, column order included."""
+    from serving.online_features import OnlineFeatures
+    from serving.online_store import SqliteStoreFile
+    from serving.schemas import GetOnlineFeaturesRequest
+
+    store = served.feast_env.store
+    answers = OnlineFeatures(store, SqliteStoreFile(store, 5000))
+    for body in _feature_requests(served):
+        request = GetOnlineFeaturesRequest(**body)
+        assert answers._fast(request) == answers._feast(request)
+
+
+def test_get_online_features_keeps_feasts_times_when_an_entitys_rows_differ(
+    served: Served, tmp_path: Path
+) -> None:
+    """An entity whose rows were written at different times (a feature added to a view and loaded
+    later, one left from an earlier load) gets the time of the row Feast's query lists last, also
+    when none of the features asked for is stored for it. The fast path reads only the requested
+    features' rows; the time still comes from the entity's last row."""
+    import shutil
+    import sqlite3
+
+    from featureloop.feast_store import open_store
+    from serving.online_features import OnlineFeatures
+    from serving.schemas import GetOnlineFeaturesRequest
+
+    data = tmp_path / "data"
+    shutil.copytree(served.settings.feast_dir, data / "feast")
+    (data / "offline").symlink_to(served.settings.offline_dir.resolve(), target_is_directory=True)
+    table = "featureloop_aircraft_stats"
+    with contextlib.closing(sqlite3.connect(data / "feast" / "online.db", isolation_level=None)) as con:
+        found = con.execute(
+            f"SELECT entity_key, max(event_ts) FROM {table} GROUP BY entity_key LIMIT 3"
+        ).fetchall()
+        keys = [k for k, _ in found]
+        # The first entity: one row not asked for, rewritten an hour later (now its last row).
+        con.execute(
+            f"INSERT OR REPLACE INTO {table} (entity_key, feature_name, value, event_ts, created_ts) "
+            f"SELECT entity_key, feature_name, value, event_ts + 3600, created_ts FROM {table} "
+            "WHERE entity_key = ? AND feature_name = 'aircraft_flights_7d'",
+            (keys[0],),
+        )
+        # The second: the features asked for are gone, the others stay.
+        con.execute(f"DELETE FROM {table} WHERE entity_key = ? AND feature_name LIKE '%_24h'", (keys[1],))
+    request = GetOnlineFeaturesRequest(
+        entities={"tailnum": [*_tails_of(keys), "NOPE"]},
+        features=["aircraft_stats:aircraft_flights_24h", "aircraft_stats:aircraft_delayed_share_24h"],
+    )
+    answers = OnlineFeatures(open_store(served.settings.model_copy(update={"data_dir": data})))
+    body = answers._fast(request)
+    assert body == answers._feast(request)
+    stamps = json.loads(body)["results"][1]["event_timestamps"]
+
+    def text(stored: int) -> str:  # Feast's reading of a stored time (the machine's local time, called UTC)
+        return datetime.fromtimestamp(stored).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    assert stamps[:2] == [text(found[0][1] + 3600), text(found[1][1])]
+    assert json.loads(body)["results"][1]["statuses"] == ["PRESENT", "NOT_FOUND", "PRESENT", "NOT_FOUND"]
+
+
+def _tails_of(keys: list[bytes]) -> list[str]:
+    """The tail numbers in Feast's serialised entity keys (one string join key each)."""
+    import struct
+
+    tails = []
+    for key in keys:
+        (name_length,) = struct.unpack_from("<I", key, 8)
+        at = 12 + name_length + 4  # the key's name, then the value's type
+        (length,) = struct.unpack_from("<I", key, at)
+        tails.append(key[at + 4 : at + 4 + length].decode())
+    return tails
+
+
+def test_get_online_features_leaves_what_it_does_not_cover_to_feast(
+    served: Served, feast_server: str
+) -> None:
+    """Requests the fast path does not cover are answered by Feast's code: the same bodies."""
+    tails = list(dict.fromkeys(served.feast_env.table("flights").dropna(subset=["tailnum"])["tailnum"]))[:3]
+    requests = [
+        # a column Feast skips (not a join key): Feast checks and drops it
+        {"entities": {"tailnum": tails, "colour": ["red", "green", "blue"]}, "features": ["aircraft:seats"]},
+    ]
+    before = _fast_path_count(served.url)
+    for request in requests:
+        ours = httpx.post(f"{served.url}/get-online-features", json=request, timeout=30)
+        theirs = httpx.post(f"{feast_server}/get-online-features", json=request, timeout=30)
+        _assert_bodies_equal(ours, theirs)
+    assert _fast_path_count(served.url) == before
+
+
+def test_entity_keys_are_serialised_as_feast_serialises_them() -> None:
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.value_type import ValueType
+
+    from serving.online_store import _key_encoder
+
+    cases = [
+        (["tailnum"], [ValueType.STRING], [("N12345",), ("",), ("Zürich-✈",)]),
+        (["id"], [ValueType.INT64], [(0,), (-1,), (2**63 - 1,), (-(2**63),)]),
+        (["a_id", "b_name"], [ValueType.INT64, ValueType.STRING], [(7, "x"), (-5, "ÿ")]),
+    ]
+    for names, types, keys in cases:
+        encode = _key_encoder(names, types)
+        assert encode is not None
+        for key in keys:
+            values = [
+                Value(string_val=v) if t == ValueType.STRING else Value(int64_val=v)
+                for v, t in zip(key, types, strict=True)
+            ]
+            expected = serialize_entity_key(EntityKey(join_keys=names, entity_values=values), 3)
+            assert encode(key) == expected, key
+    assert _key_encoder(["when"], [ValueType.UNIX_TIMESTAMP]) is None  # left to Feast
+
+
+def test_stored_values_are_written_as_feasts_feature_server_writes_them() -> None:
+    from feast.feature_server_utils import _value_to_native
+    from feast.protos.feast.types.Value_pb2 import BoolList, DoubleList, Int64List, StringList, Value
+
+    from serving.online_features import json_value
+
+    values = [
+        Value(), Value(double_val=0.1), Value(double_val=-0.0), Value(double_val=1e300),
+        Value(double_val=float("nan")), Value(double_val=float("inf")), Value(double_val=float("-inf")),
+        Value(int64_val=-5), Value(int64_val=2**63 - 1), Value(int32_val=-7), Value(float_val=0.1),
+        Value(string_val=""), Value(string_val="Zürich ✈"), Value(bool_val=True), Value(bool_val=False),
+        Value(bytes_val=b"\x00\xff"), Value(unix_timestamp_val=1356998400),
+        Value(double_list_val=DoubleList(val=[1.5, float("nan")])), Value(int64_list_val=Int64List(val=[1, -2])),
+        Value(string_list_val=StringList(val=["a", "b"])), Value(bool_list_val=BoolList(val=[True])),
+    ]  # fmt: skip
+    for value in values:
+        assert json.dumps(json_value(value.SerializeToString())) == json.dumps(_value_to_native(value)), value
+
+
+@dataclass
+class RedisCopy:
+    url: str  # ours
+    feast_url: str
+    requests: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def redis_copy(
+    served: Served, redis_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisCopy]:
+    """A copy of the repo on a real Redis (loaded as the SQLite store is), its service with a twin
+    that has Feast's `precompute_online`; ours and `feast serve` on it."""
+    import shutil
+
+    from featureloop.feast_store import apply_repo, open_store
+
+    tmp = tmp_path_factory.mktemp("redis-copy")
+    repo, data = tmp / "feature_repo", tmp / "data"
+    shutil.copytree(served.settings.feature_repo, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    with (repo / "feature_services.py").open("a") as services:
+        services.write(
+            "\nflight_delay_v1_precomputed = FeatureService(\n"
+            '    name="flight_delay_v1_precomputed", features=flight_delay_v1._features, precompute_online=True\n)\n'
+        )
+    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    config["online_store"] = {"type": "redis", "connection_string": f"{redis_server},db=11"}
+    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
+    (data / "feast").mkdir(parents=True)
+    (data / "offline").symlink_to(served.settings.offline_dir.resolve(), target_is_directory=True)
+    settings = served.settings.model_copy(update={"feature_repo": repo, "data_dir": data})
+    apply_repo(settings)
+    store = open_store(settings)
+    materialize_window(store, served.end)
+    assert store.precompute_feature_service("flight_delay_v1_precomputed") > 0
+    config["registry"] = str(data / "feast" / "registry.db")
+    rows = _feature_requests(served)[-1]["entities"]
+    requests = [
+        *_feature_requests(served),
+        # Feast reads precomputed vectors only with full names (the vectors store them so)
+        {"entities": rows, "feature_service": "flight_delay_v1_precomputed", "full_feature_names": True},
+    ]
+    with _feast_serve(repo, config, data, tmp) as feast_url, serve_app(create_app(settings)) as url:
+        yield RedisCopy(url, feast_url, requests)
+
+
+def test_get_online_features_on_redis_is_byte_for_byte_feast_serve(redis_copy: RedisCopy) -> None:
+    """The Redis profile's reader (one pipeline a request) gives feast serve's bodies: Feast's Redis
+    store answers an unknown entity PRESENT with nulls and the epoch as its time, and a service
+    with precomputed vectors (answered by Feast's code) marks values older than their TTL
+    OUTSIDE_MAX_AGE."""
+    before = _fast_path_count(redis_copy.url)
+    for request in redis_copy.requests:
+        ours = httpx.post(f"{redis_copy.url}/get-online-features", json=request, timeout=30)
+        theirs = httpx.post(f"{redis_copy.feast_url}/get-online-features", json=request, timeout=30)
+        _assert_bodies_equal(ours, theirs)
+    assert _fast_path_count(redis_copy.url) - before == len(redis_copy.requests) - 1  # all but precomputed
+    unknown = httpx.post(
+        f"{redis_copy.url}/get-online-features",
+        json={"entities": {"tailnum": ["NOPE"]}, "features": ["aircraft:seats"]},
+        timeout=30,
+    ).json()
+    assert unknown["results"][1] == {
+        "values": [None], "statuses": ["PRESENT"], "event_timestamps": ["1970-01-01T00:00:00Z"]
+    }  # fmt: skip
+    precomputed = httpx.post(
+        f"{redis_copy.url}/get-online-features", json=redis_copy.requests[-1], timeout=30
+    ).json()
+    assert "OUTSIDE_MAX_AGE" in {s for r in precomputed["results"] for s in r["statuses"]}
 
 
 def test_served_rows_reach_the_prediction_log(served: Served) -> None:
