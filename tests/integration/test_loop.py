@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 START = pd.Timestamp("2013-01-01", tz="America/New_York")
 DRIFT_AT = START + pd.Timedelta(days=20)
 SPEC = SyntheticSpec(
-    days=24, flights_per_hour=12, n_aircraft=30, seed=21,
+    days=24, flights_per_hour=16, n_aircraft=30, seed=21,
     drift=Drift(at=DRIFT_AT, features=("wind_speed",), shift=3.0),
 )  # fmt: skip
 # The champion learns from one full week after the first (whose 7-day statistics are still filling).
