@@ -213,7 +213,9 @@ def create_app(settings: Settings | None = None) -> ServingApp:
             on_spilled=metrics.log_spilled.set,
         )
         state.log.start()
-        state.batcher = Batcher(state.score_batch, max_rows=max(settings.predict_max_batch, 256))
+        state.batcher = Batcher(
+            state.score_batch, max_rows=max(settings.predict_max_batch, 256), inline=online_type == "sqlite"
+        )
         state.batcher.start()
         # Feast, MLflow and the model leave a large heap of long-lived objects: freeze it so that full
         # garbage collections stop scanning it (they paused requests for ~200 ms here).

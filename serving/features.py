@@ -10,6 +10,7 @@ tested equal to `FeatureStore.get_online_features`.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -65,53 +66,78 @@ class ServiceReader:
     def __init__(self, store: FeatureStore, service: str, sqlite_file: SqliteStoreFile | None = None) -> None:
         self.service = service
         self._tables = OnlineTables(store, sqlite_file)
-        self._views: list[tuple[ViewTable, timedelta]] = []
+        self._views: list[
+            tuple[ViewTable, timedelta | None, Callable[[dict[str, Any]], tuple[Any, ...]]]
+        ] = []
         for projection in store.get_feature_service(service).feature_view_projections:
             view = store.get_feature_view(projection.name)
             table = self._tables.table(view, [f.name for f in projection.features], projection.join_key_map)
-            self._views.append((table, view.ttl or timedelta(0)))
-        self.feature_names = [name for table, _ in self._views for name in table.features]
+            ttl = view.ttl if view.ttl and view.ttl > timedelta(0) else None
+            self._views.append((table, ttl, _key_getter(table.join_keys)))
+        self.feature_names = [name for table, _, _ in self._views for name in table.features]
+        self._decoded: dict[bytes, Any] = {}  # stored bytes -> value (a pure function: never stale)
 
     def read(self, entity_rows: list[dict[str, Any]], times: list[datetime]) -> ServedFeatures:
         """Values and statuses for each row; a value older than its view's TTL at the row's time is stale."""
         values: dict[str, list[Any]] = {}
         missing: list[list[str]] = [[] for _ in entity_rows]
         stale: list[list[str]] = [[] for _ in entity_rows]
-        keys_by_view = [
-            [tuple(row.get(k) for k in t.join_keys) for row in entity_rows] for t, _ in self._views
-        ]
+        keys_by_view = [[key_of(row) for row in entity_rows] for _, _, key_of in self._views]
         # Each distinct entity is read once (a batch often repeats carriers, airports, routes), all views at once.
         distinct = [list(dict.fromkeys(keys)) for keys in keys_by_view]
-        found_by_view = self._tables.read([(t, d) for (t, _), d in zip(self._views, distinct, strict=True)])
-        for (table, view_ttl), keys, unique, found in zip(
+        found_by_view = self._tables.read(
+            [(t, d) for (t, _, _), d in zip(self._views, distinct, strict=True)]
+        )
+        if len(self._decoded) > 200_000:
+            self._decoded = {}
+        cache = self._decoded
+        for (table, ttl, _), keys, unique, found in zip(
             self._views, keys_by_view, distinct, found_by_view, strict=True
         ):
+            features = table.features
+            nothing = (None,) * len(features)
             # Decode each distinct entity once, and split its features into missing (no value) and present once.
             decoded: dict[tuple[Any, ...], tuple[datetime | None, tuple[Any, ...], list[str], list[str]]] = {}
             for key, (stamp, stored) in zip(unique, found, strict=True):
-                row_values = (
-                    tuple(decode_value(stored.get(n)) for n in table.features)
-                    if stored
-                    else (None,) * len(table.features)
+                if not stored:
+                    decoded[key] = (stamp, nothing, features, [])
+                    continue
+                row: list[Any] = []
+                for name in features:
+                    raw = stored.get(name)
+                    if raw is None:
+                        row.append(None)
+                        continue
+                    value = cache.get(raw, cache)
+                    if value is cache:
+                        value = cache[raw] = decode_value(raw)
+                    row.append(value)
+                absent = [name for name, x in zip(features, row, strict=True) if x is None]
+                present = (
+                    [name for name, x in zip(features, row, strict=True) if x is not None] if ttl else []
                 )
-                absent = [name for name, x in zip(table.features, row_values, strict=True) if x is None]
-                present = [name for name, x in zip(table.features, row_values, strict=True) if x is not None]
-                decoded[key] = (stamp, row_values, absent, present)
-            nothing = (None,) * len(table.features)
-            ttl = view_ttl if view_ttl > timedelta(0) else None
+                decoded[key] = (stamp, tuple(row), absent, present)
             served: list[tuple[Any, ...]] = []
-            for i, (key, t) in enumerate(zip(keys, times, strict=True)):
+            for i, key in enumerate(keys):
                 stamp, row_values, absent, present = decoded[key]
                 if absent:
                     missing[i].extend(absent)
-                if ttl is not None and stamp is not None and stamp + ttl < t and present:
+                if ttl is not None and stamp is not None and present and stamp + ttl < times[i]:
                     stale[i].extend(present)
                     served.append(nothing)
                 else:
                     served.append(row_values)
-            for name, column in zip(table.features, zip(*served, strict=True), strict=True):
+            for name, column in zip(features, zip(*served, strict=True), strict=True):
                 values[name] = list(column)
         return ServedFeatures(columns=values, missing=missing, stale=stale)
+
+
+def _key_getter(join_keys: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A row's join-key values as a tuple (None for a key the row lacks)."""
+    if len(join_keys) == 1:
+        (name,) = join_keys
+        return lambda row: (row.get(name),)
+    return lambda row: tuple(row.get(k) for k in join_keys)
 
 
 def _varint(data: bytes, at: int) -> tuple[int, int]:

@@ -56,7 +56,7 @@ class _Plan:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
     """A request checked against its plan: the entity columns, and what to read per view."""
 
     plan: _Plan
@@ -82,16 +82,28 @@ class OnlineFeatures:
         self._plans: dict[tuple[Any, ...], _Plan] = {}
         self._services: dict[str, tuple[Any, Any]] = {}
         self._stamp_texts: dict[datetime | None, str] = {None: EPOCH}
+        self._values: dict[bytes, Any] = {}  # stored bytes -> JSON value (a pure function: never stale)
 
-    def answer(self, request: GetOnlineFeaturesRequest) -> bytes:
+    @property
+    def local(self) -> bool:
+        """The fast path reads a local SQLite file: no network, and a lock waits at most the
+        connection's busy timeout (none in write-ahead-log mode)."""
+        return self._tables.mode == "sqlite"
+
+    def prepare(self, request: GetOnlineFeaturesRequest) -> Prepared | None:
+        """The fast path's reads for the request (no I/O), or None when Feast's code answers it."""
+        try:
+            return self._prepare(request)
+        except Exception:
+            return None
+
+    def answer(self, request: GetOnlineFeaturesRequest, prepared: Prepared | None = None) -> bytes:
         """The JSON body; FeaturesRequestError when Feast refuses the request, any other exception
         when the online store could not be read."""
         # Only the store's read may fail the fast path; any other surprise (a request it does not
         # cover, a value it cannot write) is left to Feast's code, whose answer is the answer.
-        try:
-            prepared = self._prepare(request)
-        except Exception:
-            prepared = None
+        if prepared is None:
+            prepared = self.prepare(request)
         if prepared is not None:
             found = self._tables.read(prepared.reads)
             try:
@@ -127,7 +139,7 @@ class OnlineFeatures:
         prepared = self._prepare(request)
         return self._render(prepared, self._tables.read(prepared.reads))
 
-    def _prepare(self, request: GetOnlineFeaturesRequest) -> _Prepared:
+    def _prepare(self, request: GetOnlineFeaturesRequest) -> Prepared:
         if not self._tables.direct:
             raise _FallBack
         plan = self._plan(request)
@@ -153,9 +165,9 @@ class OnlineFeatures:
             keys = list(zip(*(entities[k] for k in table.join_keys), strict=True))
             keys_by_view.append(keys)
             reads.append((table, list(dict.fromkeys(keys))))
-        return _Prepared(plan, names, results, reads, keys_by_view)
+        return Prepared(plan, names, results, reads, keys_by_view)
 
-    def _render(self, prepared: _Prepared, found_by_view: list[list[Found]]) -> bytes:
+    def _render(self, prepared: Prepared, found_by_view: list[list[Found]]) -> bytes:
         names, results = list(prepared.names), list(prepared.results)
         for (table, out_names), keys, (_, unique), found in zip(
             prepared.plan.tables, prepared.keys_by_view, prepared.reads, found_by_view, strict=True
@@ -188,8 +200,23 @@ class OnlineFeatures:
             text = self._stamp_texts[stamp] = _stamp_text(stamp)
         if stored is None:
             return text, [None] * len(features), [NOT_FOUND] * len(features)
-        values = [json_value(stored[f]) if f in stored else None for f in features]
-        return text, values, [PRESENT if f in stored else NOT_FOUND for f in features]
+        if len(self._values) > 200_000:
+            self._values = {}
+        cache = self._values
+        values: list[Any] = []
+        statuses: list[str] = []
+        for name in features:
+            if name not in stored:
+                values.append(None)
+                statuses.append(NOT_FOUND)
+                continue
+            raw = stored[name] or b""
+            value = cache.get(raw, cache)
+            if value is cache:
+                value = cache[raw] = json_value(raw)
+            values.append(value)
+            statuses.append(PRESENT)
+        return text, values, statuses
 
     def _plan(self, request: GetOnlineFeaturesRequest) -> _Plan:
         """The fast path's reading plan for these features (Feast's resolution, cached by Feast)."""

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 Found = tuple[datetime | None, dict[str, bytes | None] | None]
 SQLITE_VARIABLES = 30_000  # keys per statement (SQLite's limit: 32,766 bound parameters)
+SQLITE_CACHE_KIB = 65_536
 
 
 class OnlineStoreMissing(RuntimeError):
@@ -80,6 +81,9 @@ class SqliteStoreFile:
                         self._connection.close()
                     connection = self._online._get_conn(self._config)
                     connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+                    # Up to 64 MiB of pages kept (SQLite's default is 2 MiB): a batch of distinct
+                    # entities touches pages all over the tables, re-read from the OS otherwise.
+                    connection.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
                     self._connection, self._identity = connection, identity
         return self._connection
 
@@ -95,7 +99,7 @@ class ViewTable:
     # Feast's serialised entity key of a tuple of join-key values, when each is a string or an int64.
     encode_key: Callable[[tuple[Any, ...]], bytes] | None
     sqlite_table: str  # quoted
-    subset: bool  # fewer features than the view has (SQLite then fetches only theirs)
+    subset: bool  # at most half of the view's features (SQLite then fetches only theirs)
     redis_fields: list[bytes]  # the features' hash fields, then the view's `_ts:` field
 
 
@@ -145,7 +149,9 @@ class OnlineTables:
             features=list(features),
             encode_key=_key_encoder([c.name for c in columns], value_types),
             sqlite_table=quote_identifier(f"{self._store.config.project}_{view.name}"),
-            subset=len(set(features)) < len(view.features),
+            # Only their rows when at most half of the view's features are asked for (the entity's
+            # last-row time then costs a lookup of its own: more than a few extra rows).
+            subset=2 * len(set(features)) <= len(view.features),
             redis_fields=[_mmh3(f"{view.name}:{f}") for f in features] + [f"_ts:{view.name}".encode()],
         )
 
@@ -169,44 +175,74 @@ class OnlineTables:
         return [serialize_entity_key(p, entity_key_serialization_version=3) for p in _key_protos(table, keys)]
 
     def _read_sqlite(self, encoded: list[tuple[ViewTable, list[bytes]]]) -> list[list[Found]]:
-        """Feast's SQLite reads, every view's in one statement (a statement holds at most
-        SQLITE_VARIABLES keys; Feast's hold one view's): each entity's feature rows and the time of
-        its last row (Feast's query lists an entity's rows through the table's `entity_key` index, in
-        the order they were written, and keeps the last one's time). Rows name their view and entity
-        by position, not by the key's bytes; when only some of a view's features are asked for, only
-        theirs are fetched, and the time comes from the entity's last row all the same."""
+        """Feast's SQLite reads: for each entity, its feature rows and the time of its last row
+        (Feast's query lists an entity's rows through the table's `entity_key` index, in the order
+        they were written, and keeps the last one's time). The views read whole share one statement
+        (at most SQLITE_VARIABLES keys; Feast's statements hold one view's) whose rows name their view
+        and entity by position; a view of which at most half the features are asked for gets a
+        statement of one row per entity: the last row's time and each requested feature's value."""
         assert self.sqlite is not None
         connection = self.sqlite.connection()  # one check of the file for the whole read
-        stamps: list[list[int | None]] = [[None] * len(keys) for _, keys in encoded]
-        stored: list[list[dict[str, bytes | None]]] = [[{} for _ in keys] for _, keys in encoded]
-        seen = [[False] * len(keys) for _, keys in encoded]
-        groups: list[list[int]] = [[]]
-        count = 0
-        for v, (_, keys) in enumerate(encoded):
-            if groups[-1] and count + len(keys) > SQLITE_VARIABLES:
+        out: list[list[Found]] = [[] for _ in encoded]
+        whole: list[int] = []
+        for v, (table, keys) in enumerate(encoded):
+            if keys and table.subset:
+                for start in range(0, len(keys), SQLITE_VARIABLES):
+                    out[v] += self._read_sqlite_subset(
+                        connection, table, keys[start : start + SQLITE_VARIABLES]
+                    )
+            elif keys:
+                whole.append(v)
+        groups: list[list[int]] = []
+        count = SQLITE_VARIABLES
+        for v in whole:
+            if count + len(encoded[v][1]) > SQLITE_VARIABLES:
                 groups.append([])
                 count = 0
-            if keys:
-                groups[-1].append(v)
-                count += len(keys)
+            groups[-1].append(v)
+            count += len(encoded[v][1])
         for group in groups:
-            if not group:
-                continue
+            stamps = {v: [None] * len(encoded[v][1]) for v in group}
+            stored: dict[int, list[dict[str, bytes | None] | None]] = {
+                v: [None] * len(encoded[v][1]) for v in group
+            }
             sql, params = _sqlite_statement([(v, *encoded[v]) for v in group])
             for v, i, name, value, stamp in connection.execute(sql, params).fetchall():
-                if name is None:  # a subset's entity: the time of its last row (None: no row)
-                    stamps[v][i], seen[v][i] = stamp, stamp is not None
-                else:
-                    stored[v][i][name] = value
-                    if not encoded[v][0].subset:
-                        stamps[v][i], seen[v][i] = stamp, True
-        return [
-            [
-                (self._sqlite_stamp(stamp), found) if there else (None, None)
-                for stamp, found, there in zip(view_stamps, view_stored, view_seen, strict=True)
-            ]
-            for view_stamps, view_stored, view_seen in zip(stamps, stored, seen, strict=True)
-        ]
+                found = stored[v][i]
+                if found is None:
+                    found = stored[v][i] = {}
+                found[name] = value
+                stamps[v][i] = stamp
+            for v in group:
+                out[v] = [
+                    (None, None) if found is None else (self._sqlite_stamp(stamp), found)
+                    for stamp, found in zip(stamps[v], stored[v], strict=True)
+                ]
+        return out
+
+    def _read_sqlite_subset(self, connection: Any, table: ViewTable, keys: list[bytes]) -> list[Found]:
+        """One row per entity: the time of its last row (NULL: no row), then each feature's value
+        (NULL: no such row; an empty value is a stored null)."""
+        entities = f"WITH k(i, key) AS (VALUES {','.join(f'({i},?)' for i in range(len(keys)))}) "
+        values = ", ".join(
+            f"(SELECT value FROM {table.sqlite_table} WHERE entity_key = k.key AND feature_name = {quote_literal(f)})"
+            for f in table.features
+        )
+        sql = (
+            f"{entities}SELECT (SELECT CAST(event_ts AS INTEGER) FROM {table.sqlite_table} "
+            f"WHERE entity_key = k.key ORDER BY rowid DESC LIMIT 1), {values} FROM k"
+        )
+        features = table.features
+        out: list[Found] = []
+        for stamp, *stored in connection.execute(sql, keys).fetchall():
+            if stamp is None:
+                out.append((None, None))
+            else:
+                found = {
+                    name: value for name, value in zip(features, stored, strict=True) if value is not None
+                }
+                out.append((self._sqlite_stamp(stamp), found))
+        return out
 
     def _sqlite_stamp(self, raw: int | None) -> datetime | None:
         # Feast's sqlite3 converter reads the stored whole seconds as the machine's local time, and
@@ -274,25 +310,17 @@ class OnlineTables:
 
 
 def _sqlite_statement(reads: list[tuple[int, ViewTable, list[bytes]]]) -> tuple[str, list[bytes]]:
-    """One statement reading several views: rows of (view, entity position, feature, value, time)."""
+    """One statement reading views whole: rows of (view, entity position, feature, value, time)."""
     ctes, parts, params = [], [], []
     for v, table, keys in reads:
         ctes.append(f"k{v}(i, key) AS (VALUES {','.join(f'({i},?)' for i in range(len(keys)))})")
         params += keys
         # CROSS JOIN: SQLite keeps the keys as the outer loop, so each entity's rows come through
         # the table's entity_key index, in rowid order, as Feast's query lists them.
-        join = f"FROM k{v} CROSS JOIN {table.sqlite_table} AS t ON t.entity_key = k{v}.key"
-        if table.subset:
-            names = ",".join(quote_literal(f) for f in table.features)
-            parts.append(
-                f"SELECT {v}, k{v}.i, t.feature_name, t.value, NULL {join} AND t.feature_name IN ({names})"
-            )
-            parts.append(
-                f"SELECT {v}, i, NULL, NULL, (SELECT CAST(event_ts AS INTEGER) FROM {table.sqlite_table} "
-                f"WHERE entity_key = k{v}.key ORDER BY rowid DESC LIMIT 1) FROM k{v}"
-            )
-        else:
-            parts.append(f"SELECT {v}, k{v}.i, t.feature_name, t.value, CAST(t.event_ts AS INTEGER) {join}")
+        parts.append(
+            f"SELECT {v}, k{v}.i, t.feature_name, t.value, CAST(t.event_ts AS INTEGER) "
+            f"FROM k{v} CROSS JOIN {table.sqlite_table} AS t ON t.entity_key = k{v}.key"
+        )
     return f"WITH {', '.join(ctes)} {' UNION ALL '.join(parts)}", params
 
 

@@ -1,7 +1,8 @@
 """Scoring: online features + the model for a batch of requests, and the batcher that forms batches.
 
 Concurrent /predict requests are scored together: while one batch is being scored, new requests
-queue, and the next batch takes all of them (up to `max_rows`). An idle server scores a request at
+wait (queued, or unread on their connections), and the next batch takes all of them (up to
+`max_rows`). An idle server scores a request at
 once (no waiting window); a busy one reads features and runs the model once per batch instead of
 once per request. Every request of a batch is answered by the same model version.
 """
@@ -156,13 +157,20 @@ class _Job:
 
 
 class Batcher:
-    """Forms batches of concurrent requests and scores each batch in a worker thread."""
+    """Forms batches of concurrent requests and scores each batch: on the event loop when `inline`
+    (a local SQLite store: handing a batch to a thread and back cost more than scoring one flight),
+    else in a worker thread (Redis: network waits must not hold the loop)."""
 
     def __init__(
-        self, score_batch: Callable[[list[PredictRequest]], list[bytes | Exception]], max_rows: int
+        self,
+        score_batch: Callable[[list[PredictRequest]], list[bytes | Exception]],
+        max_rows: int,
+        *,
+        inline: bool = False,
     ) -> None:
         self._score = score_batch
         self._max_rows = max_rows
+        self._inline = inline
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -190,7 +198,10 @@ class Batcher:
                 jobs.append(job)
                 rows += len(job.body.flights)
             try:
-                responses = await asyncio.to_thread(self._score, [job.body for job in jobs])
+                bodies = [job.body for job in jobs]
+                responses = (
+                    self._score(bodies) if self._inline else await asyncio.to_thread(self._score, bodies)
+                )
                 if len(responses) != len(jobs):
                     raise RuntimeError(f"scored {len(responses)} answers for {len(jobs)} requests")
             except Exception as exc:
@@ -202,3 +213,7 @@ class Batcher:
                     job.future.set_exception(response)
                 else:
                     job.future.set_result(response)
+            if self._inline:
+                # Let the answers go out, and the requests that came in meanwhile be read, before
+                # the next batch (the queue may already hold a request, and get() would not yield).
+                await asyncio.sleep(0)
