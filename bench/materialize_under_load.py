@@ -210,13 +210,17 @@ def main() -> None:
         raise SystemExit("no online store: run `make demo` first")
     bodies = _bodies(settings, 2000)
     modes = ["delete", "wal"] if args.journal == "both" else [args.journal]
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        _wrk_script(bodies, folder)
-        (folder / "one.json").write_text(bodies[0])
-        print(f"{args.connections} connections, {args.seconds} s per run; a full materialize starts 2 s in")
-        results = [r for mode in modes for r in run_mode(mode, args, settings, folder)]
-    _set_journal(settings.feast_dir / "online.db", "wal")  # leave the store as featureloop keeps it
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            _wrk_script(bodies, folder)
+            (folder / "one.json").write_text(bodies[0])
+            print(
+                f"{args.connections} connections, {args.seconds} s per run; a full materialize starts 2 s in"
+            )
+            results = [r for mode in modes for r in run_mode(mode, args, settings, folder)]
+    finally:
+        _set_journal(settings.feast_dir / "online.db", "wal")  # leave the store as featureloop keeps it
     bad = [r for r in results if r["mode"] == "wal" and (r["errors"] or r["socket_errors"])]
     sys.exit(1 if bad else 0)
 
