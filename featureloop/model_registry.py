@@ -182,16 +182,6 @@ def creator_tags() -> dict[str, str]:
     return {RUN_HOST: socket.gethostname(), RUN_PID: str(os.getpid())}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
 @dataclass(frozen=True)
 class HalfMade:
     """A version a train registered but did not finish tagging, and what is known of that train."""
@@ -230,7 +220,9 @@ def _left_by(client: MlflowClient, run_id: str) -> str | None:
         return "a train killed midway (its run never ended and names no process)"
     if host != socket.gethostname():
         return f"a train on {host} (pid {pid}) that was killed, or still runs there: this host cannot check"
-    if _alive(int(pid)):
+    from data.store import process_alive
+
+    if process_alive(int(pid)):
         return None
     return f"a train killed midway (its run never ended and its process, pid {pid}, is gone)"
 
