@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         description="How long serving waits for the online store (a locked SQLite file, a Redis "
         "connection; a Redis reply: at least 1 s) before answering 503.",
     )
+    online_cache_entries: int = Field(
+        default=200_000,
+        ge=0,
+        description="Entity answers of a local SQLite online store kept between requests, per reader "
+        "(each view of each entity is one); emptied whenever the database changes. 0: none.",
+    )
     decision_threshold: float = Field(
         default=0.5, gt=0, lt=1, description="Probability above which a flight is 'delayed'."
     )

@@ -63,9 +63,16 @@ class ServedFeatures:
 class ServiceReader:
     """Reads a feature service's online values for a batch of entity rows."""
 
-    def __init__(self, store: FeatureStore, service: str, sqlite_file: SqliteStoreFile | None = None) -> None:
+    def __init__(
+        self,
+        store: FeatureStore,
+        service: str,
+        sqlite_file: SqliteStoreFile | None = None,
+        *,
+        cache_entries: int = 0,
+    ) -> None:
         self.service = service
-        self._tables = OnlineTables(store, sqlite_file)
+        self._tables = OnlineTables(store, sqlite_file, cache_entries=cache_entries)
         self._views: list[
             tuple[ViewTable, timedelta | None, Callable[[dict[str, Any]], tuple[Any, ...]]]
         ] = []
@@ -76,6 +83,13 @@ class ServiceReader:
             self._views.append((table, ttl, _key_getter(table.join_keys)))
         self.feature_names = [name for table, _, _ in self._views for name in table.features]
         self._decoded: dict[bytes, Any] = {}  # stored bytes -> value (a pure function: never stale)
+        # Per view, entity -> (the store's answer, its decoding): reused while the store hands back
+        # the same answer object (its cache), so a cached entity is not decoded again.
+        self._entities: list[dict[tuple[Any, ...], tuple[Any, Any]]] = [{} for _ in self._views]
+
+    @property
+    def tables(self) -> OnlineTables:
+        return self._tables
 
     def read(self, entity_rows: list[dict[str, Any]], times: list[datetime]) -> ServedFeatures:
         """Values and statuses for each row; a value older than its view's TTL at the row's time is stale."""
@@ -91,14 +105,23 @@ class ServiceReader:
         if len(self._decoded) > 200_000:
             self._decoded = {}
         cache = self._decoded
-        for (table, ttl, _), keys, unique, found in zip(
-            self._views, keys_by_view, distinct, found_by_view, strict=True
+        keep = self._tables.cache_entries > 0  # answers are kept: keep their decodings too
+        for v, ((table, ttl, _), keys, unique, found) in enumerate(
+            zip(self._views, keys_by_view, distinct, found_by_view, strict=True)
         ):
             features = table.features
             nothing = (None,) * len(features)
+            entities = self._entities[v]
+            if len(entities) > 200_000:
+                entities = self._entities[v] = {}
             # Decode each distinct entity once, and split its features into missing (no value) and present once.
             decoded: dict[tuple[Any, ...], tuple[datetime | None, tuple[Any, ...], list[str], list[str]]] = {}
-            for key, (stamp, stored) in zip(unique, found, strict=True):
+            for key, answer in zip(unique, found, strict=True):
+                earlier = entities.get(key)
+                if earlier is not None and earlier[0] is answer:
+                    decoded[key] = earlier[1]
+                    continue
+                stamp, stored = answer
                 if not stored:
                     decoded[key] = (stamp, nothing, features, [])
                     continue
@@ -117,6 +140,8 @@ class ServiceReader:
                     [name for name, x in zip(features, row, strict=True) if x is not None] if ttl else []
                 )
                 decoded[key] = (stamp, tuple(row), absent, present)
+                if keep:
+                    entities[key] = (answer, decoded[key])
             served: list[tuple[Any, ...]] = []
             for i, key in enumerate(keys):
                 stamp, row_values, absent, present = decoded[key]

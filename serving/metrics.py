@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -65,3 +67,24 @@ class ServingMetrics:
             ["reason"],
             registry=r,
         )
+
+    def count_cache_lookups(self, counts: Callable[[], tuple[int, int]]) -> None:
+        """Export the online store's answer cache's (hits, misses), read at each scrape."""
+        self.registry.register(_CacheLookups(counts))
+
+
+class _CacheLookups:
+    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        hits, misses = self._counts()
+        family = CounterMetricFamily(
+            "featureloop_online_cache_lookups",
+            "Entity answers looked up in the online store's cache (local SQLite), by result; "
+            "misses are read from the store.",
+            labels=["result"],
+        )
+        family.add_metric(["hit"], hits)
+        family.add_metric(["miss"], misses)
+        yield family

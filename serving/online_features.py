@@ -75,14 +75,19 @@ class OnlineFeatures:
         sqlite_file: SqliteStoreFile | None = None,
         *,
         on_answer: Callable[[str], None] = lambda _path: None,
+        cache_entries: int = 0,
     ) -> None:
         self._store = store
         self._on_answer = on_answer
-        self._tables = OnlineTables(store, sqlite_file)
+        self._tables = OnlineTables(store, sqlite_file, cache_entries=cache_entries)
         self._plans: dict[tuple[Any, ...], _Plan] = {}
         self._services: dict[str, tuple[Any, Any]] = {}
         self._stamp_texts: dict[datetime | None, str] = {None: EPOCH}
         self._values: dict[bytes, Any] = {}  # stored bytes -> JSON value (a pure function: never stale)
+
+    @property
+    def tables(self) -> OnlineTables:
+        return self._tables
 
     @property
     def local(self) -> bool:

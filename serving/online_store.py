@@ -10,6 +10,12 @@ Redis Cluster or GLIDE), is read through the provider's `online_read`.
 Each entity gets what Feast's store returns for it: `(event time, {feature: stored bytes})`, or
 `(None, None)` when SQLite has no row for it. Redis answers every requested field (an absent one
 as None) with the Unix epoch as the time of an unknown entity, as Feast's Redis store does.
+
+SQLite answers are kept per entity and view (up to `cache_entries`) for as long as the database is
+unchanged: every read first asks SQLite whether anything was committed since the last one
+(`PRAGMA data_version`, which counts other connections' commits, with the connection's own
+`total_changes`; a replaced file is a new connection), and any change empties the cache. So a
+cached answer is always the one SQLite would give now; only the reads are saved.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ class SqliteStoreFile:
         self._lock = threading.Lock()
         self._identity: tuple[int, int] | None = None
         self._connection: Any = None
+        self.generation = 0  # counts (re)opened connections: answers cached from another are void
 
     def _stat(self) -> tuple[int, int]:
         try:
@@ -85,7 +92,14 @@ class SqliteStoreFile:
                     # entities touches pages all over the tables, re-read from the OS otherwise.
                     connection.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
                     self._connection, self._identity = connection, identity
+                    self.generation += 1
         return self._connection
+
+    def version(self, connection: Any) -> tuple[int, int, int]:
+        """Changes whenever the database may hold other data than at the last call: another
+        connection committed, this one wrote, or the file was reopened."""
+        (data_version,) = connection.execute("PRAGMA data_version").fetchone()
+        return self.generation, data_version, connection.total_changes
 
 
 @dataclass(frozen=True)
@@ -101,12 +115,15 @@ class ViewTable:
     sqlite_table: str  # quoted
     subset: bool  # at most half of the view's features (SQLite then fetches only theirs)
     redis_fields: list[bytes]  # the features' hash fields, then the view's `_ts:` field
+    signature: tuple[Any, ...]  # what an answer depends on besides the key (the cache's key)
 
 
 class OnlineTables:
     """Reads the stored values of many entities of many views at once (see the module's docstring)."""
 
-    def __init__(self, store: FeatureStore, sqlite_file: SqliteStoreFile | None = None) -> None:
+    def __init__(
+        self, store: FeatureStore, sqlite_file: SqliteStoreFile | None = None, *, cache_entries: int = 0
+    ) -> None:
         self._store = store
         self._provider: Any = store._get_provider()
         config = store.config
@@ -130,6 +147,11 @@ class OnlineTables:
             self.mode = "redis"
         self._project = config.project.encode("utf8")
         self._stamps: dict[Any, datetime] = {}
+        self.cache_entries = cache_entries if self.mode == "sqlite" else 0
+        self._cache: dict[tuple[Any, ...], dict[bytes, Found]] = {}
+        self._cached = 0
+        self._cache_version: tuple[int, int, int] | None = None
+        self.cache_hits = self.cache_misses = 0
 
     @property
     def direct(self) -> bool:
@@ -153,6 +175,7 @@ class OnlineTables:
             # last-row time then costs a lookup of its own: more than a few extra rows).
             subset=2 * len(set(features)) <= len(view.features),
             redis_fields=[_mmh3(f"{view.name}:{f}") for f in features] + [f"_ts:{view.name}".encode()],
+            signature=(view.name, tuple(features)),
         )
 
     def read(self, reads: list[tuple[ViewTable, list[tuple[Any, ...]]]]) -> list[list[Found]]:
@@ -163,8 +186,44 @@ class OnlineTables:
             return [self._read_generic(table, keys) for table, keys in reads]
         encoded = [(table, self.encode_keys(table, keys)) for table, keys in reads]
         if self.mode == "sqlite":
-            return self._read_sqlite(encoded)
+            assert self.sqlite is not None
+            connection = self.sqlite.connection()  # one check of the file for the whole read
+            if self.cache_entries <= 0:
+                return self._read_sqlite(connection, encoded)
+            return self._read_sqlite_cached(connection, encoded)
         return self._read_redis(encoded)
+
+    def _read_sqlite_cached(
+        self, connection: Any, encoded: list[tuple[ViewTable, list[bytes]]]
+    ) -> list[list[Found]]:
+        """Answers kept from earlier reads while the database is unchanged; the rest read now."""
+        assert self.sqlite is not None
+        version = self.sqlite.version(connection)
+        if version != self._cache_version or self._cached > self.cache_entries:
+            # A new dict, not clear(): a reader on another thread may be iterating the old one.
+            self._cache, self._cached, self._cache_version = {}, 0, version
+        caches = [self._cache.setdefault(table.signature, {}) for table, _ in encoded]
+        out: list[list[Found | None]] = [
+            [cache.get(key) for key in keys] for cache, (_, keys) in zip(caches, encoded, strict=True)
+        ]
+        missed = [
+            (table, [key for key, found in zip(keys, answers, strict=True) if found is None])
+            for (table, keys), answers in zip(encoded, out, strict=True)
+        ]
+        count = sum(len(keys) for _, keys in missed)
+        self.cache_misses += count
+        self.cache_hits += sum(len(keys) for _, keys in encoded) - count
+        if count:
+            for cache, answers, (_, keys), read in zip(
+                caches, out, missed, self._read_sqlite(connection, missed), strict=True
+            ):
+                it = iter(read)
+                for i, found in enumerate(answers):
+                    if found is None:
+                        answers[i] = next(it)
+                cache.update(zip(keys, read, strict=True))
+            self._cached += count
+        return out  # type: ignore[return-value]  # every None was filled
 
     def encode_keys(self, table: ViewTable, keys: list[tuple[Any, ...]]) -> list[bytes]:
         """Feast's serialised entity keys (version 3)."""
@@ -174,15 +233,15 @@ class OnlineTables:
 
         return [serialize_entity_key(p, entity_key_serialization_version=3) for p in _key_protos(table, keys)]
 
-    def _read_sqlite(self, encoded: list[tuple[ViewTable, list[bytes]]]) -> list[list[Found]]:
+    def _read_sqlite(
+        self, connection: Any, encoded: list[tuple[ViewTable, list[bytes]]]
+    ) -> list[list[Found]]:
         """Feast's SQLite reads: for each entity, its feature rows and the time of its last row
         (Feast's query lists an entity's rows through the table's `entity_key` index, in the order
         they were written, and keeps the last one's time). The views read whole share one statement
         (at most SQLITE_VARIABLES keys; Feast's statements hold one view's) whose rows name their view
         and entity by position; a view of which at most half the features are asked for gets a
         statement of one row per entity: the last row's time and each requested feature's value."""
-        assert self.sqlite is not None
-        connection = self.sqlite.connection()  # one check of the file for the whole read
         out: list[list[Found]] = [[] for _ in encoded]
         whole: list[int] = []
         for v, (table, keys) in enumerate(encoded):

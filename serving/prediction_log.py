@@ -27,6 +27,9 @@ import pyarrow.parquet as pq
 logger = logging.getLogger(__name__)
 _STOP = object()
 CONVERT_ROWS = 256
+# ...or this many chunks, whichever comes first: chunks waiting are container objects that every
+# young garbage collection scans (256 one-row chunks made those collections the p99 at one connection).
+CONVERT_CHUNKS = 64
 
 
 Chunk = dict[str, list[Any]]
@@ -57,6 +60,7 @@ class PredictionLog:
         self._on_spilled = on_spilled
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self.last_error: str | None = None
+        self._types: dict[str, pa.DataType] = {}  # column -> the Arrow type its values had
 
     def start(self) -> None:
         self._thread.start()
@@ -100,7 +104,12 @@ class PredictionLog:
                     self._queued_rows -= n
             # Convert to Arrow in small steps: one conversion holds the GIL, and a whole second of
             # traffic at once paused requests for ~50 ms here; a few hundred rows take ~2 ms.
-            if pending and (pending_rows >= CONVERT_ROWS or item is None or item is _STOP):
+            if pending and (
+                pending_rows >= CONVERT_ROWS
+                or len(pending) >= CONVERT_CHUNKS
+                or item is None
+                or item is _STOP
+            ):
                 tables.extend(self._convert(pending))
                 pending, pending_rows = [], 0
             if item is _STOP:
@@ -121,12 +130,12 @@ class PredictionLog:
         """Chunks as one Arrow table; if Arrow cannot type them together, chunk by chunk, and a chunk
         it cannot type at all is dropped and counted (the writer lives on)."""
         try:
-            return [_to_table(chunks)]
+            return [_to_table(chunks, self._types)]
         except (pa.ArrowException, TypeError, ValueError):
             tables = []
             for chunk in chunks:
                 try:
-                    tables.append(_to_table([chunk]))
+                    tables.append(_to_table([chunk], self._types))
                 except (pa.ArrowException, TypeError, ValueError) as exc:
                     logger.warning(
                         "prediction log: dropping %d rows: %s: %s", _length(chunk), type(exc).__name__, exc
@@ -170,15 +179,34 @@ class PredictionLog:
         os.replace(tmp, partition / name)
 
 
-def _to_table(chunks: list[Chunk]) -> pa.Table:
-    """One Arrow table of several chunks; a column that some chunks lack (shadow scores) is null there."""
+def _to_table(chunks: list[Chunk], types: dict[str, pa.DataType]) -> pa.Table:
+    """One Arrow table of several chunks; a column that some chunks lack (shadow scores) is null there.
+
+    Each column is converted with the type its values had before (`types`, learned here), which is
+    a fifth of the cost of letting Arrow infer it (7 ms for 256 rows of ~60 columns here, with the
+    GIL held: a request arriving meanwhile waits). Values that do not fit that type are inferred
+    again. Integer types are never learned: Arrow would truncate a float into them, silently."""
     names = list(dict.fromkeys(name for chunk in chunks for name in chunk))
     columns: dict[str, list[Any]] = {name: [] for name in names}
     for chunk in chunks:
         n = _length(chunk)
         for name, column in columns.items():
             column.extend(chunk.get(name) or [None] * n)
-    return pa.Table.from_pydict(columns)
+    arrays = []
+    for name, column in columns.items():
+        known = types.get(name)
+        array = None
+        if known is not None:
+            try:
+                array = pa.array(column, type=known)
+            except (pa.ArrowException, TypeError, ValueError):
+                array = None
+        if array is None:
+            array = pa.array(column)
+            if not (pa.types.is_null(array.type) or pa.types.is_integer(array.type)):
+                types[name] = array.type
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, names=names)
 
 
 def _length(chunk: Chunk) -> int:

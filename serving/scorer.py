@@ -31,10 +31,11 @@ class CompiledScorer:
     categorical: list[str]
     codes: list[dict[str, float]]
     forest: Any
+    # `treelite.gtil.predict`'s configuration, parsed once for its own implementation (the public
+    # call parses it from JSON on every call); None: the public call (another Treelite version).
+    config: Any = None
 
     def predict(self, columns: dict[str, list[Any]]) -> np.ndarray:
-        import treelite.gtil
-
         n = len(next(iter(columns.values()))) if columns else 0
         x = np.empty((n, len(self.numeric) + len(self.categorical)), dtype=np.float64)
         for j, name in enumerate(self.numeric):
@@ -42,7 +43,14 @@ class CompiledScorer:
         offset = len(self.numeric)
         for j, (name, codes) in enumerate(zip(self.categorical, self.codes, strict=True)):
             x[:, offset + j] = [codes.get(v, np.nan) if isinstance(v, str) else np.nan for v in columns[name]]
-        return np.asarray(treelite.gtil.predict(self.forest, x, nthread=1)).reshape(-1)
+        return np.asarray(self._run(x)).reshape(-1)
+
+    def _run(self, x: np.ndarray) -> Any:
+        from treelite.gtil import gtil
+
+        if self.config is None:
+            return gtil.predict(self.forest, x, nthread=1)
+        return gtil._predict_impl(self.forest, x, config=self.config)
 
 
 def compile_pipeline(pipeline: Any, numeric: list[str], categorical: list[str]) -> CompiledScorer | None:
@@ -65,7 +73,12 @@ def compile_pipeline(pipeline: Any, numeric: list[str], categorical: list[str]) 
         {str(value): float(i) for i, value in enumerate(values) if isinstance(value, str)}
         for values in (encoder.categories_ if categorical else [])
     ]
-    return CompiledScorer(numeric, categorical, codes, forest)
+    from treelite.gtil import gtil
+
+    config = None
+    if hasattr(gtil, "_predict_impl") and hasattr(gtil, "GTILConfig"):
+        config = gtil.GTILConfig(nthread=1, predict_type="default")
+    return CompiledScorer(numeric, categorical, codes, forest, config)
 
 
 def agrees(scorer: CompiledScorer, pipeline: Any, rows: int = 512, seed: int = 0) -> bool:

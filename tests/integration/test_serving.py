@@ -643,8 +643,11 @@ def test_promotion_under_concurrent_load_fails_no_request_and_versions_are_consi
 
 
 def test_metrics_expose_latency_predictions_and_feature_status(served: Served) -> None:
-    httpx.post(f"{served.url}/predict", json={"flights": _flights(served, 2)}, timeout=30)
+    for _ in range(2):  # the second time, every entity's answer comes from the cache
+        httpx.post(f"{served.url}/predict", json={"flights": _flights(served, 2)}, timeout=30)
     text = httpx.get(f"{served.url}/metrics", timeout=30).text
+    hits = re.search(r'featureloop_online_cache_lookups_total\{result="hit"\} (\S+)', text)
+    assert hits is not None and float(hits.group(1)) >= 2 * 4  # 2 flights, at least 4 entity views
     assert 'featureloop_request_seconds_bucket{endpoint="/predict"' in text
     assert f'featureloop_predictions_total{{model_version="{served.first_version}",role="champion"}}' in text
     assert 'featureloop_feature_status_total{status="present"}' in text
@@ -677,6 +680,64 @@ def test_token_is_required_everywhere_but_health(served: Served) -> None:
         right = {"Authorization": "Bearer s3cret"}
         assert httpx.post(f"{url}/predict", json=flights, headers=right, timeout=30).status_code == 200
         assert httpx.get(f"{url}/ready", headers=right, timeout=30).status_code == 200
+
+
+def test_cached_answers_follow_every_change_to_the_store(served: Served, tmp_path: Path) -> None:
+    """The reader keeps entities' answers only while SQLite says nothing changed: a commit by
+    another connection (`materialize`), a write on the reader's own connection (Feast's store
+    object writing in this process) and a replaced file are each seen at the next read."""
+    import shutil
+    import sqlite3
+
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from featureloop.feast_store import open_store
+    from serving.features import ServiceReader
+
+    data = tmp_path / "data"
+    shutil.copytree(served.settings.feast_dir, data / "feast")
+    (data / "offline").symlink_to(served.settings.offline_dir.resolve(), target_is_directory=True)
+    with (
+        contextlib.closing(sqlite3.connect(data / "feast" / "online.db")) as source,
+        contextlib.closing(sqlite3.connect(tmp_path / "original.db")) as copy,
+    ):
+        source.backup(copy)  # the store as it is now, its write-ahead log included
+    store = open_store(served.settings.model_copy(update={"data_dir": data}))
+    reader = ServiceReader(store, "flight_delay_v1", cache_entries=10_000)
+    flights = _flights(served, 5)
+    rows = [{"tailnum": f["tailnum"], "origin": f["origin"], "carrier": f["carrier"],
+             "route": f"{f['origin']}-{f['dest']}"} for f in flights]  # fmt: skip
+    times = [served.end] * len(rows)
+    table, feature = "featureloop_aircraft_stats", "aircraft_flights_7d"
+    first = reader.read(rows, times)
+    assert reader.read(rows, times) == first
+    assert reader.tables.cache_hits >= len(rows)  # the second read came from the cache
+
+    def fresh() -> list[Any]:
+        expected = store.get_online_features(features=[f"aircraft_stats:{feature}"], entity_rows=rows)
+        return expected.to_dict()[feature]
+
+    assert first.columns[feature] == fresh()
+    (view,) = [t for t, _, _ in reader._views if t.sqlite_table.strip('"') == table]
+    key = reader.tables.encode_keys(view, [(rows[0]["tailnum"],)])[0]
+
+    def stored(value: int) -> bytes:
+        return Value(int64_val=value).SerializeToString()
+
+    update = f"UPDATE {table} SET value = ? WHERE entity_key = ? AND feature_name = ?"
+    with contextlib.closing(sqlite3.connect(data / "feast" / "online.db", isolation_level=None)) as con:
+        assert con.execute(update, (stored(12345), key, feature)).rowcount == 1
+    assert reader.read(rows, times).columns[feature][0] == 12345 == fresh()[0]
+    own = reader.tables.sqlite.connection()
+    with own:  # committed, as Feast's store commits its writes
+        own.execute(update, (stored(777), key, feature))
+    assert reader.read(rows, times).columns[feature][0] == 777 == fresh()[0]
+    # The file replaced (a restore): its write-ahead log emptied first, as SQLite needs when a
+    # database file changes under its log.
+    own.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    os.replace(tmp_path / "original.db", data / "feast" / "online.db")
+    assert reader.read(rows, times) == first
+    assert reader.read(rows, times).columns[feature] == fresh()
 
 
 def test_service_reader_returns_what_feast_get_online_features_returns(served: Served) -> None:

@@ -101,3 +101,16 @@ def test_rows_arrow_cannot_type_are_counted_and_the_writer_lives_on(tmp_path: Pa
     log.close()
     assert ("unconvertible", 2) in dropped
     assert len(_read(tmp_path)) == 300
+
+
+def test_values_that_do_not_fit_the_types_learned_earlier_are_kept_as_they_are() -> None:
+    """Types are learned from earlier chunks to save inference; a later value that does not fit is
+    inferred again, and a float is never truncated into an integer column."""
+    from serving.prediction_log import _to_table
+
+    types: dict[str, object] = {}
+    first = _to_table([{"x": [1.5], "n": [1], "s": ["a"], "b": [True]}], types)  # type: ignore[arg-type]
+    assert {"x", "s", "b"} <= set(types) and "n" not in types
+    later = _to_table([{"x": ["text"], "n": [2.5], "s": [None], "b": [0.5]}], types)  # type: ignore[arg-type]
+    assert later.to_pylist() == [{"x": "text", "n": 2.5, "s": None, "b": 0.5}]
+    assert first.schema.field("x").type == "double" and later.schema.field("x").type == "string"
