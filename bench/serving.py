@@ -5,7 +5,10 @@ Usage (after `make demo`; needs Debian's wrk, hey and redis-server):
 
 Every server runs in the same run, one worker each:
 - floor: a trivial ASGI app on the same server stack (uvicorn, bench/floor_app.py);
-- ours: the serving app on the demo's data (SQLite online store);
+- ours: the serving app on the demo's data (SQLite online store), and a second copy with its
+  answer cache off (`FEATURELOOP_ONLINE_CACHE_ENTRIES=0`: every entity read from SQLite, the
+  worst case; with the cache on, wrk's rotation of 200 flights is answered from it once warm, and
+  the script prints the share of entity views each server answered from its cache);
 - `feast serve` on the same repo and store, started as a user starts it, but with worker recycling
   off (`--max-requests 0`: its default restarts the worker every ~1,000 requests, which is its p99);
 - `feast serve` on a copy of the repo whose service has a twin with Feast 0.67's
@@ -53,6 +56,7 @@ FEATURES = [
 ]
 SERVICE, PRECOMPUTED = "flight_delay_v1", "flight_delay_v1_precomputed"
 FLOOR = "floor (trivial ASGI app)"
+COLD = "ours /predict, answer cache off"
 TWIN = f"""
 
 # Added by bench/serving.py in its copy of the repo: the same features, with Feast's precomputed vectors.
@@ -235,6 +239,19 @@ def _compare_precomputed(url: str, flights: list[dict[str, Any]]) -> None:
     )
 
 
+def _cache_lookups(url: str) -> str:
+    """The server's online answer cache: the share of entity views it answered."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    counts = {
+        result: float(n)
+        for result, n in re.findall(r'featureloop_online_cache_lookups_total\{result="(\w+)"\} (\S+)', text)
+    }
+    total = counts.get("hit", 0) + counts.get("miss", 0)
+    if not total:
+        return "answer cache not used"
+    return f"answer cache: {counts.get('hit', 0) / total:.1%} of {total:,.0f} entity views answered from it"
+
+
 def _start(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -279,13 +296,24 @@ def main() -> None:
         time.sleep(1)
         repo, data = _redis_copy(folder, f"127.0.0.1:{redis_port}")
         redis_env = {**env, "FEATURELOOP_DATA_DIR": str(data), "FEATURELOOP_FEATURE_REPO": str(repo)}
-        ports = {name: _port() for name in ("floor", "ours", "feast", "feast_redis", "ours_redis")}
+        ports = {
+            name: _port() for name in ("floor", "ours", "ours_cold", "feast", "feast_redis", "ours_redis")
+        }
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         servers = [
             ("floor", _start(_uvicorn("bench.floor_app:app", ports["floor"]), ROOT, env), "/health"),
             (
                 "ours",
                 _start(_uvicorn("serving.app:create_app", ports["ours"], "--factory"), ROOT, env),
+                "/ready",
+            ),
+            (
+                "ours_cold",
+                _start(
+                    _uvicorn("serving.app:create_app", ports["ours_cold"], "--factory"),
+                    ROOT,
+                    {**env, "FEATURELOOP_ONLINE_CACHE_ENTRIES": "0"},
+                ),
                 "/ready",
             ),
             ("feast", _start(_feast_serve(ports["feast"]), ROOT / "feature_repo", env), "/health"),
@@ -308,6 +336,7 @@ def main() -> None:
             ("feast serve Redis, precompute_online", "feast_redis", "/get-online-features", PRECOMPUTED),
             ("ours /get-online-features, whole service", "ours", "/get-online-features", SERVICE),
             ("ours /predict (service + model)", "ours", "/predict", "predict"),
+            (COLD, "ours_cold", "/predict", "predict"),
         ]
         if args.redis:
             targets += [
@@ -364,7 +393,11 @@ def main() -> None:
                             f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']:.0f} |",
                             flush=True,
                         )
-        print(f"\nload after: {_uptime()}; {(datetime.now(UTC) - started).total_seconds():.0f} s\n")
+        print(f"\nload after: {_uptime()}; {(datetime.now(UTC) - started).total_seconds():.0f} s")
+        for server in ("ours", "ours_cold", "ours_redis"):
+            if server in {t[1] for t in targets}:
+                print(f"{server}: {_cache_lookups(urls[server])}")
+        print()
         _summary(results, sizes, connection_counts, tools)
     finally:
         for proc in reversed(procs):
@@ -390,6 +423,7 @@ def _summary(
             "x feast serve",
         ),
         ("ours /predict (service + model)", "feast serve, whole service", "x feast serve's whole service"),
+        (COLD, "feast serve, whole service", "x (cache off) feast serve's whole service"),
         (
             "ours /predict (service + model)",
             "feast serve Redis, precompute_online",
@@ -412,12 +446,17 @@ def _summary(
                     ("feast serve /get-online-features, 3 features", size, connections, tool)
                 )
                 floor = results.get((FLOOR, size, connections, tool))
+                cold = results.get((COLD, size, connections, tool))
                 if predict and floor:
                     parts.append(f"/predict {predict['rps'] / floor['rps']:.1%} of the floor")
+                if cold and floor:
+                    parts.append(f"cache off {cold['rps'] / floor['rps']:.1%}")
                 if predict and features:
                     parts.append(
                         f"/predict p99 {predict['p99_ms']:.2f} ms vs feast serve's 3 features {features['p99_ms']:.2f}"
                     )
+                if cold and features:
+                    parts.append(f"cache off p99 {cold['p99_ms']:.2f} ms")
                 print(f"{size:>3} entities, {connections:>2} conns, {tool}: " + "; ".join(parts))
 
 
