@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         "connection; a Redis reply: at least 1 s) before answering 503.",
     )
     online_cache_entries: int = Field(
-        default=200_000,
+        default=50_000,
         ge=0,
         description="Entity answers of a local SQLite online store kept between requests, per reader "
         "(each view of each entity is one); emptied whenever the database changes. 0: none.",

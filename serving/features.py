@@ -112,7 +112,7 @@ class ServiceReader:
             features = table.features
             nothing = (None,) * len(features)
             entities = self._entities[v]
-            if len(entities) > 200_000:
+            if len(entities) > self._tables.cache_entries:
                 entities = self._entities[v] = {}
             # Decode each distinct entity once, and split its features into missing (no value) and present once.
             decoded: dict[tuple[Any, ...], tuple[datetime | None, tuple[Any, ...], list[str], list[str]]] = {}
