@@ -48,7 +48,7 @@ def _window(rows: int, seed: int, drift: bool) -> pd.DataFrame:
 
 def _reference(folder: Path) -> dict[str, object]:
     """Training time, once per model: the reference profile (bins, counts, a sorted sample)."""
-    from featureloop.profile import build_profile
+    from featureloop.monitoring.profiles import build_profile
 
     reference = pd.read_parquet(folder / "reference.parquet")
     start = time.perf_counter()
@@ -62,8 +62,9 @@ def _ours(folder: Path) -> dict[str, object]:
     """A drift run: the stored profile against the window, in a process of its own (as the flow's)."""
     import duckdb
 
-    from featureloop.current_profile import current_profile
-    from featureloop.drift import DriftConfig, feature_drift
+    from featureloop.monitoring.current import current_profile
+    from featureloop.monitoring.drift import feature_drift
+    from featureloop.monitoring.thresholds import DriftConfig
 
     start = time.perf_counter()
     profile = json.loads((folder / "profile.json").read_text())

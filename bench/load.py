@@ -33,7 +33,7 @@ from typing import Any
 
 import gevent
 
-from featureloop.stack import free_port
+from featureloop.operations.stack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -49,7 +49,7 @@ def _rss_mib(pid: int) -> float:
 
 PRELUDE = (
     "from featureloop.settings import Settings\n"
-    "from featureloop.model_registry import connect, get_alias, get_version, promote, CHAMPION\n"
+    "from featureloop.training.registry import connect, get_alias, get_version, promote, CHAMPION\n"
     "s = Settings()\nclient, _ = connect(s.tracking_uri, s.artifact_location, s.experiment)\n"
 )
 

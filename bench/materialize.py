@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.integration import materialize_repo  # noqa: E402  (the repository the engine tests use)
 
-ENGINES = {"ours": "featureloop.feast_engine.FastComputeEngine", "feast": "local"}
+ENGINES = {"ours": "featureloop.featurestore.engine.FastComputeEngine", "feast": "local"}
 
 
 REDIS_DB = {"ours": 1, "feast": 2}

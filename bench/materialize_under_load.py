@@ -32,15 +32,15 @@ from typing import Any
 
 import httpx
 
+from featureloop.operations.stack import free_port
 from featureloop.settings import Settings
-from featureloop.stack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 MATERIALIZE = """
 import sys
-from featureloop import feast_engine
+from featureloop.featurestore import engine as feast_engine
 if sys.argv[1] == "delete":
     feast_engine.use_wal = lambda connection: None  # the anchor: SQLite's default journal
     feast_engine.checkpoint_wal = lambda connection: None

@@ -22,7 +22,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-STORES = {"ours": "featureloop.feast_offline.AsofDuckDBOfflineStore", "feast": "duckdb"}
+STORES = {"ours": "featureloop.featurestore.offline.AsofDuckDBOfflineStore", "feast": "duckdb"}
 
 
 def _data(folder: Path, rows: int, per_entity: int) -> None:

@@ -1,14 +1,14 @@
 """What-if of retraining policies over March-December 2013, without serving anything.
 
 The weekly policy's models (one per replay week, each fitted on the 56 days before it with the
-outcomes known then: `featureloop.policies.fit_weekly`, the same fit the demo's retrains run) are the
+outcomes known then: `featureloop.backtest.policies.fit_weekly`, the same fit the demo's retrains run) are the
 only models any policy can switch to: a drift-triggered retrain at the end of week w trains exactly
 the weekly model of week w + 1. So a policy is a schedule of which model serves each week, and its
 mean monthly ROC AUC follows from one matrix of predictions (model m on week w, m <= w) on the
 point-in-time rows of every flight (what serving answers, tested equal in test_replay_feed.py).
 
 Policies: retrain every k weeks on schedule; and drift-triggered rules (the drift flow's statistics,
-`featureloop.drift_report.compare_window`, of week w against the serving model's training rows,
+`featureloop.monitoring.comparison.compare_window`, of week w against the serving model's training rows,
 dataset drift at a share threshold, persistent in k of the last n windows). Decay on delayed labels,
 which the demo's drift flow also uses, is left out here: the demo's count of retrains can be higher.
 
@@ -38,16 +38,18 @@ def main() -> None:
     parser.add_argument("--share", type=float, nargs="+", default=[0.5, 0.4, 0.3])
     args = parser.parse_args()
 
-    from featureloop.drift import persistent
-    from featureloop.drift_report import compare_window
-    from featureloop.feast_store import import_feast_unchecked, open_store
-    from featureloop.params import DriftConfig, TrainParams
-    from featureloop.policies import fit_weekly, local_month
-    from featureloop.profile import build_profile
-    from featureloop.replay import steps
+    from featureloop.backtest.policies import fit_weekly, local_month
+    from featureloop.backtest.replay import steps
+    from featureloop.featurestore.store import import_feast_unchecked, open_store
+    from featureloop.monitoring.comparison import compare_window
+    from featureloop.monitoring.drift import persistent
+    from featureloop.monitoring.profiles import build_profile
+    from featureloop.monitoring.thresholds import DriftConfig
+    from featureloop.params import TrainParams
     from featureloop.settings import Settings
-    from featureloop.trainer import load_training_set
-    from featureloop.training import LABEL_COLUMN, TIME_COLUMN, model_input
+    from featureloop.training.dataset import LABEL_COLUMN, TIME_COLUMN
+    from featureloop.training.model import model_input
+    from featureloop.training.pipeline import load_training_set
     from flows.demo import REPLAY_END, REPLAY_START, TRAIN_DAYS
 
     clock = time.perf_counter()

@@ -28,9 +28,9 @@ from pathlib import Path
 def _worker(store_type: str, rows: int) -> None:
     import pandas as pd
 
-    from featureloop.feast_store import open_store
+    from featureloop.featurestore.store import open_store
     from featureloop.settings import Settings
-    from featureloop.training import build_entity_frame
+    from featureloop.training.dataset import build_entity_frame
 
     settings = Settings()
     store = open_store(settings, offline_store=None if store_type == "ours" else "duckdb")

@@ -12,9 +12,9 @@ import pandas as pd
 from data.arrival import arrival_summary
 from data.read import read_table
 from data.schema import AIRLINES, AIRPORTS, FLIGHTS, PLANES, WEATHER, Rule, TableSpec
-from data.store import sha256_file, write_version
 from data.tables import build_offline_tables
 from data.validate import Validated, validate_table
+from featureloop.dataset_versions import sha256_file, write_version
 
 Report = Callable[[str], None]
 

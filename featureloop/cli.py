@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from featureloop.params import Label
     from featureloop.settings import Settings
-    from featureloop.training import Label
 
 app = typer.Typer(
     help="featureloop: a Feast feature store loop (prepare, apply, materialize, ...).",
@@ -76,7 +76,7 @@ def _quoted(text: str) -> str:
 def _labeller(options: dict[str, str], typed: dict[str, str | None]) -> Label:
     """How a command's messages name a parameter: its option with the value as typed, or with the
     value it took by default (and saying so); a parameter without an option by its own name."""
-    from featureloop.training import parameter_label
+    from featureloop.params import parameter_label
 
     def label(name: str, value: object) -> str:
         option, text = options.get(name), typed.get(name)
@@ -134,7 +134,7 @@ def prepare() -> None:
 
 
 def _run_apply(settings: Settings, clock: _Clock) -> dict[str, Any]:
-    from featureloop.feast_store import apply_repo
+    from featureloop.featurestore.store import apply_repo
 
     if not settings.offline_dir.exists():
         raise _fail(f"no prepared data at {settings.offline_dir}: run `featureloop prepare` first")
@@ -158,7 +158,7 @@ def apply() -> None:
 
 
 def _data_end(settings: Settings) -> datetime:
-    from data.store import read_manifest
+    from featureloop.dataset_versions import read_manifest
 
     try:
         manifest = read_manifest(settings.offline_dir)
@@ -170,7 +170,7 @@ def _data_end(settings: Settings) -> datetime:
 def _run_materialize(
     settings: Settings, clock: _Clock, end: datetime | None, start: datetime | None, views: list[str] | None
 ) -> dict[str, Any]:
-    from featureloop.feast_store import materialize_window, online_counts, open_store
+    from featureloop.featurestore.store import materialize_window, online_counts, open_store
 
     end = end or _data_end(settings)
     store = open_store(settings)
@@ -239,10 +239,10 @@ def _run_train(
 ) -> dict[str, Any]:
     from pydantic import ValidationError
 
-    from featureloop.model_registry import TrackingUnavailable
     from featureloop.params import TrainParams, explain
-    from featureloop.trainer import run_training
-    from featureloop.training import TrainingDataError
+    from featureloop.training.dataset import TrainingDataError
+    from featureloop.training.pipeline import run_training
+    from featureloop.training.registry import TrackingUnavailable
 
     label = _labeller(TRAIN_OPTIONS, typed or {})
     try:
@@ -331,8 +331,8 @@ def train(
 @app.command()
 def rollback() -> None:
     """Make the `previous` model version the champion again."""
-    from featureloop.model_registry import NoPreviousModel, TrackingUnavailable, connect
-    from featureloop.model_registry import rollback as rollback_alias
+    from featureloop.training.registry import NoPreviousModel, TrackingUnavailable, connect
+    from featureloop.training.registry import rollback as rollback_alias
 
     settings = _settings()
     try:
@@ -365,9 +365,9 @@ def drift(
     """
     from pydantic import ValidationError
 
-    from featureloop.model_registry import TrackingUnavailable
-    from featureloop.monitor import NoWindow, run_drift
+    from featureloop.monitoring.pipeline import NoWindow, run_drift
     from featureloop.params import DriftParams, explain
+    from featureloop.training.registry import TrackingUnavailable
 
     settings = _settings()
     clock = _Clock()
@@ -427,7 +427,7 @@ def demo(
     """The loop end to end on the real 2013 flights: prepare, apply, load, train on January-February,
     then replay March-December week by week through serving, drift and drift-triggered retraining,
     beside two reference policies (never retrain, retrain weekly)."""
-    from featureloop import stack
+    from featureloop.operations import stack
 
     clock = _Clock()
     settings = _settings()
@@ -489,7 +489,7 @@ if __name__ == "__main__":
 def up() -> None:
     """Start the local stack (Prefect server, deployments, MLflow UI, serving, Prometheus) and wait
     until each is healthy. Processes, pids and logs live under .run/; `featureloop down` stops them."""
-    from featureloop import stack
+    from featureloop.operations import stack
 
     clock = _Clock()
     try:
@@ -505,7 +505,7 @@ def up() -> None:
 @app.command()
 def down() -> None:
     """Stop exactly the processes `featureloop up` started."""
-    from featureloop import stack
+    from featureloop.operations import stack
 
     stopped = stack.down(report=typer.echo)
     typer.echo(f"stopped {len(stopped)} process(es)" if stopped else "nothing was running")
@@ -514,7 +514,7 @@ def down() -> None:
 @app.command()
 def status() -> None:
     """What `featureloop up` started, whether it is healthy, and where."""
-    from featureloop import stack
+    from featureloop.operations import stack
 
     for name, state, url in stack.status(_settings()):
         typer.echo(f"{name:<12} {state:<32} {url}")

@@ -3,14 +3,28 @@ sentences that say what is wrong with given values (`explain`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from featureloop.gate import GateConfig
-from featureloop.training import Label, ModelFamily, parameter_label
+from featureloop.monitoring.thresholds import DecayConfig, DriftConfig
+from featureloop.training.gate import GateConfig
+
+ModelFamily = Literal["hist_gradient_boosting", "logistic_regression"]
+# How a message names a parameter with its value: `train_start=2013-05-01T00:00:00+00:00` for a
+# flow's log; the command line passes one that says `--start 2013-05-01`, as the user typed it.
+Label = Callable[[str, object], str]
+
+
+def parameter_label(name: str, value: object) -> str:
+    """`name=value`: times in ISO form, text quoted."""
+    if isinstance(value, datetime):
+        return f"{name}={value.isoformat()}"
+    return f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"
+
 
 # Times pandas can hold (nanoseconds since 1970 in 64 bits): windows become pandas timestamps.
 EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
@@ -64,50 +78,6 @@ def _order(model: BaseModel, first: str, second: str, relation: str, advice: str
 
 
 _WINDOW_ADVICE = "use a start before the end (the end is exclusive)"
-
-
-class FeatureOverride(BaseModel):
-    """Thresholds for one feature, where the defaults do not fit it."""
-
-    alpha: float | None = Field(None, gt=0, lt=1)
-    min_psi: float | None = Field(None, ge=0)
-    ignore: bool = Field(False, description="Report the feature, never count it as drift.")
-
-
-class DriftConfig(BaseModel):
-    """Thresholds of the drift decision; the defaults pass the calibration test at `min_rows`."""
-
-    alpha: float = Field(0.01, gt=0, lt=1, description="Significance level of the per-feature test.")
-    min_psi: float = Field(0.02, ge=0, description="Smallest PSI that counts as drift.")
-    min_rows: int = Field(1000, ge=1, description="Smaller current windows get no verdict.")
-    share_threshold: float = Field(0.5, gt=0, le=1, description="Weighted share of drifted features.")
-    unseen_threshold: float = Field(0.01, ge=0, le=1, description="Share of unseen categories reported.")
-    max_missing_change: float = Field(
-        0.1, ge=0, le=1, description="A larger change in missing share is drift."
-    )
-    min_bin_rows: int = Field(
-        50,
-        ge=1,
-        description="Numeric features are tested on the reference bins (chi-square) when both windows "
-        "have this many values; smaller ones by the exact two-sample KS test on the raw values.",
-    )
-    min_wasserstein: float = Field(
-        0.1, ge=0, description="Effect floor of the KS path: Wasserstein distance / reference std."
-    )
-    features: dict[str, FeatureOverride] = Field(default_factory=dict, description="Per-feature thresholds.")
-
-
-class DecayConfig(BaseModel):
-    """When the serving model's measured quality counts as decayed."""
-
-    min_labels: int = Field(500, ge=10, description="Fewer labelled predictions give no decay verdict.")
-    max_auc_drop: float = Field(
-        0.05,
-        ge=0,
-        le=1,
-        description="Holdout ROC AUC minus window AUC beyond this (and beyond sampling noise).",
-    )
-    max_ece_rise: float = Field(0.05, ge=0, le=1, description="Window ECE minus holdout ECE beyond this.")
 
 
 class TrainParams(BaseModel):

@@ -28,10 +28,11 @@ from typing import Any
 
 import pandas as pd
 
-from featureloop.params import DriftConfig, DriftParams, TrainParams
-from featureloop.replay import steps
+from featureloop.backtest.replay import steps
+from featureloop.monitoring.thresholds import DriftConfig
+from featureloop.operations.stack import LocalServer
+from featureloop.params import DriftParams, TrainParams
 from featureloop.settings import Settings
-from featureloop.stack import LocalServer
 from flows.replay import WEEK, Week
 
 REPLAY_START = datetime(2013, 3, 1, 5, tzinfo=UTC)  # midnight, 1 March 2013, in New York
@@ -74,7 +75,7 @@ def weekly_drift_params(start: datetime, end: datetime) -> DriftParams:
 
 def force_champion(settings: Settings, version: str) -> None:
     """The replay starts from the January-February model, whatever an earlier demo left as champion."""
-    from featureloop.model_registry import connect, get_version, promote
+    from featureloop.training.registry import connect, get_version, promote
 
     client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
     promote(client, get_version(client, settings.model_name, version))
@@ -84,7 +85,7 @@ def force_champion(settings: Settings, version: str) -> None:
 def weekly_policy(settings: Settings, week_starts: list[datetime], params: TrainParams) -> Iterator[Any]:
     """The weekly reference policy's fits, in a worker process (one core) beside the replay; the
     worker is stopped when the block ends, also when the replay fails."""
-    from featureloop.policies import fit_weekly
+    from featureloop.backtest.policies import fit_weekly
 
     # At the lowest priority: the replay is the critical path, the fits are needed only at its end
     # and fill the cores' idle moments (serving and the replay mostly take turns).
@@ -102,8 +103,8 @@ def scorecard(
     settings: Settings, weeks: list[Week], first_version: str, weekly: list[bytes]
 ) -> dict[str, Any]:
     """Per month and in total: verdicts, top drifted features, AUC of each policy, retrains."""
-    from featureloop.model_registry import connect, get_version, load_model
-    from featureloop.policies import LOCAL_TZ, auc_by, label_outcomes, read_served, score_policies
+    from featureloop.backtest.policies import LOCAL_TZ, auc_by, label_outcomes, read_served, score_policies
+    from featureloop.training.registry import connect, get_version, load_model
 
     client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
     first = get_version(client, settings.model_name, first_version)
@@ -181,7 +182,7 @@ def print_scorecard(card: dict[str, Any], echo: Callable[[str], None]) -> None:
 
 def write_report(path: Path, card: dict[str, Any], weeks: list[Week]) -> Path:
     """The replay's report: the table, weekly AUC lines, the retrain events (inline SVG, no JavaScript)."""
-    from featureloop.drift_html import line_svg
+    from featureloop.monitoring.report import line_svg
 
     chart = line_svg(
         {p: [r[p] for r in card["weeks"]] for p in ("drift-triggered", "never", "weekly")},
@@ -244,7 +245,7 @@ def run_replay_phase(
     """Replay, then score the policies (the weekly fits run in a worker meanwhile)."""
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from featureloop.feast_store import open_store
+    from featureloop.featurestore.store import open_store
     from flows.replay import replay
 
     quiet_prefect_console()

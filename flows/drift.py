@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from featureloop import monitor
+from featureloop.monitoring import pipeline as monitor
 from featureloop.params import DriftParams
 from featureloop.settings import Settings
 from flows.opaque import opaque
@@ -31,7 +31,7 @@ def _transient(_task: Any, _run: Any, state: Any) -> bool:
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient, cache_policy=NO_CACHE)
 def load_champion(settings: Settings) -> tuple[Any, monitor.Champion]:
     """The tracking store (fails fast, naming the URI) and the champion with its reference profile."""
-    from featureloop.model_registry import connect
+    from featureloop.training.registry import connect
 
     client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
     return client, monitor.load_champion(client, settings)

@@ -43,7 +43,7 @@ class MaterializeParams(BaseModel):
 @task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
 def load_view(settings: Settings, view: str, start: datetime, end: datetime) -> dict[str, Any]:
     """One view's window (a retry reloads the same window: idempotent)."""
-    from featureloop.feast_store import materialize_window, open_store
+    from featureloop.featurestore.store import materialize_window, open_store
 
     return materialize_window(open_store(settings), end, start=start, feature_views=[view])[0]
 
@@ -51,7 +51,7 @@ def load_view(settings: Settings, view: str, start: datetime, end: datetime) -> 
 @flow(name="materialize")
 def materialize(params: MaterializeParams | None = None) -> dict[str, Any]:
     """Load each feature view's new values into the online store."""
-    from featureloop.feast_store import check_end, incremental_windows, online_counts, open_store
+    from featureloop.featurestore.store import check_end, incremental_windows, online_counts, open_store
 
     params = params or MaterializeParams()
     logger = get_run_logger()

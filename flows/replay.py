@@ -1,6 +1,6 @@
 """`make demo`'s replay: 2013 week by week through the running loop, as production would live it.
 
-Hour by hour the online store is brought up to the hour (`featureloop.replay.OnlineFeed`) and that
+Hour by hour the online store is brought up to the hour (`featureloop.backtest.replay.OnlineFeed`) and that
 hour's flights are sent to the serving app over HTTP as a product service would; serving answers
 from the champion and logs what it served. At the end of each week the `drift` flow (a Prefect flow
 run) checks the week's served predictions against the champion's reference, and its decay check
@@ -30,10 +30,10 @@ from uuid import UUID
 import httpx
 import pandas as pd
 
+from featureloop.backtest.replay import OnlineFeed, Requests, steps
+from featureloop.operations.stack import free_port
 from featureloop.params import DriftParams
-from featureloop.replay import OnlineFeed, Requests, steps
 from featureloop.settings import PROJECT_ROOT, Settings
-from featureloop.stack import free_port
 
 WEEK = timedelta(days=7)
 HOUR = timedelta(hours=1)

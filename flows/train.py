@@ -8,11 +8,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from featureloop.gate import Decision
-from featureloop.model_registry import VersionInfo
 from featureloop.params import RollbackParams, TrainParams
 from featureloop.settings import Settings
-from featureloop.trainer import (
+from featureloop.training.dataset import Split
+from featureloop.training.gate import Decision
+from featureloop.training.pipeline import (
     Candidate,
     TrainingSet,
     fit_candidate,
@@ -22,7 +22,7 @@ from featureloop.trainer import (
     summarize,
     training_spine,
 )
-from featureloop.training import Split
+from featureloop.training.registry import VersionInfo
 from flows.opaque import opaque
 
 
@@ -36,7 +36,7 @@ def check_training_window(settings: Settings, params: TrainParams) -> Split:
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 def connect_tracking(settings: Settings) -> tuple[Any, str]:
     """Reach the MLflow tracking store before any work (fails fast, names the URI)."""
-    from featureloop.model_registry import connect
+    from featureloop.training.registry import connect
 
     return connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
 
@@ -44,7 +44,7 @@ def connect_tracking(settings: Settings) -> tuple[Any, str]:
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 def half_made_versions(client: Any, settings: Settings) -> list[str]:
     """Name (in the run's log) the versions a stopped train left without tags; they are not deleted."""
-    from featureloop.model_registry import find_half_made
+    from featureloop.training.registry import find_half_made
 
     found = [version.describe() for version in find_half_made(client, settings.model_name)]
     for line in found:
@@ -55,7 +55,7 @@ def half_made_versions(client: Any, settings: Settings) -> list[str]:
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 def build_training_set(settings: Settings, params: TrainParams, spine: Split) -> TrainingSet:
     """Point-in-time training set through the feature service."""
-    from featureloop.feast_store import open_store
+    from featureloop.featurestore.store import open_store
 
     return load_training_set(open_store(settings), settings.offline_dir, params, spine)
 
@@ -81,7 +81,7 @@ def gate(
     client: Any, settings: Settings, version: VersionInfo, cand: Candidate, params: TrainParams
 ) -> tuple[Decision, dict[str, float] | None]:
     """Validation gate against the champion; promote when it passes."""
-    from featureloop.feast_store import open_store
+    from featureloop.featurestore.store import open_store
 
     return gate_and_promote(client, open_store(settings), version, cand, params)
 
@@ -134,8 +134,8 @@ def train(params: TrainParams | None = None) -> dict[str, Any]:
 @flow(name="rollback")
 def rollback(params: RollbackParams | None = None) -> dict[str, Any]:
     """Point the champion alias back at the previous version."""
-    from featureloop.model_registry import connect
-    from featureloop.model_registry import rollback as rollback_alias
+    from featureloop.training.registry import connect
+    from featureloop.training.registry import rollback as rollback_alias
 
     params = params or RollbackParams()
     settings = Settings()

@@ -144,7 +144,7 @@ Authorized = Annotated[None, Depends(require_token)]
 
 
 def _resolver(settings: Settings, alias: str) -> Any:
-    from featureloop.model_registry import TrackingUnavailable, connect, get_alias
+    from featureloop.training.registry import TrackingUnavailable, connect, get_alias
 
     client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
 
@@ -180,8 +180,8 @@ def create_app(settings: Settings | None = None) -> ServingApp:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        from featureloop.feast_store import import_feast_unchecked, open_store
-        from featureloop.model_registry import CHALLENGER, CHAMPION
+        from featureloop.featurestore.store import import_feast_unchecked, open_store
+        from featureloop.training.registry import CHALLENGER, CHAMPION
 
         import_feast_unchecked()  # serving reads the registry `feast apply` checked: 6 s less boot
         state.store = open_store(settings)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from featureloop.training import model_input_from_columns
+from featureloop.training.model import model_input_from_columns
 from serving.scorer import CompiledScorer, agrees, compile_pipeline
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class ServingModel:
 
 def load_version(name: str, version: str, tags: dict[str, str]) -> ServingModel:
     """Load a version of our registry with the inputs and feature service its lineage records."""
-    from featureloop.model_registry import load_model
+    from featureloop.training.registry import load_model
 
     start = time.perf_counter()
     pipeline = load_model(f"models:/{name}/{version}")

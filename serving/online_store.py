@@ -317,7 +317,7 @@ class OnlineTables:
 
     def _read_redis(self, encoded: list[tuple[ViewTable, list[bytes]]]) -> list[list[Found]]:
         """One pipeline of HMGETs (each view's features and its time) for every view and entity."""
-        from featureloop.feast_engine import _round_trips
+        from featureloop.featurestore.engine import _round_trips
 
         client = self._provider.online_store._get_client(self._store.config.online_store)
         commands = [
@@ -401,7 +401,7 @@ def _key_protos(table: ViewTable, keys: list[tuple[Any, ...]]) -> list[Any]:
 
 def _key_encoder(names: list[str], value_types: list[Any]) -> Callable[[tuple[Any, ...]], bytes] | None:
     """Feast's entity key serialisation, version 3, for string and int64 join keys (what the
-    materialisation engine writes, `featureloop.feast_engine.encode_entity_keys`): the number of
+    materialisation engine writes, `featureloop.featurestore.engine.encode_entity_keys`): the number of
     keys, each key's name (sorted), then each value with its type and length."""
     from feast.value_type import ValueType
 

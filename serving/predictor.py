@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from featureloop.training import REQUEST_FEATURES
+from featureloop.training.dataset import REQUEST_FEATURES
 from serving.features import ENTITY_KEYS, ServedFeatures, ServiceReader
 from serving.model import ServingModel
 from serving.schemas import PredictRequest

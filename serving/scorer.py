@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from featureloop.training import model_input_from_columns
+from featureloop.training.model import model_input_from_columns
 
 logger = logging.getLogger(__name__)
 TOLERANCE = 1e-9

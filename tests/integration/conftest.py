@@ -47,7 +47,7 @@ INTEGRATION_SPEC = SyntheticSpec(days=28, flights_per_hour=8, n_aircraft=30, see
 
 @pytest.fixture(scope="session")
 def feast_env(tmp_path_factory: pytest.TempPathFactory) -> FeastEnv:
-    from featureloop.feast_store import apply_repo, open_store
+    from featureloop.featurestore.store import apply_repo, open_store
 
     root = tmp_path_factory.mktemp("feast")
     raw = write_raw(generate(INTEGRATION_SPEC), root / "raw")

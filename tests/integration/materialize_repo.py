@@ -46,7 +46,7 @@ def store(
         provider="local",
         registry=str(folder / f"registry-{online}"),
         online_store=online_store or {"type": "sqlite", "path": str(folder / online)},
-        offline_store={"type": "featureloop.feast_offline.AsofDuckDBOfflineStore"},
+        offline_store={"type": "featureloop.featurestore.offline.AsofDuckDBOfflineStore"},
         batch_engine=engine,
         entity_key_serialization_version=3,
         materialization={"pull_latest_features": True, "online_write_batch_size": 10_000},
@@ -67,5 +67,5 @@ def store(
 
 if __name__ == "__main__":
     folder, online, chunk_rows = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-    engine = {"type": "featureloop.feast_engine.FastComputeEngine", "chunk_rows": chunk_rows}
+    engine = {"type": "featureloop.featurestore.engine.FastComputeEngine", "chunk_rows": chunk_rows}
     store(folder, online, engine).materialize(start_date=START, end_date=END)

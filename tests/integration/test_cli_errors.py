@@ -38,8 +38,8 @@ class Cli:
         return CliRunner().invoke(app, list(args), env=self.env)
 
     def versions(self) -> list[str]:
-        from featureloop.model_registry import connect
         from featureloop.settings import Settings
+        from featureloop.training.registry import connect
 
         settings = Settings(
             data_dir=Path(self.env["FEATURELOOP_DATA_DIR"]),

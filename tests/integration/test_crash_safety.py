@@ -161,10 +161,10 @@ def test_train_killed_anywhere_then_rerun_never_aliases_a_half_registered_model(
 ) -> None:
     """The uninterrupted run and the reruns are in this process (`run_training`, what the CLI calls);
     the crashed run is the CLI, killed during its work."""
-    from featureloop.model_registry import CHAMPION, connect, get_alias, load_model
     from featureloop.params import TrainParams
     from featureloop.settings import Settings
-    from featureloop.trainer import run_training
+    from featureloop.training.pipeline import run_training
+    from featureloop.training.registry import CHAMPION, connect, get_alias, load_model
 
     start, end = "2013-01-01T00:00:00+00:00", "2013-01-30T00:00:00+00:00"
     data = tmp_path / "data"

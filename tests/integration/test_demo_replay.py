@@ -36,9 +36,9 @@ REPLAY = (datetime(2013, 1, 15, 5, tzinfo=UTC), datetime(2013, 2, 12, 5, tzinfo=
 
 @pytest.fixture(scope="module")
 def replayed(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from featureloop.feast_store import apply_repo, materialize_window, open_store
+    from featureloop.featurestore.store import apply_repo, materialize_window, open_store
     from featureloop.params import TrainParams
-    from featureloop.trainer import run_training
+    from featureloop.training.pipeline import run_training
     from flows.demo import force_champion, reset_replay_state, run_replay_phase
 
     root = tmp_path_factory.mktemp("demo")

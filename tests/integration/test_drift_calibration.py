@@ -12,9 +12,9 @@ import pytest
 
 from data.synthetic import Drift, SyntheticSpec, generate
 from data.tables import WEATHER_KNOWN_AFTER
-from featureloop.drift_report import compare_window
-from featureloop.params import DriftConfig
-from featureloop.profile import build_profile
+from featureloop.monitoring.comparison import compare_window
+from featureloop.monitoring.profiles import build_profile
+from featureloop.monitoring.thresholds import DriftConfig
 
 pytestmark = pytest.mark.integration  # 400 seeded datasets: ~25 s, kept out of the unit tier
 

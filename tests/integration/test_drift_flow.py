@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featureloop.feast_store import materialize_window
-from featureloop.model_registry import connect
-from featureloop.params import DecayConfig, DriftConfig, DriftParams, TrainParams
+from featureloop.featurestore.store import materialize_window
+from featureloop.monitoring.thresholds import DecayConfig, DriftConfig
+from featureloop.params import DriftParams, TrainParams
 from featureloop.settings import PROJECT_ROOT, Settings
-from featureloop.trainer import run_training
+from featureloop.training.pipeline import run_training
+from featureloop.training.registry import connect
 from serving.app import create_app
 from tests.integration.conftest import OFFLINE, FeastEnv, serve_app
 
@@ -181,7 +182,7 @@ def test_skew_check_finds_a_corrupted_online_value(monitored: Monitored) -> None
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
-    from featureloop.skew import check_view
+    from featureloop.monitoring.skew import check_view
 
     store = monitored.feast_env.store
     view = store.get_feature_view("aircraft")
@@ -266,7 +267,7 @@ def test_prometheus_scrapes_serving_and_the_drift_gauges_with_the_shipped_rules(
 ) -> None:
     """Debian's Prometheus with `make up`'s config: the target is up, a drift gauge has a value, the
     alert rules load, and every metric the rules and the Grafana dashboard use exists."""
-    from featureloop.stack import ALERT_RULES, prometheus_config
+    from featureloop.operations.stack import ALERT_RULES, prometheus_config
     from tests.integration.conftest import free_port
 
     binary = shutil.which("prometheus")
@@ -320,7 +321,7 @@ def test_up_starts_the_stack_healthy_and_down_stops_exactly_it(
     monitored: Monitored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`make up` / `make status` / `make down` for real, on free ports and a run folder of its own."""
-    from featureloop import stack
+    from featureloop.operations import stack
     from tests.integration.conftest import free_port
 
     monkeypatch.setattr(stack, "RUN_DIR", tmp_path / "run")

@@ -19,8 +19,8 @@ import pytest
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 
-from featureloop.feast_engine import encode_entity_keys, encode_values
-from featureloop.feast_store import open_store
+from featureloop.featurestore.engine import encode_entity_keys, encode_values
+from featureloop.featurestore.store import open_store
 from featureloop.settings import PROJECT_ROOT
 from tests.integration.conftest import FeastEnv
 
@@ -130,7 +130,7 @@ def test_a_run_killed_midway_and_rerun_gives_the_same_online_store(tmp_path: Pat
     from tests.integration import materialize_repo as repo
 
     repo.write_data(tmp_path, 200_000)
-    engine = {"type": "featureloop.feast_engine.FastComputeEngine", "chunk_rows": 5_000}
+    engine = {"type": "featureloop.featurestore.engine.FastComputeEngine", "chunk_rows": 5_000}
     repo.store(tmp_path, "clean.db", engine).materialize(start_date=repo.START, end_date=repo.END)
     full = len(_contents(tmp_path / "clean.db")[repo.TABLE])
 
@@ -167,7 +167,7 @@ def test_readers_never_wait_for_a_materialisation_and_see_whole_commits(tmp_path
     from tests.integration import materialize_repo as repo
 
     repo.write_data(tmp_path, 30_000)
-    engine = {"type": "featureloop.feast_engine.FastComputeEngine", "chunk_rows": 250_000}
+    engine = {"type": "featureloop.featurestore.engine.FastComputeEngine", "chunk_rows": 250_000}
     repo.store(tmp_path, "online.db", engine).materialize(start_date=repo.START, end_date=repo.END)
     frame = pd.read_parquet(tmp_path / "features.parquet")
     frame["orders"] += 1  # the same entities and times, new values: the rerun rewrites every row
@@ -208,7 +208,7 @@ def test_materialize_rebuilds_a_store_whose_tables_or_file_were_removed(tmp_path
     from tests.integration import materialize_repo as repo
 
     repo.write_data(tmp_path, 2_000)
-    engine = {"type": "featureloop.feast_engine.FastComputeEngine"}
+    engine = {"type": "featureloop.featurestore.engine.FastComputeEngine"}
     store = repo.store(tmp_path, "online.db", engine)
     store.materialize(start_date=repo.START, end_date=repo.END)
     expected = _contents(tmp_path / "online.db")
@@ -226,7 +226,7 @@ def test_materialize_refuses_a_far_future_end_or_an_inverted_window_and_records_
     feast_env: FeastEnv,
 ) -> None:
     """A run to 9999 would be recorded by Feast, and every later incremental run would start there."""
-    from featureloop.feast_store import materialize_window
+    from featureloop.featurestore.store import materialize_window
 
     store = feast_env.store
     before = {fv.name: list(fv.materialization_intervals) for fv in store.list_feature_views()}
@@ -256,7 +256,7 @@ def test_redis_store_equals_feasts_engine_key_for_key(tmp_path: Path, redis_serv
             tmp_path, f"{name}.db", engine, {"type": "redis", "connection_string": f"{redis_server},db={db}"}
         )
         for name, engine, db in (
-            ("ours", {"type": "featureloop.feast_engine.FastComputeEngine", "chunk_rows": 7_000}, 1),
+            ("ours", {"type": "featureloop.featurestore.engine.FastComputeEngine", "chunk_rows": 7_000}, 1),
             ("feast", {"type": "local"}, 2),
         )
     }
@@ -279,7 +279,7 @@ def test_redis_store_equals_feasts_engine_key_for_key(tmp_path: Path, redis_serv
 def test_null_times_are_null_and_null_keys_are_refused() -> None:
     from feast.infra.online_stores.sqlite import adapt_datetime_epoch
 
-    from featureloop.feast_engine import _timestamps
+    from featureloop.featurestore.engine import _timestamps
 
     when = datetime(2024, 3, 1, 10, 30, 15, 999_999)
     stamps = pa.array([when, None], type=pa.timestamp("us", tz="UTC"))
@@ -291,7 +291,7 @@ def test_null_times_are_null_and_null_keys_are_refused() -> None:
 def test_timestamp_encoding_equals_protobufs() -> None:
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    from featureloop.feast_engine import _timestamp_protos
+    from featureloop.featurestore.engine import _timestamp_protos
 
     times = [datetime(2024, 1, 1), datetime(1970, 1, 1), datetime(1965, 5, 5, 1, 2, 3, 456_789),
              datetime(2013, 5, 5, 1, 2, 3, 7), datetime(1970, 1, 1, 0, 0, 5), datetime(2100, 1, 1),

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featureloop.feast_store import open_store
+from featureloop.featurestore.store import open_store
 from tests.integration.conftest import FeastEnv
 
 pytestmark = pytest.mark.integration
@@ -106,7 +106,10 @@ def test_hand_built_ties_ttl_edges_and_late_rows(tmp_path: Path) -> None:
     )
     expected_scores = [None, 2.0, 2.0, 3.0, 3.0, None, 2.0, None, None]
     results = {}
-    for name, offline in (("ours", "featureloop.feast_offline.AsofDuckDBOfflineStore"), ("feast", "duckdb")):
+    for name, offline in (
+        ("ours", "featureloop.featurestore.offline.AsofDuckDBOfflineStore"),
+        ("feast", "duckdb"),
+    ):
         store = FeatureStore(
             config=RepoConfig(
                 project="edges", provider="local", registry=str(tmp_path / f"registry-{name}.db"),

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from data.rolling import WINDOWS, rolling_feature_names
-from featureloop.feast_store import materialize_window, online_counts
+from featureloop.featurestore.store import materialize_window, online_counts
 from tests.integration.conftest import FeastEnv
 
 pytestmark = pytest.mark.integration
@@ -170,7 +170,7 @@ def test_readers_import_feast_without_typeguard_and_definitions_keep_it() -> Non
         Entity(name=1, join_keys=["x"])  # type: ignore[arg-type]
     code = (
         "import typeguard\n"
-        "from featureloop.feast_store import import_feast_unchecked\n"
+        "from featureloop.featurestore.store import import_feast_unchecked\n"
         "checked = typeguard.typechecked\n"
         "import_feast_unchecked()\n"
         "assert typeguard.typechecked is checked, 'typeguard left patched'\n"

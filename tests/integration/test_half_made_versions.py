@@ -16,9 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from featureloop.cli import app
-from featureloop.model_registry import RUN_HOST, RUN_PID, connect, find_half_made
 from featureloop.params import TrainParams
 from featureloop.settings import Settings
+from featureloop.training.registry import RUN_HOST, RUN_PID, connect, find_half_made
 from tests.integration.conftest import FeastEnv
 
 pytestmark = pytest.mark.integration

@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from featureloop.feast_store import materialize_window
+from featureloop.featurestore.store import materialize_window
 from featureloop.params import DriftParams, TrainParams
 from featureloop.settings import Settings
-from featureloop.trainer import run_training
+from featureloop.training.pipeline import run_training
 from serving.app import create_app
 from tests.integration.conftest import FeastEnv, serve_app
 

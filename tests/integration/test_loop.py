@@ -25,10 +25,11 @@ import pytest
 
 from data.prepare import prepare_dataset
 from data.synthetic import Drift, SyntheticSpec, generate, write_raw
-from featureloop.feast_store import apply_repo, materialize_window, open_store
-from featureloop.params import DecayConfig, DriftConfig, DriftParams, FeatureOverride, TrainParams
+from featureloop.featurestore.store import apply_repo, materialize_window, open_store
+from featureloop.monitoring.thresholds import DecayConfig, DriftConfig, FeatureOverride
+from featureloop.params import DriftParams, TrainParams
 from featureloop.settings import PROJECT_ROOT, Settings
-from featureloop.trainer import run_training
+from featureloop.training.pipeline import run_training
 from serving.app import create_app
 from tests.integration.conftest import remove_retrain_deployment, serve_app
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from featureloop.feast_store import incremental_windows, open_store
+from featureloop.featurestore.store import incremental_windows, open_store
 from featureloop.settings import Settings
 from tests.integration.conftest import FeastEnv
 
@@ -40,7 +40,7 @@ def fresh(feast_env: FeastEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("FEATURELOOP_DATA_DIR", str(data))
     settings = Settings()
     # The new registry and the online store's tables: apply the repo.
-    from featureloop.feast_store import apply_repo
+    from featureloop.featurestore.store import apply_repo
 
     apply_repo(settings)
     yield settings

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import yaml
 
+from featureloop.operations.stack import ALERT_RULES, prometheus_config, services
 from featureloop.settings import PROJECT_ROOT, Settings
-from featureloop.stack import ALERT_RULES, prometheus_config, services
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration

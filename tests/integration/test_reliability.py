@@ -28,11 +28,11 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from featureloop.feast_store import materialize_window, open_store
-from featureloop.model_registry import CHAMPION, connect, get_alias
+from featureloop.featurestore.store import materialize_window, open_store
 from featureloop.params import TrainParams
 from featureloop.settings import PROJECT_ROOT, Settings
-from featureloop.trainer import run_training
+from featureloop.training.pipeline import run_training
+from featureloop.training.registry import CHAMPION, connect, get_alias
 from serving.app import create_app
 from tests.integration.conftest import FeastEnv, free_port, serve_app
 

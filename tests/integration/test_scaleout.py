@@ -21,11 +21,12 @@ from typing import Any
 import httpx
 import pytest
 
-from featureloop.feast_store import apply_repo, materialize_window, open_store
-from featureloop.params import DecayConfig, DriftConfig, DriftParams, TrainParams
+from featureloop.featurestore.store import apply_repo, materialize_window, open_store
+from featureloop.monitoring.skew import check_service
+from featureloop.monitoring.thresholds import DecayConfig, DriftConfig
+from featureloop.params import DriftParams, TrainParams
 from featureloop.settings import Settings
-from featureloop.skew import check_service
-from featureloop.trainer import run_training
+from featureloop.training.pipeline import run_training
 from serving.app import create_app
 from tests.integration.conftest import FeastEnv, free_port, run_redis, serve_app
 
@@ -74,8 +75,8 @@ def _own_data_dir(feast_env: FeastEnv, root: Path) -> Path:
 @contextlib.contextmanager
 def _prefect_on_postgres(settings: Settings) -> Iterator[str]:
     """A real `prefect server start` whose database is the profile's PostgreSQL one."""
-    from featureloop.postgres import ensure_database
-    from featureloop.stack import prefect_server
+    from featureloop.operations.postgres import ensure_database
+    from featureloop.operations.stack import prefect_server
 
     assert settings.prefect_database_url is not None
     ensure_database(settings.postgres_database("prefect"))
@@ -286,8 +287,8 @@ def test_the_drift_flow_runs_on_the_profiles_prefect_server(
 
 
 def test_an_unreachable_postgres_is_a_clear_error_naming_the_server(profiles: dict[str, Profile]) -> None:
-    from featureloop.feast_store import repo_config
-    from featureloop.postgres import PostgresUnavailable
+    from featureloop.featurestore.store import repo_config
+    from featureloop.operations.postgres import PostgresUnavailable
 
     down = profiles["scaleout"].settings.model_copy(
         update={"postgres_url": "postgresql://featureloop@127.0.0.1:1"}

@@ -26,12 +26,12 @@ import yaml
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from featureloop.feast_store import materialize_window
-from featureloop.model_registry import CHAMPION, connect, load_model
+from featureloop.featurestore.store import materialize_window
 from featureloop.params import TrainParams
 from featureloop.settings import Settings
-from featureloop.trainer import run_training
-from featureloop.training import model_input
+from featureloop.training.model import model_input
+from featureloop.training.pipeline import run_training
+from featureloop.training.registry import CHAMPION, connect, load_model
 from serving.app import create_app
 from tests.integration.conftest import FeastEnv, free_port, serve_app
 
@@ -378,7 +378,7 @@ def test_get_online_features_keeps_feasts_times_when_an_entitys_rows_differ(
     import shutil
     import sqlite3
 
-    from featureloop.feast_store import open_store
+    from featureloop.featurestore.store import open_store
     from serving.online_features import OnlineFeatures
     from serving.schemas import GetOnlineFeaturesRequest
 
@@ -506,7 +506,7 @@ def redis_copy(
     that has Feast's `precompute_online`; ours and `feast serve` on it."""
     import shutil
 
-    from featureloop.feast_store import apply_repo, open_store
+    from featureloop.featurestore.store import apply_repo, open_store
 
     tmp = tmp_path_factory.mktemp("redis-copy")
     repo, data = tmp / "feature_repo", tmp / "data"
@@ -581,7 +581,7 @@ def test_served_rows_reach_the_prediction_log(served: Served) -> None:
 
 
 def test_promotion_under_concurrent_load_fails_no_request_and_versions_are_consistent(served: Served) -> None:
-    from featureloop.model_registry import get_alias
+    from featureloop.training.registry import get_alias
 
     client, _ = connect(
         served.settings.tracking_uri, served.settings.artifact_location, served.settings.experiment
@@ -691,7 +691,7 @@ def test_cached_answers_follow_every_change_to_the_store(served: Served, tmp_pat
 
     from feast.protos.feast.types.Value_pb2 import Value
 
-    from featureloop.feast_store import open_store
+    from featureloop.featurestore.store import open_store
     from serving.features import ServiceReader
 
     data = tmp_path / "data"
@@ -772,7 +772,7 @@ def test_service_reader_returns_what_feast_get_online_features_returns(served: S
 @pytest.fixture(scope="module")
 def challenger(served: Served) -> str:
     """A second version (fewer boosting rounds: different probabilities) under the `challenger` alias."""
-    from featureloop.model_registry import CHALLENGER
+    from featureloop.training.registry import CHALLENGER
 
     summary = run_training(
         served.settings,
@@ -887,9 +887,9 @@ def test_a_store_locked_in_rollback_journal_mode_gives_a_quick_503_and_service_r
 
 def test_served_rows_carry_every_feature_of_the_reference_profile(served: Served) -> None:
     """The contract between training and serving: drift can compare every profiled feature."""
-    from featureloop.drift import DriftConfig
-    from featureloop.drift_report import compare_window, log_window
-    from featureloop.model_registry import get_alias, load_reference_profile
+    from featureloop.monitoring.comparison import compare_window, log_window
+    from featureloop.monitoring.thresholds import DriftConfig
+    from featureloop.training.registry import get_alias, load_reference_profile
 
     httpx.post(f"{served.url}/predict", json={"flights": _flights(served, 30)}, timeout=30)
     time.sleep(0.6)  # more than one flush interval
@@ -907,8 +907,8 @@ def test_served_rows_carry_every_feature_of_the_reference_profile(served: Served
 
 
 def test_compiled_scorer_is_used_and_equals_scikit_learn_on_real_rows(served: Served) -> None:
-    from featureloop.model_registry import get_alias
-    from featureloop.trainer import load_training_set
+    from featureloop.training.pipeline import load_training_set
+    from featureloop.training.registry import get_alias
     from serving.model import load_version
 
     client, _ = connect(

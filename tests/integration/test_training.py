@@ -10,13 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from featureloop.feast_store import open_store
-from featureloop.gate import GateConfig
-from featureloop.model_registry import CHAMPION, PREVIOUS, TrackingUnavailable, connect, get_alias
+from featureloop.featurestore.store import open_store
 from featureloop.params import TrainParams
 from featureloop.settings import Settings
-from featureloop.trainer import load_training_set, run_training
-from featureloop.training import TrainingDataError, frame_digest
+from featureloop.training.dataset import TrainingDataError, frame_digest
+from featureloop.training.gate import GateConfig
+from featureloop.training.pipeline import load_training_set, run_training
+from featureloop.training.registry import CHAMPION, PREVIOUS, TrackingUnavailable, connect, get_alias
 from tests.integration.conftest import FeastEnv
 
 pytestmark = pytest.mark.integration

@@ -199,7 +199,7 @@ def evidently_score(case: Case, name: str) -> float:
 
 def our_score(case: Case, name: str) -> float:
     """Ours in Evidently-compatible mode."""
-    from featureloop.drift_stats import CATEGORICAL, NUMERIC
+    from featureloop.monitoring.statistics import CATEGORICAL, NUMERIC
 
     if case.kind == "categorical":
         return CATEGORICAL[name](case.reference, case.current).score

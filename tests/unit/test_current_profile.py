@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featureloop.current_profile import current_profile, merge_profiles
-from featureloop.profile import build_profile
+from featureloop.monitoring.current import current_profile, merge_profiles
+from featureloop.monitoring.profiles import build_profile
 
 
 def _frame(seed: int, n: int, shift: float = 0.0) -> pd.DataFrame:

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featureloop.current_profile import current_profile
-from featureloop.drift import DriftConfig, FeatureDrift, dataset_verdict, feature_drift, persistent
-from featureloop.profile import build_profile
+from featureloop.monitoring.current import current_profile
+from featureloop.monitoring.drift import FeatureDrift, dataset_verdict, feature_drift, persistent
+from featureloop.monitoring.profiles import build_profile
+from featureloop.monitoring.thresholds import DriftConfig
 
 CONFIG = DriftConfig()
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featureloop.drift import DriftConfig
-from featureloop.drift_report import compare_window, log_window
-from featureloop.profile import build_profile
+from featureloop.monitoring.comparison import compare_window, log_window
+from featureloop.monitoring.profiles import build_profile
+from featureloop.monitoring.thresholds import DriftConfig
 
 
 def _log(folder: Path, day: str, n: int, shift: float, seed: int) -> None:

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from featureloop import evidently_stats
-from featureloop.drift_stats import (
+from featureloop.monitoring import evidently as evidently_stats
+from featureloop.monitoring.statistics import (
     CATEGORICAL,
     NUMERIC,
     chi_square,
@@ -173,7 +173,7 @@ def test_unseen_categories_and_missing_share_change() -> None:
 @pytest.mark.parametrize("n", [300, 2_000, 20_000])
 def test_sorted_ks_and_wasserstein_equal_scipys(n: int) -> None:
     """Exact KS p-values for small samples, asymptotic ones (scipy's `asymp`) for large ones."""
-    from featureloop.drift_stats import EXACT_KS_PAIRS, ks_wasserstein_sorted, wasserstein
+    from featureloop.monitoring.statistics import EXACT_KS_PAIRS, ks_wasserstein_sorted, wasserstein
 
     rng = np.random.default_rng(n)
     ref = np.round(rng.normal(0, 1, n), 2)  # rounded: ties, as real data has

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from featureloop.gate import GateConfig, decide
+from featureloop.training.gate import GateConfig, decide
 
 BASELINE = {"roc_auc": 0.5, "log_loss": 0.57, "ece": 0.02}
 CHAMPION = {"roc_auc": 0.70, "log_loss": 0.52, "ece": 0.02}

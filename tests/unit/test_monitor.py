@@ -13,15 +13,24 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from featureloop.drift_html import render
-from featureloop.drift_report import compare_window
-from featureloop.model_registry import VersionInfo
-from featureloop.monitor import Champion, Window, build_report, conclude, gauges_text, markdown, write_outputs
-from featureloop.outcomes import labelled_predictions, measure_decay
-from featureloop.params import DecayConfig, DriftConfig, DriftParams, FeatureOverride
-from featureloop.profile import build_profile
+from featureloop.monitoring.comparison import compare_window
+from featureloop.monitoring.decay import labelled_predictions, measure_decay
+from featureloop.monitoring.pipeline import (
+    Champion,
+    Window,
+    build_report,
+    conclude,
+    gauges_text,
+    markdown,
+    write_outputs,
+)
+from featureloop.monitoring.profiles import build_profile
+from featureloop.monitoring.report import render
+from featureloop.monitoring.skew import _same
+from featureloop.monitoring.thresholds import DecayConfig, DriftConfig, FeatureOverride
+from featureloop.params import DriftParams
 from featureloop.settings import Settings
-from featureloop.skew import _same
+from featureloop.training.registry import VersionInfo
 
 HOLDOUT = {"roc_auc": 0.80, "ece": 0.02}
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import data.store
+import featureloop.dataset_versions
 from data.prepare import PrepareResult, prepare_dataset
 from data.read import DatasetError
-from data.store import read_manifest, verify_version
+from featureloop.dataset_versions import read_manifest, verify_version
 
 
 def _prepare(raw: Path, root: Path) -> PrepareResult:
@@ -133,7 +133,7 @@ def test_crash_while_writing_leaves_the_previous_dataset_intact(
     good = _prepare(synthetic_raw, tmp_path)
     _rewrite_csv(synthetic_raw / "planes.csv", lambda text: text.replace(",55,", ",56,"))
     written = []
-    real_write = data.store.write_parquet
+    real_write = featureloop.dataset_versions.write_parquet
 
     def crash_on_fourth(frame: object, path: Path) -> None:
         written.append(path)
@@ -141,7 +141,7 @@ def test_crash_while_writing_leaves_the_previous_dataset_intact(
             raise OSError("disk full (injected)")
         real_write(frame, path)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(data.store, "write_parquet", crash_on_fourth)
+    monkeypatch.setattr(featureloop.dataset_versions, "write_parquet", crash_on_fourth)
     with pytest.raises(OSError, match="injected"):
         _prepare(synthetic_raw, tmp_path)
     assert read_manifest(tmp_path / "offline")["dataset_version"] == good.dataset_version

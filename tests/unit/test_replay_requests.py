@@ -12,7 +12,7 @@ HOUR = timedelta(hours=1)
 
 
 def test_requests_sample_is_fixed_and_every_flight_lands_in_its_step() -> None:
-    from featureloop.replay import Requests
+    from featureloop.backtest.replay import Requests
 
     flights = pd.DataFrame(
         {

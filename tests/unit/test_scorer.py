@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from featureloop.training import build_pipeline, model_input
+from featureloop.training.model import build_pipeline, model_input
 from serving.scorer import agrees, compile_pipeline
 
 

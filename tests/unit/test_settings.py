@@ -8,8 +8,8 @@ import pytest
 import yaml
 from pydantic import SecretStr, ValidationError
 
+from featureloop.operations.stack import prometheus_config
 from featureloop.settings import Settings
-from featureloop.stack import prometheus_config
 
 
 def test_an_empty_serving_token_is_refused_not_treated_as_no_auth() -> None:
@@ -49,7 +49,7 @@ def test_a_pid_record_of_another_program_is_stale_and_never_stopped(
 ) -> None:
     import os
 
-    from featureloop import stack
+    from featureloop.operations import stack
 
     monkeypatch.setattr(stack, "RUN_DIR", tmp_path)
     (tmp_path / "serving.pid").write_text(

@@ -9,20 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featureloop.profile import OTHER, build_profile
-from featureloop.training import (
+from featureloop.monitoring.profiles import OTHER, build_profile
+from featureloop.training.dataset import (
     LABEL_COLUMN,
     TIME_COLUMN,
     TrainingDataError,
     build_entity_frame,
-    build_pipeline,
     check_split,
-    evaluate,
     frame_digest,
-    model_input,
     slice_needs,
     split_by_time,
 )
+from featureloop.training.metrics import evaluate
+from featureloop.training.model import build_pipeline, model_input
 
 JAN = datetime(2013, 1, 1, tzinfo=UTC)
 FEB = datetime(2013, 2, 1, tzinfo=UTC)
@@ -125,7 +124,7 @@ def test_profile_folds_rare_categories_into_other() -> None:
 
 
 def test_serving_input_from_columns_equals_the_training_input() -> None:
-    from featureloop.training import model_input_from_columns
+    from featureloop.training.model import model_input_from_columns
 
     columns = {"a": [1, None, 3], "b": [0.5, 1.5, None], "c": ["x", None, "y"]}
     frame = pd.DataFrame(
@@ -151,7 +150,7 @@ def test_dataset_schema_from_sample_rows_equals_mlflows_inference_over_every_row
 
     from mlflow.types.utils import _infer_schema
 
-    from featureloop.trainer import dataset_schema
+    from featureloop.training.pipeline import dataset_schema
 
     rng = np.random.default_rng(3)
     n = 500
@@ -225,7 +224,7 @@ def test_a_feature_without_a_value_in_the_training_slice_is_left_out_of_the_mode
     scikit-learn 1.9's gradient boosting fails on such a column with numpy's "window shape cannot be
     larger than input array shape"; the model goes without it, and the profile still describes it."""
     from featureloop.params import TrainParams
-    from featureloop.trainer import TrainingSet, fit_candidate
+    from featureloop.training.pipeline import TrainingSet, fit_candidate
 
     rng = np.random.default_rng(0)
     frame = _labelled([int(v) for v in rng.random(400) < 0.3])

@@ -1,7 +1,7 @@
 """A faster materialisation engine for Feast, plugged in through `feature_store.yaml`:
 
     batch_engine:
-      type: featureloop.feast_engine.FastComputeEngine
+      type: featureloop.featurestore.engine.FastComputeEngine
 
 so `feast materialize`, `FeatureStore.materialize` and our `materialize` flow all use it. For the
 SQLite online store it replaces Feast's local engine (which converts every value to a protobuf
@@ -46,7 +46,9 @@ from featureloop.sql import quote_identifier, quote_literal
 class FastComputeEngineConfig(LocalComputeEngineConfig):
     """`batch_engine` settings: the engine, and how many entities one write transaction holds."""
 
-    type: Literal["featureloop.feast_engine.FastComputeEngine"] = "featureloop.feast_engine.FastComputeEngine"  # type: ignore[assignment]
+    type: Literal["featureloop.featurestore.engine.FastComputeEngine"] = (
+        "featureloop.featurestore.engine.FastComputeEngine"  # type: ignore[assignment]
+    )
     chunk_rows: int = 250_000
 
 

@@ -46,7 +46,7 @@ def connect(tracking_uri: str, artifact_location: str, experiment: str) -> tuple
     if tracking_uri.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(tracking_uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
     if tracking_uri.startswith("postgresql"):  # the scale-out profile: its database on first use
-        from featureloop.postgres import PostgresUnavailable, ensure_database
+        from featureloop.operations.postgres import PostgresUnavailable, ensure_database
 
         try:
             ensure_database(tracking_uri)
@@ -220,7 +220,7 @@ def _left_by(client: MlflowClient, run_id: str) -> str | None:
         return "a train killed midway (its run never ended and names no process)"
     if host != socket.gethostname():
         return f"a train on {host} (pid {pid}) that was killed, or still runs there: this host cannot check"
-    from data.store import process_alive
+    from featureloop.dataset_versions import process_alive
 
     if process_alive(int(pid)):
         return None

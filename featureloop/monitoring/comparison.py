@@ -10,8 +10,9 @@ from typing import Any
 
 import duckdb
 
-from featureloop.current_profile import current_profile
-from featureloop.drift import DriftConfig, dataset_verdict, feature_drift
+from featureloop.monitoring.current import current_profile
+from featureloop.monitoring.drift import dataset_verdict, feature_drift
+from featureloop.monitoring.thresholds import DriftConfig
 from featureloop.sql import quote_literal
 
 

@@ -39,7 +39,7 @@ def repo_config(
     # and a different spelling of the same file would make `feast apply` tear the tables down.
     registry = raw.get("registry")
     if settings.feast_registry_url is not None:  # the scale-out profile: Feast's SQL registry
-        from featureloop.postgres import ensure_database
+        from featureloop.operations.postgres import ensure_database
 
         ensure_database(settings.feast_registry_url)
         raw["registry"] = {"registry_type": "sql", "path": settings.feast_registry_url}
@@ -134,7 +134,7 @@ def apply_repo(settings: Settings) -> dict[str, Any]:
         apply_total(config, settings.feature_repo.resolve(), skip_source_validation=False)
     store = open_store(settings)
     if getattr(store.config.online_store, "type", None) == "sqlite":
-        from featureloop.feast_engine import use_wal
+        from featureloop.featurestore.engine import use_wal
 
         use_wal(store._get_provider().online_store._get_conn(store.config))  # type: ignore[attr-defined]
     return {

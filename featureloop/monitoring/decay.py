@@ -18,9 +18,9 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from featureloop.params import DecayConfig
+from featureloop.monitoring.thresholds import DecayConfig
 from featureloop.sql import quote_literal
-from featureloop.training import calibration_table, evaluate
+from featureloop.training.metrics import calibration_table, evaluate
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ the latest feature row at or before each entity row directly. The semantics are 
   `created_timestamp`), per join key;
 - null when that row is older than `entity time - ttl` (TTL 0: no limit);
 - every entity row kept, with nulls where nothing matches.
-Plugged in through `feature_store.yaml` (`offline_store: type: featureloop.feast_offline.AsofDuckDBOfflineStore`)
+Plugged in through `feature_store.yaml` (`offline_store: type: featureloop.featurestore.offline.AsofDuckDBOfflineStore`)
 so `get_historical_features`, `feast` and our flows all use it. Whatever it does not cover (SQL entity
 frames, on-demand views, non-parquet sources, `filter_by_created_timestamp`) goes to Feast's own path.
 """
@@ -40,7 +40,7 @@ ROW_ID = "__featureloop_row"
 class AsofDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
     """Same options as Feast's DuckDB offline store."""
 
-    type: str = "featureloop.feast_offline.AsofDuckDBOfflineStore"
+    type: str = "featureloop.featurestore.offline.AsofDuckDBOfflineStore"
 
 
 class ArrowRetrievalJob(RetrievalJob):

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from featureloop.drift_stats import jensenshannon_shares, ks_wasserstein_sorted, psi_shares
-from featureloop.params import DriftConfig, FeatureOverride
-from featureloop.profile import OTHER
+from featureloop.monitoring.profiles import OTHER
+from featureloop.monitoring.statistics import jensenshannon_shares, ks_wasserstein_sorted, psi_shares
+from featureloop.monitoring.thresholds import DriftConfig, FeatureOverride
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,7 @@ def _healthy(url: str) -> bool:
 
 
 def _has_champion(settings: Settings) -> bool:
-    from featureloop.model_registry import CHAMPION, connect, get_alias
+    from featureloop.training.registry import CHAMPION, connect, get_alias
 
     client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
     return get_alias(client, settings.model_name, CHAMPION) is not None
@@ -183,7 +183,7 @@ def up(settings: Settings, report: Callable[[str], None] = print, timeout: float
     config.touch(mode=0o600)  # it may hold the serving token
     config.write_text(prometheus_config(ports["serving"], token=token))
     if settings.prefect_database_url is not None:  # the scale-out profile: Prefect on PostgreSQL
-        from featureloop.postgres import ensure_database
+        from featureloop.operations.postgres import ensure_database
 
         ensure_database(settings.postgres_database("prefect"))
     started: dict[str, str] = {}

@@ -17,34 +17,32 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from featureloop.gate import Decision, decide
+from featureloop.monitoring.profiles import build_profile
 from featureloop.params import TrainParams
-from featureloop.profile import build_profile
 from featureloop.settings import PROJECT_ROOT, Settings
-from featureloop.training import (
+from featureloop.training.dataset import (
     ID_COLUMN,
     LABEL_COLUMN,
     TIME_COLUMN,
     Split,
     TrainingDataError,
     build_entity_frame,
-    build_pipeline,
-    calibration_table,
     check_split,
     columns_without_values,
-    evaluate,
     feature_columns,
     frame_digest,
-    model_input,
     slice_needs,
 )
+from featureloop.training.gate import Decision, decide
+from featureloop.training.metrics import calibration_table, evaluate
+from featureloop.training.model import build_pipeline, model_input
 
 if TYPE_CHECKING:
     from feast import FeatureStore
     from mlflow import MlflowClient
     from sklearn.pipeline import Pipeline
 
-    from featureloop.model_registry import VersionInfo
+    from featureloop.training.registry import VersionInfo
 
 
 @dataclass(frozen=True)
@@ -148,7 +146,7 @@ def load_training_set(
 ) -> TrainingSet:
     """The labelled, point-in-time-correct training set for the window, through the feature service
     (`spine`: the window's checked entity rows, when `training_spine` already built them)."""
-    from data.store import read_manifest
+    from featureloop.dataset_versions import read_manifest
 
     features, views = service_features(store, params.feature_service)
     spine = spine or training_spine(offline_dir, params)
@@ -237,7 +235,7 @@ def register_candidate(
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
 
-    from featureloop.model_registry import VersionInfo, creator_tags
+    from featureloop.training.registry import VersionInfo, creator_tags
 
     x_example = model_input(candidate.split.holdout.head(200), candidate.numeric, candidate.categorical)
     signature = infer_signature(x_example, candidate.pipeline.predict_proba(x_example)[:, 1])
@@ -315,7 +313,7 @@ def score_version(
     store: FeatureStore, version: VersionInfo, holdout: pd.DataFrame, training_service: str
 ) -> dict[str, float]:
     """A registered model's metrics on a labelled window, with the features of its own service."""
-    from featureloop.model_registry import load_model
+    from featureloop.training.registry import load_model
 
     inputs = json.loads(version.tags["model_inputs"])
     service = version.tags.get("feature_service", training_service)
@@ -336,7 +334,7 @@ def gate_and_promote(
     params: TrainParams,
 ) -> tuple[Decision, dict[str, float] | None]:
     """Compare with the champion on the challenger's holdout, record the decision, promote if it passes."""
-    from featureloop.model_registry import CHAMPION, get_alias, promote, record_decision
+    from featureloop.training.registry import CHAMPION, get_alias, promote, record_decision
 
     champion = get_alias(client, challenger.name, CHAMPION)
     champion_metrics = (
@@ -371,8 +369,8 @@ def run_training(
 
     The window's rows are checked first, against what every step needs; `check_only` stops after
     that and the feature service's check (nothing is fetched, fitted or registered)."""
-    from featureloop.feast_store import open_store
-    from featureloop.model_registry import connect, find_half_made
+    from featureloop.featurestore.store import open_store
+    from featureloop.training.registry import connect, find_half_made
 
     spine = training_spine(settings.offline_dir, params)
     rows = {name: len(getattr(spine, name)) for name in ("train", "validation", "holdout")}

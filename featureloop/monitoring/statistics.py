@@ -4,7 +4,7 @@ Each function compares a reference sample with a current sample and returns a `S
 binnings exist for the histogram statistics (PSI, Jensen-Shannon, Hellinger, KL):
 - `quantile` (ours, the default): bins at the reference's deciles, open-ended outer bins, so each
   reference bin holds ~10% of the reference whatever the current window looks like;
-- `evidently` (compatibility): Evidently 0.7.23's own statistics (`featureloop.evidently_stats`):
+- `evidently` (compatibility): Evidently 0.7.23's own statistics (`featureloop.monitoring.evidently`):
   Sturges bins over the pooled range, or one bin per value when the reference has at most 20
   distinct values; empty bins filled per side. The categorical registry's histogram statistics and
   'chisquare' are Evidently's too. `bench/evidently_compat.py` compares them with Evidently itself.
@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
 
-from featureloop import evidently_stats
+from featureloop.monitoring import evidently as evidently_stats
 
 Binning = Literal["quantile", "evidently"]
 QUANTILE_BINS = 10

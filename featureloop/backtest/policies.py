@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featureloop.training import LABEL_COLUMN, TIME_COLUMN, model_input
+from featureloop.training.dataset import LABEL_COLUMN, TIME_COLUMN
+from featureloop.training.model import model_input
 
 LOCAL_TZ = "America/New_York"
 POLICIES = ("drift-triggered", "never", "weekly")
@@ -47,10 +48,10 @@ def fit_weekly(
     Feast store, and builds the point-in-time training set of the whole period once."""
     from threadpoolctl import threadpool_limits
 
-    from featureloop.feast_store import import_feast_unchecked, open_store
+    from featureloop.featurestore.store import import_feast_unchecked, open_store
     from featureloop.params import TrainParams
     from featureloop.settings import Settings
-    from featureloop.trainer import TrainingSet, fit_candidate, load_training_set
+    from featureloop.training.pipeline import TrainingSet, fit_candidate, load_training_set
 
     settings = Settings.model_validate_json(settings_json)
     params = TrainParams.model_validate_json(params_json)

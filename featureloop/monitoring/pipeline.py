@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from mlflow import MlflowClient
 
-    from featureloop.model_registry import VersionInfo
+    from featureloop.training.registry import VersionInfo
 
 EVENT = "featureloop.drift.detected"
 
@@ -47,7 +47,7 @@ class NoWindow(RuntimeError):
 
 
 def load_champion(client: MlflowClient, settings: Settings) -> Champion:
-    from featureloop.model_registry import CHAMPION, get_alias, load_reference_profile
+    from featureloop.training.registry import CHAMPION, get_alias, load_reference_profile
 
     version = get_alias(client, settings.model_name, CHAMPION)
     if version is None:
@@ -130,7 +130,7 @@ def read_window(settings: Settings, champion: Champion, start: datetime, end: da
     log's files; both checks work on it in memory)."""
     import duckdb
 
-    from featureloop.drift_report import log_window
+    from featureloop.monitoring.comparison import log_window
 
     relation = log_window(settings.prediction_log_dir, start, end, champion.version.version)
     with duckdb.connect() as con:
@@ -146,7 +146,7 @@ def _in_memory(window: pa.Table) -> tuple[Any, str]:
 
 
 def check_window(champion: Champion, window: pa.Table, params: DriftParams) -> dict[str, Any]:
-    from featureloop.drift_report import compare_window
+    from featureloop.monitoring.comparison import compare_window
 
     con, relation = _in_memory(window)
     with con:
@@ -158,7 +158,7 @@ def check_window(champion: Champion, window: pa.Table, params: DriftParams) -> d
 def check_labels(
     settings: Settings, champion: Champion, window: pa.Table, params: DriftParams
 ) -> dict[str, Any]:
-    from featureloop.outcomes import decay_summary, labelled_predictions, measure_decay
+    from featureloop.monitoring.decay import decay_summary, labelled_predictions, measure_decay
 
     as_of = params.labels_as_of or datetime.now(UTC)
     con, relation = _in_memory(window)
@@ -181,8 +181,8 @@ def check_labels(
 def check_skew(settings: Settings, champion: Champion, params: DriftParams) -> dict[str, Any] | None:
     if params.skew_sample == 0:
         return None
-    from featureloop.feast_store import open_store
-    from featureloop.skew import check_service
+    from featureloop.featurestore.store import open_store
+    from featureloop.monitoring.skew import check_service
 
     service = champion.version.tags.get("feature_service", "")
     return check_service(open_store(settings), service, sample=params.skew_sample)
@@ -207,7 +207,7 @@ def conclude(
     params: DriftParams,
 ) -> dict[str, Any]:
     """The run's summary: verdicts, persistence over the last windows, and whether the event fires."""
-    from featureloop.drift import persistent
+    from featureloop.monitoring.drift import persistent
 
     start, end = span.start, span.end
     # Persistence counts the windows of this model version: a new champion has a new reference.
@@ -356,7 +356,7 @@ def write_outputs(
     settings: Settings, report: dict[str, Any], history: list[dict[str, Any]]
 ) -> dict[str, str]:
     """JSON and HTML reports, the history line and the gauges file (each written atomically)."""
-    from featureloop.drift_html import render
+    from featureloop.monitoring.report import render
 
     folder = settings.drift_dir
     end = datetime.fromisoformat(report["summary"]["window_end"])
@@ -386,7 +386,7 @@ def log_to_mlflow(
     client: MlflowClient, settings: Settings, report: dict[str, Any], paths: dict[str, str]
 ) -> str:
     """A run in the `<experiment>-drift` experiment: the key figures as metrics, both reports as artifacts."""
-    from featureloop.model_registry import connect
+    from featureloop.training.registry import connect
 
     _, experiment_id = connect(
         settings.tracking_uri, settings.artifact_location, f"{settings.experiment}-drift"
@@ -455,7 +455,7 @@ def run_drift(
     report: Callable[[str], None] = lambda _message: None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Every step of a drift run without Prefect (the CLI's path); returns the report and file paths."""
-    from featureloop.model_registry import connect
+    from featureloop.training.registry import connect
 
     if client is None:
         client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)

@@ -4,41 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-ModelFamily = Literal["hist_gradient_boosting", "logistic_regression"]
+from featureloop.params import Label, ModelFamily, parameter_label
 
 # Known at prediction time from the schedule itself, sent with each request (not from Feast).
 REQUEST_FEATURES: tuple[str, ...] = ("distance", "sched_hour", "day_of_week")
+
+
 ENTITY_COLUMNS: tuple[str, ...] = ("tailnum", "origin", "carrier", "route")
+
+
 ID_COLUMN = "flight_id"
+
+
 TIME_COLUMN = "event_timestamp"
+
+
 LABEL_COLUMN = "label"
-
-
-# How a message names a parameter with its value: `train_start=2013-05-01T00:00:00+00:00` for a
-# flow's log; the command line passes one that says `--start 2013-05-01`, as the user typed it.
-Label = Callable[[str, object], str]
-
-
-def parameter_label(name: str, value: object) -> str:
-    """`name=value`: times in ISO form, text quoted."""
-    if isinstance(value, datetime):
-        return f"{name}={value.isoformat()}"
-    return f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"
 
 
 class TrainingDataError(ValueError):
@@ -203,103 +191,6 @@ def columns_without_values(frame: pd.DataFrame, columns: list[str]) -> list[str]
     return [c for c in columns if not frame[c].notna().any()]
 
 
-def build_pipeline(
-    family: ModelFamily, numeric: list[str], categorical: list[str], hyperparameters: dict[str, Any]
-) -> Pipeline:
-    """A scikit-learn pipeline that takes a frame with missing values and unseen categories."""
-    if family == "hist_gradient_boosting":
-        encode = ColumnTransformer(
-            [
-                ("num", "passthrough", numeric),
-                (
-                    "cat",
-                    OrdinalEncoder(
-                        handle_unknown="use_encoded_value",
-                        unknown_value=np.nan,
-                        encoded_missing_value=np.nan,
-                    ),
-                    categorical,
-                ),
-            ],
-            verbose_feature_names_out=False,
-        )
-        # 100 trees at 0.1 rather than 300 at 0.05: on three 2013 windows (Jan-Feb, May-Jun, Sep-Oct)
-        # within 0.003 holdout ROC AUC at 40% of the fit time (a replay fits dozens of models).
-        params = {
-            "max_iter": 100,
-            "learning_rate": 0.1,
-            "max_leaf_nodes": 31,
-            "min_samples_leaf": 40,
-            "l2_regularization": 1.0,
-            "early_stopping": True,
-            "n_iter_no_change": 20,
-            "random_state": 0,
-            **hyperparameters,
-        }
-        model: Any = HistGradientBoostingClassifier(
-            categorical_features=list(range(len(numeric), len(numeric) + len(categorical))), **params
-        )
-    else:
-        encode = ColumnTransformer(
-            [
-                (
-                    "num",
-                    Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
-                    numeric,
-                ),
-                (
-                    "cat",
-                    Pipeline(
-                        [
-                            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-                            ("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=20)),
-                        ]
-                    ),
-                    categorical,
-                ),
-            ]
-        )
-        model = LogisticRegression(max_iter=2000, **hyperparameters)
-    return Pipeline([("encode", encode), ("model", model)])
-
-
-def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
-    """Mean prediction against observed rate in equal-width probability bins (non-empty bins only)."""
-    edges = np.linspace(0, 1, bins + 1)
-    index = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    table = []
-    for b in range(bins):
-        mask = index == b
-        if mask.any():
-            table.append(
-                {
-                    "bin_low": float(edges[b]),
-                    "bin_high": float(edges[b + 1]),
-                    "n": int(mask.sum()),
-                    "mean_predicted": float(p[mask].mean()),
-                    "observed_rate": float(y[mask].mean()),
-                }
-            )
-    return table
-
-
-def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """ROC AUC, PR AUC, log loss, Brier score and expected calibration error (10 bins)."""
-    y = np.asarray(y, dtype=float)
-    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-    table = calibration_table(y, p)
-    ece = sum(row["n"] * abs(row["mean_predicted"] - row["observed_rate"]) for row in table) / len(y)
-    return {
-        "roc_auc": float(roc_auc_score(y, p)),
-        "pr_auc": float(average_precision_score(y, p)),
-        "log_loss": float(log_loss(y, p, labels=[0, 1])),
-        "brier": float(brier_score_loss(y, p)),
-        "ece": float(ece),
-        "positive_rate": float(y.mean()),
-        "n": float(len(y)),
-    }
-
-
 def frame_digest(frame: pd.DataFrame) -> str:
     """A content hash of a training set, independent of row order."""
     ordered = frame.sort_values([ID_COLUMN, TIME_COLUMN], kind="stable").reset_index(drop=True)
@@ -308,32 +199,3 @@ def frame_digest(frame: pd.DataFrame) -> str:
     digest.update(",".join(ordered.columns).encode())
     digest.update(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def model_input(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
-    """The model's input: numeric columns as float64 (NaN when missing), categorical as strings (NaN when missing)."""
-    # One conversion for the numeric block (None and pd.NA become NaN): this runs on every request.
-    block = (
-        frame[numeric].to_numpy(dtype="float64", na_value=np.nan) if numeric else np.empty((len(frame), 0))
-    )
-    out = pd.DataFrame(block, columns=numeric)
-    for c in categorical:
-        values = frame[c]
-        out[c] = values.astype(object).where(values.notna(), np.nan).to_numpy()
-    return out
-
-
-def model_input_from_columns(
-    columns: dict[str, list[Any]], numeric: list[str], categorical: list[str]
-) -> pd.DataFrame:
-    """`model_input` for column lists (the serving path: no intermediate frame); None becomes NaN."""
-    n = len(next(iter(columns.values()))) if columns else 0
-    block = (
-        np.array([columns[c] for c in numeric], dtype="float64").T.reshape(n, len(numeric))
-        if numeric
-        else np.empty((n, 0))
-    )
-    out = pd.DataFrame(block, columns=numeric)
-    for c in categorical:
-        out[c] = np.array([np.nan if v is None else v for v in columns[c]], dtype=object)
-    return out

@@ -1,0 +1,2 @@
+"""The backtest: replaying a period of history through the loop, and the retraining policies
+it compares."""
