@@ -33,7 +33,7 @@ from typing import Any
 
 import gevent
 
-from featureloop.operations.stack import free_port
+from featureloop.operations.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from featureloop.operations.stack import free_port
+from featureloop.operations.services import free_port
 from featureloop.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,10 +40,10 @@ BIN = Path(sys.executable).parent
 
 MATERIALIZE = """
 import sys
-from featureloop.featurestore import engine as feast_engine
+from featureloop.featurestore import sqlite_writer
 if sys.argv[1] == "delete":
-    feast_engine.use_wal = lambda connection: None  # the anchor: SQLite's default journal
-    feast_engine.checkpoint_wal = lambda connection: None
+    sqlite_writer.use_wal = lambda connection: None  # the anchor: SQLite's default journal
+    sqlite_writer.checkpoint_wal = lambda connection: None
 from featureloop.cli import app
 sys.argv = ["featureloop", "materialize"]
 app()

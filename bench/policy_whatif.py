@@ -49,7 +49,7 @@ def main() -> None:
     from featureloop.settings import Settings
     from featureloop.training.dataset import LABEL_COLUMN, TIME_COLUMN
     from featureloop.training.model import model_input
-    from featureloop.training.pipeline import load_training_set
+    from featureloop.training.training_set import load_training_set
     from flows.demo import REPLAY_END, REPLAY_START, TRAIN_DAYS
 
     clock = time.perf_counter()

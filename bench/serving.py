@@ -192,7 +192,8 @@ def _hey(url: str, body: Path, connections: int, seconds: int) -> dict[str, floa
 def _redis_copy(folder: Path, redis: str) -> tuple[Path, Path]:
     """A copy of the repo (its service's precomputed twin added, online store: `redis`) with a data
     folder of its own (the offline tables and MLflow linked), applied and loaded as of AS_OF."""
-    from featureloop.featurestore.store import apply_repo, materialize_window, open_store
+    from featureloop.featurestore.materialization import materialize_window
+    from featureloop.featurestore.store import apply_repo, open_store
     from featureloop.settings import Settings
 
     repo, data = folder / "feature_repo", folder / "data"

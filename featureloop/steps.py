@@ -1,7 +1,7 @@
 """How a pipeline runs its steps: written once in the core, run by the CLI and by Prefect alike.
 
 A pipeline (train, drift, materialise, rollback) is a function of the core that calls each of its
-steps through a `Steps` runner: `steps("read_window", read_window, settings, start, end)`. The CLI
+steps through a `Steps` runner: `steps("fit", fit_candidate, training_set, params)`. The CLI
 passes `PlainSteps`, which calls the step and reports progress; the Prefect flows pass
 `flows.steps.PrefectSteps`, which runs each step as a Prefect task (named, with its retries, shown
 in the UI). Both therefore run exactly the same steps in the same order, with the same arguments.

@@ -30,7 +30,7 @@ import pandas as pd
 
 from featureloop.backtest.replay import steps
 from featureloop.monitoring.thresholds import DriftConfig
-from featureloop.operations.stack import LocalServer
+from featureloop.operations.prefect_server import LocalServer
 from featureloop.params import DriftParams, TrainParams
 from featureloop.settings import Settings
 from flows.replay import WEEK, Week

@@ -22,7 +22,7 @@ from typing import Any
 from prefect import serve
 from prefect.events import DeploymentEventTrigger
 
-from featureloop.monitoring.pipeline import EVENT
+from featureloop.monitoring.checks import EVENT
 from flows.drift import drift
 from flows.materialize import materialize
 from flows.retrain import retrain

@@ -4,7 +4,8 @@ Scheduled by the deployment server. Each run continues every view from where its
 minus an overlap for late rows (rewriting a row gives the same online store, so overlaps and reruns
 are safe); `start` makes it an explicit backfill (Feast's own first incremental run only covers the
 last TTL window). What it wrote is recorded: the run's result, a markdown artifact, and Feast's
-registry (the materialised intervals the next run starts from).
+registry (the materialised intervals the next run starts from). The steps are the core's
+(featureloop.featurestore.materialization), each a Prefect task here.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
-from prefect import flow, get_run_logger, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, model_validator
 
 from featureloop.params import as_utc
 from featureloop.settings import Settings
+from featureloop.steps import StepOptions
+from flows.steps import PrefectSteps
+
+# A view's load may meet a busy online store: retried, which reloads the same window (idempotent).
+STEPS = {"load_view": StepOptions(retries=2, retry_delay_seconds=(5, 30))}
 
 
 class MaterializeParams(BaseModel):
@@ -40,41 +45,25 @@ class MaterializeParams(BaseModel):
         return self
 
 
-@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
-def load_view(settings: Settings, view: str, start: datetime, end: datetime) -> dict[str, Any]:
-    """One view's window (a retry reloads the same window: idempotent)."""
-    from featureloop.featurestore.store import materialize_window, open_store
-
-    return materialize_window(open_store(settings), end, start=start, feature_views=[view])[0]
-
-
 @flow(name="materialize")
 def materialize(params: MaterializeParams | None = None) -> dict[str, Any]:
     """Load each feature view's new values into the online store."""
-    from featureloop.featurestore.store import check_end, incremental_windows, online_counts, open_store
+    from featureloop.featurestore.materialization import materialize_online
+    from featureloop.featurestore.store import open_store
 
     params = params or MaterializeParams()
-    logger = get_run_logger()
     settings = Settings()
     now = datetime.now(UTC)
     end = params.end or now
-    check_end(end, settings.event_time_bounds.latest(now))
-    store = open_store(settings)
-    plan = incremental_windows(
-        store, end, overlap=timedelta(minutes=params.overlap_minutes), start=params.start,
-        feature_views=params.feature_views,
+    result = materialize_online(
+        open_store(settings), PrefectSteps(STEPS), end, start=params.start,
+        feature_views=params.feature_views, overlap=timedelta(minutes=params.overlap_minutes),
+        latest=settings.event_time_bounds.latest(now),
     )  # fmt: skip
-    loaded = []
-    for view, start, stop, why in plan:
-        if start >= stop:
-            logger.info("%s: up to date at %s", view, stop.isoformat())
-            continue
-        logger.info("%s: %s .. %s (%s)", view, start.isoformat(), stop.isoformat(), why)
-        loaded.append({**load_view(settings, view, start, stop), "why": why})
-    counts = online_counts(open_store(settings))
+    counts = result["online_entities"]
     rows = "\n".join(
         f"| {w['feature_view']} | {w['start'][:19]} | {w['end'][:19]} | {w['why']} | {counts.get(w['feature_view'], '-')} |"
-        for w in loaded
+        for w in result["loaded"]
     )
     create_markdown_artifact(
         f"# Materialised up to {end.isoformat()[:19]}\n\n| view | from | to | why | entities online |\n"
@@ -82,7 +71,7 @@ def materialize(params: MaterializeParams | None = None) -> dict[str, Any]:
         key="materialize-summary",
         description="What this run loaded",
     )
-    return {"end": end.isoformat(), "loaded": loaded, "online_entities": counts}
+    return result
 
 
 if __name__ == "__main__":

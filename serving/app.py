@@ -12,26 +12,21 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic_core import to_json
 
-from featureloop.settings import Settings, redacted
+from featureloop.settings import Settings
 from serving.docs import add_docs
-from serving.features import ENTITY_KEYS, ServiceReader
-from serving.http import TOKEN_REQUIRED, ServingLayer, answer_online_features, answer_predict, token_matches
+from serving.http import ServingLayer, answer_online_features, answer_predict
 from serving.metrics import ServingMetrics
-from serving.model import ChampionWatcher, ServingModel, load_version
+from serving.model import ChampionWatcher, ModelSource, RegistryModels, ServingModel
 from serving.online_features import OnlineFeatures
-from serving.online_store import SqliteStoreFile
 from serving.prediction_log import PredictionLog
-from serving.predictor import Batcher, OnlineStoreUnavailable, in_canary, score, shadow_columns
+from serving.predictor import Batcher, OnlineStoreUnavailable
 from serving.schemas import (
     FEATURES_ERRORS,
     NOT_READY,
@@ -41,124 +36,14 @@ from serving.schemas import (
     PredictRequest,
     PredictResponse,
 )
+from serving.sqlite_store import SqliteStoreFile
+from serving.state import AppState
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 logger = logging.getLogger(__name__)
 SWITCH_INTERVAL_SECONDS = 0.0005
-
-
-@dataclass
-class AppState:
-    """What the lifespan opens once and every request shares."""
-
-    settings: Settings
-    metrics: ServingMetrics
-    store: Any = None
-    watcher: ChampionWatcher | None = None
-    log: PredictionLog | None = None
-    readers: dict[str, ServiceReader] = field(default_factory=dict)
-    batcher: Batcher | None = None
-    challenger: ChampionWatcher | None = None
-    sqlite_file: SqliteStoreFile | None = None
-    online_features: OnlineFeatures | None = None
-
-    def reader_for(self, model: ServingModel) -> ServiceReader:
-        reader = self.readers.get(model.feature_service)
-        if reader is None:
-            reader = self.readers[model.feature_service] = ServiceReader(
-                self.store,
-                model.feature_service,
-                self.sqlite_file,
-                cache_entries=self.settings.online_cache_entries,
-            )
-        return reader
-
-    def cache_lookups(self) -> tuple[int, int]:
-        """The online answer cache's hits and misses, over every reader."""
-        tables = [reader.tables for reader in list(self.readers.values())]
-        if self.online_features is not None:
-            tables.append(self.online_features.tables)
-        return sum(t.cache_hits for t in tables), sum(t.cache_misses for t in tables)
-
-    def score_batch(self, bodies: list[PredictRequest]) -> list[bytes | Exception]:
-        """Score a batch, log and count it, and encode each request's response (or the error that
-        request gets). Each request is answered wholly by one model version: the champion, or in
-        canary mode the challenger for the requests its hash selects."""
-        assert self.watcher is not None and self.watcher.current is not None and self.log is not None
-        champion = self.watcher.current
-        challenger = self.challenger.current if self.challenger else None
-        mode = self.settings.serving_mode
-        groups: list[tuple[ServingModel, list[int]]] = [(champion, list(range(len(bodies))))]
-        if mode == "canary" and challenger is not None:
-            chosen = [in_canary(body, self.settings.canary_share) for body in bodies]
-            groups = [
-                (champion, [i for i, c in enumerate(chosen) if not c]),
-                (challenger, [i for i, c in enumerate(chosen) if c]),
-            ]
-        responses: list[bytes | Exception] = [b""] * len(bodies)
-        for model, indexes in groups:
-            if not indexes:
-                continue
-            group = [bodies[i] for i in indexes]
-            try:
-                scored = score(self.reader_for(model), model, group, self.settings.decision_threshold)
-            except Exception as exc:  # only this group's requests fail (a canary must not fail the rest)
-                for i in indexes:
-                    responses[i] = exc
-                continue
-            if mode == "shadow" and challenger is not None:
-                self._shadow(challenger, group, scored.log_columns)
-            role = "canary" if model is challenger else "champion"
-            self.metrics.predictions.labels(model.version, role).inc(scored.rows)
-            for status, n in scored.status_counts.items():
-                if n:
-                    self.metrics.feature_status.labels(status).inc(n)
-            scored.log_columns["role"] = [role] * scored.rows
-            self.log.append(scored.log_columns)
-            for i, response in zip(indexes, scored.responses, strict=True):
-                responses[i] = to_json(response, inf_nan_mode="null")
-        return responses
-
-    def _shadow(
-        self, challenger: ServingModel, group: list[PredictRequest], log_columns: dict[str, list[Any]]
-    ) -> None:
-        """Score the challenger for the log; its failures are counted and never reach the caller."""
-        try:
-            shadow = shadow_columns(self.reader_for(challenger), challenger, group)
-        except Exception as exc:
-            logger.warning("shadow scoring with version %s failed: %s", challenger.version, exc)
-            self.metrics.errors.labels("/predict", "shadow").inc()
-            return
-        log_columns["shadow_model_version"] = [challenger.version] * len(shadow)
-        log_columns["shadow_probability"] = shadow
-        self.metrics.predictions.labels(challenger.version, "shadow").inc(len(shadow))
-
-
-def require_token(request: Request) -> None:
-    """With FEATURELOOP_SERVING_TOKEN set, a matching bearer token (compared in constant time)."""
-    expected = request.app.state.featureloop.settings.serving_token
-    if not token_matches(request.headers.get("authorization"), expected):
-        raise HTTPException(401, TOKEN_REQUIRED, headers={"WWW-Authenticate": "Bearer"})
-
-
-Authorized = Annotated[None, Depends(require_token)]
-
-
-def _resolver(settings: Settings, alias: str) -> Any:
-    from featureloop.training.registry import TrackingUnavailable, connect, get_alias
-
-    client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
-
-    def resolve() -> tuple[str, dict[str, str]] | None:
-        try:
-            found = get_alias(client, settings.model_name, alias)
-        except Exception as exc:  # what /ready and the log say: which store, and that serving goes on
-            raise TrackingUnavailable(
-                f"MLflow tracking store {redacted(settings.tracking_uri)} is unreachable ({type(exc).__name__}: "
-                f"{exc}); serving the loaded model until it is back"
-            ) from exc
-        return (found.version, found.tags) if found else None
-
-    return resolve
 
 
 class ServingApp(FastAPI):
@@ -171,8 +56,20 @@ class ServingApp(FastAPI):
         await self.layer(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> ServingApp:
-    """The app; Feast, the champion and the prediction log open in its lifespan."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: FeatureStore | None = None,
+    models: ModelSource | None = None,
+    log: PredictionLog | None = None,
+) -> ServingApp:
+    """The app; Feast, the champion and the prediction log open in its lifespan.
+
+    Each can be given instead: `store` (a Feast store; default: the settings' repository), `models`
+    (where the champion and challenger come from; default: the MLflow registry) and `log` (the
+    prediction log; default: the settings' folder). Until the lifespan has run, requests are still
+    validated, authorised and refused as usual (the HTTP contract tests drive the app so, in-process).
+    """
     settings = settings or Settings()
     metrics = ServingMetrics()
     state = AppState(settings=settings, metrics=metrics)
@@ -183,8 +80,10 @@ def create_app(settings: Settings | None = None) -> ServingApp:
         from featureloop.featurestore.store import import_feast_unchecked, open_store
         from featureloop.training.registry import CHALLENGER, CHAMPION
 
-        import_feast_unchecked()  # serving reads the registry `feast apply` checked: 6 s less boot
-        state.store = open_store(settings)
+        if store is None:
+            import_feast_unchecked()  # serving reads the registry `feast apply` checked: 6 s less boot
+        state.store = store if store is not None else open_store(settings)
+        source = models if models is not None else RegistryModels(settings)
         online_type = getattr(state.store.config.online_store, "type", None)
         if online_type == "sqlite":
             # A locked store answers 'busy' after the timeout (a quick 503, and the next request
@@ -199,10 +98,8 @@ def create_app(settings: Settings | None = None) -> ServingApp:
             cache_entries=settings.online_cache_entries,
         )
         watcher = ChampionWatcher(
-            resolve=_resolver(
-                settings, CHAMPION
-            ),  # raises TrackingUnavailable, naming the URI: refuse to start
-            load=lambda version, tags: load_version(settings.model_name, version, tags),
+            resolve=source.resolver(CHAMPION),  # raises TrackingUnavailable, naming the URI: refuse to start
+            load=source.load,
             interval=settings.model_reload_seconds,
             on_swap=lambda m: _record_swap(metrics, m),
             on_error=lambda _e: metrics.tracking_errors.inc(),
@@ -213,14 +110,14 @@ def create_app(settings: Settings | None = None) -> ServingApp:
         if settings.serving_mode != "champion":
             # The challenger is optional: until the alias exists, everything is the champion's.
             state.challenger = ChampionWatcher(
-                resolve=_resolver(settings, CHALLENGER),
-                load=lambda version, tags: load_version(settings.model_name, version, tags),
+                resolve=source.resolver(CHALLENGER),
+                load=source.load,
                 interval=settings.model_reload_seconds,
                 on_error=lambda _e: metrics.tracking_errors.inc(),
             )
             state.challenger.check()
             state.challenger.start()
-        state.log = PredictionLog(
+        state.log = log or PredictionLog(
             settings.prediction_log_dir,
             flush_seconds=settings.prediction_log_flush_seconds,
             max_queue=settings.prediction_log_max_queue,
@@ -267,12 +164,13 @@ def create_app(settings: Settings | None = None) -> ServingApp:
     def health() -> dict[str, str]:
         return {"status": "alive"}
 
+    # The routes below that need the token get it checked in `ServingLayer` (serving/http.py).
     @app.get("/ready", responses={**UNAUTHORIZED, **NOT_READY})
-    def ready(_auth: Authorized) -> JSONResponse:
-        model = state.watcher.current if state.watcher else None
+    def ready() -> JSONResponse:
+        model = state.champion
         checks = {
             "model_loaded": model is not None,
-            "online_store": _store_reachable(state),
+            "online_store": state.store_reachable(),
             "tracking_store": bool(state.watcher and state.watcher.healthy),
         }
         body = {
@@ -292,21 +190,21 @@ def create_app(settings: Settings | None = None) -> ServingApp:
             **UNAUTHORIZED,
         },
     )
-    def prometheus(_auth: Authorized) -> Response:
+    def prometheus() -> Response:
         # The drift flow's gauges (its last report) are served here too, so one scrape sees both.
         gauges = settings.drift_dir / "metrics.prom"
         drift = gauges.read_bytes() if gauges.exists() else b""
         return Response(generate_latest(metrics.registry) + drift, media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/predict", response_model=PredictResponse, responses=PREDICT_ERRORS)
-    async def predict(_body: PredictRequest, request: Request, _auth: Authorized) -> Response:
+    async def predict(_body: PredictRequest, request: Request) -> Response:
         """Scores flights. Served by `ServingLayer` below FastAPI; this route documents the endpoint
         in the OpenAPI schema and answers the same way if the layer is not mounted."""
         status, body = await answer_predict(state, await request.body())
         return Response(body, status_code=status, media_type="application/json")
 
     @app.post("/get-online-features", responses=FEATURES_ERRORS)
-    def get_online_features(body: GetOnlineFeaturesRequest, _auth: Authorized) -> Response:
+    def get_online_features(body: GetOnlineFeaturesRequest) -> Response:
         """Feast's feature-server endpoint, answered with the body `feast serve` gives. Served by
         `ServingLayer` below FastAPI; this route documents it and answers the same way without the
         layer (and the layer's invalid bodies come here for FastAPI's 422)."""
@@ -338,15 +236,3 @@ def _record_swap(metrics: ServingMetrics, model: ServingModel) -> None:
     metrics.model_swaps.inc()
     metrics.model_version.set(float(model.version))
     metrics.model_load_seconds.set(model.load_seconds)
-
-
-def _store_reachable(state: AppState) -> bool:
-    """One read of the champion's service for an entity that does not exist."""
-    model = state.watcher.current if state.watcher else None
-    if model is None:
-        return False
-    try:
-        state.reader_for(model).read([dict.fromkeys(ENTITY_KEYS, "")], [datetime.now(UTC)])
-    except Exception:
-        return False
-    return True

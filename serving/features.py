@@ -3,13 +3,12 @@
 A `ServiceReader` is built once per feature service. It reads each feature view once per distinct
 entity of the batch, skipping the generic request bookkeeping of `get_online_features`, through
 `serving.online_store` (SQLite: one query per view on Feast's own connection; Redis: one pipeline for
-all views), and decodes the stored values straight to Python. Values, statuses and TTL handling are
-tested equal to `FeatureStore.get_online_features`.
+all views), and decodes the stored values straight to Python (`featureloop.featurestore.codec`).
+Values, statuses and TTL handling are tested equal to `FeatureStore.get_online_features`.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,13 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from serving.online_store import OnlineTables, SqliteStoreFile, ViewTable
+from featureloop.featurestore.codec import decode_value
+from serving.online_layout import ViewTable
+from serving.online_store import OnlineTables
+from serving.sqlite_store import SqliteStoreFile
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
 PRESENT, MISSING, STALE = "present", "missing", "stale"
-ENTITY_KEYS = ("tailnum", "origin", "carrier", "route")
 
 
 @dataclass(frozen=True)
@@ -163,42 +164,3 @@ def _key_getter(join_keys: list[str]) -> Callable[[dict[str, Any]], tuple[Any, .
         (name,) = join_keys
         return lambda row: (row.get(name),)
     return lambda row: tuple(row.get(k) for k in join_keys)
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, at
-        shift += 7
-
-
-def decode_value(data: bytes | None) -> Any:
-    """The Python value of a serialised ValueProto, as `feast_value_type_to_python_type` gives it
-    (None for an empty one), for the scalar types; anything else through protobuf."""
-    if not data:
-        return None
-    tag = data[0]
-    if tag == 0x29 and len(data) == 9:  # double_val
-        return struct.unpack_from("<d", data, 1)[0]
-    if tag in (0x20, 0x18):  # int64_val, int32_val (negative: 64-bit two's complement)
-        value, end = _varint(data, 1)
-        if end == len(data):
-            return value - (1 << 64) if value >= 1 << 63 else value
-    if tag == 0x12:  # string_val
-        length, start = _varint(data, 1)
-        if start + length == len(data):
-            return data[start:].decode("utf8")
-    if tag == 0x35 and len(data) == 5:  # float_val
-        return struct.unpack_from("<f", data, 1)[0]
-    if tag == 0x38 and len(data) == 2:  # bool_val
-        return bool(data[1])
-    from feast.protos.feast.types.Value_pb2 import Value
-    from feast.type_map import feast_value_type_to_python_type
-
-    proto = Value()
-    proto.ParseFromString(data)
-    return feast_value_type_to_python_type(proto)

@@ -26,12 +26,13 @@ from pydantic import SecretStr, ValidationError
 from pydantic_core import to_json
 
 from featureloop.event_time import EventTimeBounds
-from serving.online_features import FeaturesRequestError, Prepared
+from serving.online_features import FeaturesRequestError
+from serving.online_features_plan import Prepared
 from serving.predictor import OnlineStoreUnavailable
 from serving.schemas import GetOnlineFeaturesRequest, PredictRequest
 
 if TYPE_CHECKING:
-    from serving.app import AppState
+    from serving.state import AppState
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ ENDPOINTS = frozenset(
     {"/predict", "/get-online-features", "/health", "/ready", "/metrics", "/docs", "/openapi.json"}
 )
 TOKEN_REQUIRED = "missing or wrong bearer token (Authorization: Bearer <FEATURELOOP_SERVING_TOKEN>)"
+# What a token opens: every endpoint but /health and the API's documentation (/docs, its assets and
+# /openapi.json hold no data, and a browser sends no token for them). Checked here only, in
+# `ServingLayer`, for FastAPI's routes too.
+PROTECTED = frozenset({"/predict", "/get-online-features", "/ready", "/metrics"})
 
 
 def token_matches(authorization: str | None, expected: SecretStr | None) -> bool:
@@ -157,15 +162,18 @@ class ServingLayer:
             if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
                 await _respond(send_and_record, 413, self._too_large())
             elif scope["method"] not in ("POST", "PUT", "PATCH"):
-                await self.app(scope, receive, send_and_record)
+                if await self._authorized(scope, send_and_record):
+                    await self.app(scope, receive, send_and_record)
             else:
                 # Every body is read here, bounded, before anything else sees it (FastAPI would read
                 # a chunked body of any size before checking the token).
                 body = await self._read_body(receive, send_and_record)
                 if body is None:
                     disconnected = status == 0
+                elif not await self._authorized(scope, send_and_record):
+                    pass  # 401 sent
                 elif path == "/predict" and scope["method"] == "POST":
-                    await self._predict(scope, body, send_and_record)
+                    await self._predict(body, send_and_record)
                 elif path == "/get-online-features" and scope["method"] == "POST":
                     await self._online_features(scope, body, receive, send_and_record)
                 else:
@@ -198,11 +206,16 @@ class ServingLayer:
             f"request body over {self.max_bytes} bytes (split it, or raise FEATURELOOP_MAX_REQUEST_BYTES)"
         )
 
-    async def _predict(self, scope: Scope, body: bytes, send: Send) -> None:
-        settings = self.state.settings
-        if not token_matches(_header(scope, b"authorization"), settings.serving_token):
-            await _respond(send, 401, _detail(TOKEN_REQUIRED), [(b"www-authenticate", b"Bearer")])
-            return
+    async def _authorized(self, scope: Scope, send: Send) -> bool:
+        """True when the endpoint is open or the request carries the token; else a 401 is sent."""
+        if scope["path"] not in PROTECTED or token_matches(
+            _header(scope, b"authorization"), self.state.settings.serving_token
+        ):
+            return True
+        await _respond(send, 401, _detail(TOKEN_REQUIRED), [(b"www-authenticate", b"Bearer")])
+        return False
+
+    async def _predict(self, body: bytes, send: Send) -> None:
         try:
             status, answer = await answer_predict(self.state, body)
         except Exception as exc:
@@ -211,9 +224,6 @@ class ServingLayer:
         await _respond(send, status, answer)
 
     async def _online_features(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
-        if not token_matches(_header(scope, b"authorization"), self.state.settings.serving_token):
-            await _respond(send, 401, _detail(TOKEN_REQUIRED), [(b"www-authenticate", b"Bearer")])
-            return
         try:
             request = GetOnlineFeaturesRequest.model_validate_json(body)
         except ValidationError:

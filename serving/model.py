@@ -8,10 +8,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from featureloop.settings import Settings, redacted
 from featureloop.training.model import model_input_from_columns
 from serving.scorer import CompiledScorer, agrees, compile_pipeline
 
@@ -62,6 +63,49 @@ def load_version(name: str, version: str, tags: dict[str, str]) -> ServingModel:
     )
 
 
+Resolve = Callable[[], "tuple[str, dict[str, str]] | None"]
+
+
+class ModelSource(Protocol):
+    """Where serving finds its models: who holds an alias now, and the model of a version."""
+
+    def resolver(self, alias: str) -> Resolve:
+        """A function giving (version, tags) of the version under `alias` now, or None; it raises
+        when the source cannot be reached. Called once at start-up to check the source (it raises
+        `TrackingUnavailable` there, naming it: serving refuses to start)."""
+        ...
+
+    def load(self, version: str, tags: dict[str, str]) -> ServingModel: ...
+
+
+class RegistryModels:
+    """The models of our MLflow registry (the default source)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def resolver(self, alias: str) -> Resolve:
+        from featureloop.training.registry import TrackingUnavailable, connect, get_alias
+
+        settings = self._settings
+        client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+
+        def resolve() -> tuple[str, dict[str, str]] | None:
+            try:
+                found = get_alias(client, settings.model_name, alias)
+            except Exception as exc:  # what /ready and the log say: which store, and that serving goes on
+                raise TrackingUnavailable(
+                    f"MLflow tracking store {redacted(settings.tracking_uri)} is unreachable "
+                    f"({type(exc).__name__}: {exc}); serving the loaded model until it is back"
+                ) from exc
+            return (found.version, found.tags) if found else None
+
+        return resolve
+
+    def load(self, version: str, tags: dict[str, str]) -> ServingModel:
+        return load_version(self._settings.model_name, version, tags)
+
+
 class ChampionWatcher:
     """Polls the champion alias and swaps the serving model atomically when it moves.
 
@@ -71,7 +115,7 @@ class ChampionWatcher:
 
     def __init__(
         self,
-        resolve: Callable[[], tuple[str, dict[str, str]] | None],
+        resolve: Resolve,
         load: Callable[[str, dict[str, str]], ServingModel],
         interval: float,
         on_swap: Callable[[ServingModel], None] = lambda _m: None,

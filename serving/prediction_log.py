@@ -26,6 +26,15 @@ import pyarrow.parquet as pq
 
 logger = logging.getLogger(__name__)
 _STOP = object()
+
+
+class _Flush:
+    """A request to write everything queued before it now, and to say when that is done."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
 CONVERT_ROWS = 256
 # ...or this many chunks, whichever comes first: chunks waiting are container objects that every
 # young garbage collection scans (256 one-row chunks made those collections the p99 at one connection).
@@ -80,6 +89,15 @@ class PredictionLog:
             return
         self._queue.put((columns, n))
 
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Write every row appended before this call now (not at the next `flush_seconds`); True
+        once they are written (or held in the spill, if the destination is unwritable)."""
+        if not self._thread.is_alive():
+            return False
+        request = _Flush()
+        self._queue.put(request)
+        return request.done.wait(timeout)
+
     def close(self, timeout: float = 30.0) -> None:
         """Flush everything queued and stop the writer."""
         if self._thread.is_alive():
@@ -96,6 +114,14 @@ class PredictionLog:
                 item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 item = None
+            if isinstance(item, _Flush):
+                if pending:
+                    tables.extend(self._convert(pending))
+                pending, pending_rows = [], 0
+                self._flush(tables)
+                tables = []
+                item.done.set()
+                continue
             if item is not None and item is not _STOP:
                 chunk, n = item
                 pending.append(chunk)

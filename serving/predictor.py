@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -21,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from featureloop.training.dataset import REQUEST_FEATURES
-from serving.features import ENTITY_KEYS, ServedFeatures, ServiceReader
+from featureloop.training.dataset import ENTITY_COLUMNS, REQUEST_FEATURES
+from serving.features import ServedFeatures, ServiceReader
 from serving.model import ServingModel
 from serving.schemas import PredictRequest
 
@@ -70,7 +69,7 @@ def _read_and_predict(
     """The service's online features for the rows, and the model's probabilities on them."""
     try:
         served = reader.read(
-            [{k: r[k] for k in ENTITY_KEYS} for r in rows], [r["event_timestamp"] for r in rows]
+            [{k: r[k] for k in ENTITY_COLUMNS} for r in rows], [r["event_timestamp"] for r in rows]
         )
     except Exception as exc:
         raise ServiceReadError("online read failed") from exc
@@ -134,13 +133,6 @@ def score(
         "latency_ms": [latency_ms] * n,
     }
     return Scored(responses=responses, log_columns=log_columns, rows=n, status_counts=served.status_counts())
-
-
-def in_canary(body: PredictRequest, share: float) -> bool:
-    """Stable routing: the request's first aircraft (or flight id) hashed into [0, 1) below `share`."""
-    first = body.flights[0]
-    key = first.tailnum or first.flight_id or f"{first.carrier}-{first.origin}-{first.dest}"
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64 < share
 
 
 def shadow_columns(reader: ServiceReader, model: ServingModel, bodies: list[PredictRequest]) -> list[float]:

@@ -51,7 +51,8 @@ def fit_weekly(
     from featureloop.featurestore.store import import_feast_unchecked, open_store
     from featureloop.params import TrainParams
     from featureloop.settings import Settings
-    from featureloop.training.pipeline import TrainingSet, fit_candidate, load_training_set
+    from featureloop.training.fit import fit_candidate
+    from featureloop.training.training_set import TrainingSet, load_training_set
 
     settings = Settings.model_validate_json(settings_json)
     params = TrainParams.model_validate_json(params_json)

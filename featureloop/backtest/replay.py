@@ -119,7 +119,7 @@ class OnlineFeed:
     def __init__(self, store: FeatureStore, requests: Requests) -> None:
         import duckdb
 
-        from featureloop.featurestore.engine import sqlite_table
+        from featureloop.featurestore.codec import sqlite_table
         from featureloop.sql import quote_identifier as q
         from featureloop.sql import quote_literal
 
@@ -192,7 +192,7 @@ class OnlineFeed:
         """Write the rows step `step` needs, in one transaction; returns how many. `early`: only those
         whose entity the step before does not read (safe to write while it is being answered);
         `late`: the others (after it was answered)."""
-        from featureloop.featurestore.engine import upsert_sqlite_rows
+        from featureloop.featurestore.sqlite_writer import upsert_sqlite_rows
 
         written = 0
         with self._connection:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import sys
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,7 +132,7 @@ def apply_repo(settings: Settings) -> dict[str, Any]:
         apply_total(config, settings.feature_repo.resolve(), skip_source_validation=False)
     store = open_store(settings)
     if getattr(store.config.online_store, "type", None) == "sqlite":
-        from featureloop.featurestore.engine import use_wal
+        from featureloop.featurestore.sqlite_writer import use_wal
 
         use_wal(store._get_provider().online_store._get_conn(store.config))  # type: ignore[attr-defined]
     return {
@@ -142,119 +140,3 @@ def apply_repo(settings: Settings) -> dict[str, Any]:
         "feature_views": sorted(fv.name for fv in store.list_feature_views()),
         "feature_services": sorted(fs.name for fs in store.list_feature_services()),
     }
-
-
-def check_end(end: datetime, latest: datetime) -> None:
-    """Refuse a materialisation end after `latest` (the clock plus the accepted allowance): Feast
-    records each window's end in the registry, and every later incremental run starts there."""
-    if end > latest:
-        raise ValueError(
-            f"end {end.isoformat()} is after {latest.isoformat(timespec='seconds')}, the latest time "
-            "accepted (this machine's clock plus FEATURELOOP_EVENT_TIME_MAX_AHEAD_SECONDS): Feast would "
-            "record it and every later incremental materialisation would start there; use an earlier end"
-        )
-
-
-def materialize_window(
-    store: FeatureStore,
-    end: datetime,
-    *,
-    start: datetime | None = None,
-    feature_views: list[str] | None = None,
-    report: Callable[[str], None] = lambda _message: None,
-    latest: datetime | None = None,
-) -> list[dict[str, Any]]:
-    """Load each view's latest values as of `end` into the online store.
-
-    Without `start`, each view is loaded from `end - ttl` (what an online read can use at `end`);
-    a view without a TTL is loaded from the start of time. With `latest`, an `end` after it is
-    refused: Feast records each window's end in the registry and every later incremental run
-    starts there, so one run to 9999 would stop them all.
-    """
-    if end.tzinfo is None:
-        end = end.replace(tzinfo=UTC)
-    if latest is not None:
-        check_end(end, latest)
-    if start is not None and start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
-    if start is not None and start >= end:
-        raise ValueError(f"start {start.isoformat()} must be before end {end.isoformat()}: swap them")
-    views = [fv for fv in store.list_feature_views() if feature_views is None or fv.name in feature_views]
-    if feature_views is not None:
-        unknown = sorted(set(feature_views) - {fv.name for fv in views})
-        if unknown:
-            raise ValueError(
-                f"unknown feature views {unknown}; known: {sorted(fv.name for fv in store.list_feature_views())}"
-            )
-    done = []
-    for fv in views:
-        ttl = fv.ttl or timedelta(0)
-        view_start = start or (end - ttl if ttl > timedelta(0) else datetime(1970, 1, 1, tzinfo=UTC))
-        report(f"materialize {fv.name}: {view_start.isoformat()} .. {end.isoformat()}")
-        with contextlib.redirect_stdout(sys.stderr):
-            store.materialize(start_date=view_start, end_date=end, feature_views=[fv.name])
-        done.append({"feature_view": fv.name, "start": view_start.isoformat(), "end": end.isoformat()})
-    return done
-
-
-def online_counts(store: FeatureStore) -> dict[str, int]:
-    """Entities per feature view in a SQLite online store (empty for other stores)."""
-    config = store.config
-    if getattr(config.online_store, "type", None) != "sqlite":
-        return {}
-    path = Path(config.online_store.path)
-    if not path.is_absolute() and config.repo_path is not None:
-        path = Path(config.repo_path) / path
-    if not path.exists():
-        return {}
-    counts = {}
-    with contextlib.closing(sqlite3.connect(path)) as con:
-        for fv in store.list_feature_views():
-            try:
-                (n,) = con.execute(
-                    f'SELECT count(DISTINCT entity_key) FROM "{config.project}_{fv.name}"'
-                ).fetchone()
-            except sqlite3.OperationalError:
-                n = 0
-            counts[fv.name] = int(n)
-    return counts
-
-
-def incremental_windows(
-    store: FeatureStore,
-    end: datetime,
-    *,
-    overlap: timedelta = timedelta(hours=1),
-    start: datetime | None = None,
-    feature_views: list[str] | None = None,
-) -> list[tuple[str, datetime, datetime, str]]:
-    """Per view, the window the next materialisation loads, and why.
-
-    With `start` (backfill), every view loads [start, end]. Otherwise each view continues from the
-    end of its last materialised interval minus `overlap` (late rows are picked up again; writing a
-    row twice gives the same online store); a view never materialised loads [end - TTL, end], the
-    values an online read can use at `end` (a view without TTL: from the start of time)."""
-    if end.tzinfo is None:
-        end = end.replace(tzinfo=UTC)
-    names = {fv.name: fv for fv in store.list_feature_views()}
-    unknown = sorted(set(feature_views or []) - set(names))
-    if unknown:
-        raise ValueError(f"unknown feature views {unknown}; known: {sorted(names)}")
-    windows = []
-    for name in feature_views or sorted(names):
-        fv = names[name]
-        if start is not None:
-            windows.append((name, start, end, "backfill"))
-            continue
-        ends = [e if e.tzinfo else e.replace(tzinfo=UTC) for _, e in fv.materialization_intervals]
-        ttl = fv.ttl or timedelta(0)
-        if ends:
-            begin, why = max(ends) - overlap, f"incremental from {max(ends).isoformat()} - {overlap}"
-        else:
-            begin = end - ttl if ttl > timedelta(0) else datetime(1970, 1, 1, tzinfo=UTC)
-            why = "first load: end - TTL"
-        if begin >= end:
-            windows.append((name, end, end, "up to date"))
-        else:
-            windows.append((name, begin, end, why))
-    return windows

@@ -5,6 +5,8 @@ on the reference bins (or categories) rejects at `alpha`, and the effect (PSI) i
 or when its share of missing values moves by more than `max_missing_change`.
 The p-value keeps small windows from crying wolf; the effect floor keeps large windows from flagging
 shifts too small to matter. A window smaller than `min_rows` gets no verdict at all.
+The statistics are looked up by name (`featureloop.monitoring.statistics`), each with its threshold
+from the `DriftConfig` (and the feature's overrides).
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from featureloop.monitoring.profiles import OTHER
-from featureloop.monitoring.statistics import jensenshannon_shares, ks_wasserstein_sorted, psi_shares
+from featureloop.monitoring.statistics import BIN_STATISTICS, ks_wasserstein_sorted
 from featureloop.monitoring.thresholds import DriftConfig, FeatureOverride
 
 
@@ -36,14 +37,6 @@ class FeatureDrift:
     test: str = "chi_square"
     ks_p_value: float | None = None
     wasserstein: float | None = None
-
-
-def _chi_square_p(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
-    table = np.vstack([ref_counts, cur_counts])
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
-        return 1.0
-    return float(stats.chi2_contingency(table).pvalue)
 
 
 def _aligned_categories(ref: dict[str, int], cur: dict[str, int]) -> tuple[np.ndarray, np.ndarray, float]:
@@ -79,6 +72,7 @@ def feature_drift(
     min_psi = override.min_psi if override.min_psi is not None else config.min_psi
     notes = []
     ks_p = wasserstein = None
+    ks_drifted = wasserstein_drifted = False
     if reference["kind"] == "numeric":
         ref_counts = np.asarray(reference["counts"], dtype=float)
         cur_counts = np.asarray(current["counts"], dtype=float)
@@ -89,9 +83,14 @@ def feature_drift(
         cur_sample = np.asarray(current.get("sample", []), dtype=float)
         if len(ref_sample) and len(cur_sample):
             sorted_ = ks_wasserstein_sorted(
-                ref_sample, cur_sample, ref_std=float(reference.get("std") or 0.0)
+                ref_sample,
+                cur_sample,
+                ref_std=float(reference.get("std") or 0.0),
+                ks_threshold=alpha,
+                wasserstein_threshold=config.min_wasserstein,
             )
             ks_p, wasserstein = sorted_.ks.score, sorted_.wasserstein.score
+            ks_drifted, wasserstein_drifted = sorted_.ks.drifted, sorted_.wasserstein.drifted
     else:
         ref_counts, cur_counts, unseen = _aligned_categories(reference["counts"], current["counts"])
         if unseen >= config.unseen_threshold:
@@ -109,21 +108,21 @@ def feature_drift(
         )
     if ref_counts.sum() == 0:
         notes.append("all values missing in the reference")
-    r, c = ref_counts / max(ref_counts.sum(), 1.0), cur_counts / cur_counts.sum()
-    psi = psi_shares(r, c).score
+    psi = BIN_STATISTICS["psi"](ref_counts, cur_counts, min_psi)
     small = min(ref_counts.sum(), cur_counts.sum()) < config.min_bin_rows
     if reference["kind"] == "numeric" and small and ks_p is not None and wasserstein is not None:
         test, p = "ks", ks_p
-        changed = p < alpha and wasserstein >= config.min_wasserstein
+        changed = ks_drifted and wasserstein_drifted
     else:
-        test, p = "chi_square", _chi_square_p(ref_counts, cur_counts)
-        changed = p < alpha and psi >= min_psi
+        test = "chi_square"
+        chi_square = BIN_STATISTICS[test](ref_counts, cur_counts, alpha)
+        p, changed = chi_square.score, chi_square.drifted and psi.drifted
     drifted = (changed or missing_drift) and not override.ignore
     if override.ignore and (changed or missing_drift):
         notes.append("changed, but ignored by configuration")
+    jensenshannon = BIN_STATISTICS["jensenshannon"](ref_counts, cur_counts).score  # reported only
     return FeatureDrift(
-        name, drifted, p, psi, jensenshannon_shares(r, c).score, missing_change, unseen, notes, test, ks_p,
-        wasserstein,
+        name, drifted, p, psi.score, jensenshannon, missing_change, unseen, notes, test, ks_p, wasserstein,
     )  # fmt: skip
 
 

@@ -15,10 +15,15 @@ as they are (no conversion to text): 1 and "1" are different categories, as in E
 bins are summed in Evidently's own order (a set of the values), so in one process both give the same
 bits. For text values a set's order follows the process's hash seed: Evidently's own sums then vary
 in the last bits between processes (its Hellinger on identical category shares is 0 or 1.05e-8).
+
+`NUMERIC` and `CATEGORICAL` hold them by Evidently's names, on raw samples (this compatibility mode:
+the drift run's own statistics are in `featureloop.monitoring.statistics`, on the profiles' bins).
+`bench/evidently_compat.py` compares them with Evidently itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import sqrt
 from typing import Any
 
@@ -26,6 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
+
+from featureloop.monitoring.statistics import StatResult, ks, wasserstein
 
 DISTINCT_FOR_STURGES = 20  # more distinct reference values than this: Sturges bins, else one per value
 
@@ -115,3 +122,41 @@ def chisquare(ref: pd.Series, cur: pd.Series) -> float:
     if any(e == 0 and cur_counts[k] > 0 for k, e in zip(keys, expected, strict=True)):
         return 0.0  # an unseen category: Evidently's statistic is infinite (scipy divides by 0)
     return float(stats.chisquare([cur_counts[k] for k in keys], expected).pvalue)
+
+
+Score = Callable[..., float]
+
+
+def _registered(score: Score, *, numeric: bool) -> Callable[..., StatResult]:
+    """`score` on two raw samples, cleaned as Evidently cleans them, as a `StatResult` (a distance)."""
+
+    def run(ref: Any, cur: Any, threshold: float = 0.1) -> StatResult:
+        return StatResult.distance(score.__name__, score(*clean_pair(ref, cur), numeric=numeric), threshold)
+
+    run.__doc__ = f"{score.__doc__} {'Numeric samples, binned.' if numeric else 'One bucket per category.'}"
+    return run
+
+
+def chisquare_test(ref: Any, cur: Any, threshold: float = 0.05) -> StatResult:
+    """Evidently's categorical 'chisquare': goodness of fit of current counts to reference shares.
+
+    Compatibility only: on identical distributions it alarms about half the time at n = 200-1000."""
+    return StatResult.p_value("chisquare", chisquare(*clean_pair(ref, cur)), threshold)
+
+
+# Evidently's stat tests by its names. KS and Wasserstein are scipy's, as in Evidently.
+NUMERIC: dict[str, Callable[..., StatResult]] = {
+    "ks": ks,
+    "wasserstein": wasserstein,
+    "psi": _registered(psi, numeric=True),
+    "jensenshannon": _registered(jensenshannon, numeric=True),
+    "hellinger": _registered(hellinger, numeric=True),
+    "kl_div": _registered(kl_div, numeric=True),
+}
+CATEGORICAL: dict[str, Callable[..., StatResult]] = {
+    "chisquare": chisquare_test,
+    "psi": _registered(psi, numeric=False),
+    "jensenshannon": _registered(jensenshannon, numeric=False),
+    "hellinger": _registered(hellinger, numeric=False),
+    "kl_div": _registered(kl_div, numeric=False),
+}

@@ -1,30 +1,26 @@
-"""Drift statistics: one small pure function each, a registry by name (no Prefect, Feast, MLflow).
+"""The drift check's statistics, by name: one small pure function each (no Prefect, Feast, MLflow).
 
-Each function compares a reference sample with a current sample and returns a `StatResult`. Two
-binnings exist for the histogram statistics (PSI, Jensen-Shannon, Hellinger, KL):
-- `quantile` (ours, the default): bins at the reference's deciles, open-ended outer bins, so each
-  reference bin holds ~10% of the reference whatever the current window looks like;
-- `evidently` (compatibility): Evidently 0.7.23's own statistics (`featureloop.monitoring.evidently`):
-  Sturges bins over the pooled range, or one bin per value when the reference has at most 20
-  distinct values; empty bins filled per side. The categorical registry's histogram statistics and
-  'chisquare' are Evidently's too. `bench/evidently_compat.py` compares them with Evidently itself.
+Each statistic returns a `StatResult`: its value, the threshold it was given and the verdict. The
+drift check (`featureloop.monitoring.drift`) looks them up by name with thresholds from its
+`DriftConfig`, on what a profile holds (`featureloop.monitoring.profiles`):
+- `BIN_STATISTICS` compare the reference's and the current window's counts per bin: the reference's
+  decile bins (open-ended outer bins) of a numeric feature, or the categories of a categorical one.
+  `chi_square` (p-value) decides with `psi` (the effect); `jensenshannon` is reported;
+- `ks` and `wasserstein` compare the raw samples; `ks_wasserstein_sorted` computes both from the
+  profiles' sorted samples in one merge (the drift check's path for small numeric windows).
+Evidently 0.7.23's own statistics, for comparison with Evidently, are in
+`featureloop.monitoring.evidently`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.spatial import distance
-
-from featureloop.monitoring import evidently as evidently_stats
-
-Binning = Literal["quantile", "evidently"]
-QUANTILE_BINS = 10
 
 
 @dataclass(frozen=True)
@@ -36,13 +32,15 @@ class StatResult:
     threshold: float
     drifted: bool
 
+    @classmethod
+    def distance(cls, name: str, score: float, threshold: float) -> StatResult:
+        """A distance (or effect size): drift at or above the threshold."""
+        return cls(name, float(score), threshold, bool(score >= threshold))
 
-def _distance(name: str, score: float, threshold: float) -> StatResult:
-    return StatResult(name, float(score), threshold, bool(score >= threshold))
-
-
-def _pvalue(name: str, p: float, threshold: float) -> StatResult:
-    return StatResult(name, float(p), threshold, bool(p < threshold))
+    @classmethod
+    def p_value(cls, name: str, p: float, threshold: float) -> StatResult:
+        """A test's p-value: drift below the threshold (the significance level)."""
+        return cls(name, float(p), threshold, bool(p < threshold))
 
 
 def _finite(values: np.ndarray | pd.Series) -> np.ndarray:
@@ -50,136 +48,68 @@ def _finite(values: np.ndarray | pd.Series) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
-def numeric_shares(ref: np.ndarray, cur: np.ndarray, binning: Binning) -> tuple[np.ndarray, np.ndarray]:
-    """Shares of the reference and current samples per bin."""
-    if binning == "evidently":  # shares as Evidently bins them, empty bins left at 0
-        return evidently_stats.binned_shares(*evidently_stats.clean_pair(ref, cur), numeric=True)
-    ref, cur = _finite(ref), _finite(cur)
-    inner = np.unique(np.quantile(ref, np.linspace(0, 1, QUANTILE_BINS + 1)[1:-1]))
-    edges = np.concatenate([[-np.inf], inner, [np.inf]])
-    return np.histogram(ref, edges)[0] / len(ref), np.histogram(cur, edges)[0] / len(cur)
+def _shares(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each side's counts as shares (a side without values stays at 0)."""
+    return ref_counts / max(ref_counts.sum(), 1.0), cur_counts / max(cur_counts.sum(), 1.0)
 
 
 def _fill_empty(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Empty bins of both sides at one value: 1e-4, or the smallest non-zero share of either side / 1e6
-    when that is <= 1e-4 (Evidently fills each side with its own: `evidently_stats.fill_empty`)."""
+    when that is <= 1e-4 (Evidently fills each side with its own: `evidently.fill_empty`)."""
     smallest = min(r[r > 0].min(initial=1.0), c[c > 0].min(initial=1.0))
     eps = smallest / 1e6 if smallest <= 1e-4 else 1e-4
     return np.where(r == 0, eps, r), np.where(c == 0, eps, c)
 
 
-def psi_shares(r: np.ndarray, c: np.ndarray, threshold: float = 0.1) -> StatResult:
-    """Population stability index of two share vectors."""
-    rf, cf = _fill_empty(r, c)
-    return _distance("psi", np.sum((rf - cf) * np.log(rf / cf)), threshold)
+def chi_square(ref_counts: np.ndarray, cur_counts: np.ndarray, threshold: float = 0.05) -> StatResult:
+    """Two-sample chi-square test of homogeneity on the counts per bin (p-value); bins empty on both
+    sides are left out, and with fewer than two bins left, or one side empty, nothing is rejected."""
+    table = np.vstack([ref_counts, cur_counts])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return StatResult.p_value("chi_square", 1.0, threshold)
+    return StatResult.p_value("chi_square", stats.chi2_contingency(table).pvalue, threshold)
 
 
-def jensenshannon_shares(r: np.ndarray, c: np.ndarray, threshold: float = 0.1) -> StatResult:
-    """Jensen-Shannon distance (natural log) of two share vectors."""
-    return _distance("jensenshannon", distance.jensenshannon(r, c), threshold)
+def psi(ref_counts: np.ndarray, cur_counts: np.ndarray, threshold: float = 0.1) -> StatResult:
+    """Population stability index of the two sides' shares per bin (empty bins filled)."""
+    rf, cf = _fill_empty(*_shares(ref_counts, cur_counts))
+    return StatResult.distance("psi", np.sum((rf - cf) * np.log(rf / cf)), threshold)
 
 
-def hellinger_shares(r: np.ndarray, c: np.ndarray, threshold: float = 0.1) -> StatResult:
-    """Hellinger distance of two share vectors."""
-    return _distance("hellinger", np.sqrt(np.sum((np.sqrt(r) - np.sqrt(c)) ** 2)) / np.sqrt(2), threshold)
+def jensenshannon(ref_counts: np.ndarray, cur_counts: np.ndarray, threshold: float = 0.1) -> StatResult:
+    """Jensen-Shannon distance (natural log) of the two sides' shares per bin."""
+    return StatResult.distance(
+        "jensenshannon", distance.jensenshannon(*_shares(ref_counts, cur_counts)), threshold
+    )
 
 
-def kl_div_shares(r: np.ndarray, c: np.ndarray, threshold: float = 0.1) -> StatResult:
-    """Kullback-Leibler divergence of the current from the reference shares (empty bins filled)."""
-    rf, cf = _fill_empty(r, c)
-    return _distance("kl_div", stats.entropy(rf, cf), threshold)
+class BinStatistic(Protocol):
+    """Compares the reference's and the current window's counts per bin."""
+
+    def __call__(
+        self, ref_counts: np.ndarray, cur_counts: np.ndarray, threshold: float = ...
+    ) -> StatResult: ...
+
+
+BIN_STATISTICS: dict[str, BinStatistic] = {
+    "chi_square": chi_square,
+    "psi": psi,
+    "jensenshannon": jensenshannon,
+}
 
 
 def ks(ref: np.ndarray, cur: np.ndarray, threshold: float = 0.05) -> StatResult:
     """Two-sample Kolmogorov-Smirnov test (p-value)."""
-    return _pvalue("ks", stats.ks_2samp(_finite(ref), _finite(cur)).pvalue, threshold)
+    return StatResult.p_value("ks", stats.ks_2samp(_finite(ref), _finite(cur)).pvalue, threshold)
 
 
 def wasserstein(ref: np.ndarray, cur: np.ndarray, threshold: float = 0.1) -> StatResult:
     """Wasserstein distance normalised by the reference standard deviation (ddof 0, at least 0.001)."""
     ref, cur = _finite(ref), _finite(cur)
-    return _distance("wasserstein", stats.wasserstein_distance(ref, cur) / max(np.std(ref), 0.001), threshold)
-
-
-def chi_square(ref: pd.Series, cur: pd.Series, threshold: float = 0.05) -> StatResult:
-    """Two-sample chi-square test of homogeneity on the category counts (p-value)."""
-    r = pd.Series(ref).dropna().astype(str).value_counts()
-    c = pd.Series(cur).dropna().astype(str).value_counts()
-    table = pd.concat([r, c], axis=1).fillna(0).to_numpy().T
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2:
-        return _pvalue("chi_square", 1.0, threshold)
-    return _pvalue("chi_square", stats.chi2_contingency(table).pvalue, threshold)
-
-
-def chi_square_gof(ref: pd.Series, cur: pd.Series, threshold: float = 0.05) -> StatResult:
-    """Evidently's categorical 'chisquare': goodness of fit of current counts to reference shares.
-
-    Compatibility only: on identical distributions it alarms about half the time at n = 200-1000."""
-    return _pvalue("chisquare", evidently_stats.chisquare(*evidently_stats.clean_pair(ref, cur)), threshold)
-
-
-def unseen_share(ref: pd.Series, cur: pd.Series, threshold: float = 0.01) -> StatResult:
-    """Share of current values whose category never occurs in the reference."""
-    known = set(pd.Series(ref).dropna().astype(str))
-    present = pd.Series(cur).dropna().astype(str)
-    share = float((~present.isin(known)).mean()) if len(present) else 0.0
-    return _distance("unseen_share", share, threshold)
-
-
-def missing_share_change(ref: pd.Series, cur: pd.Series, threshold: float = 0.05) -> StatResult:
-    """Absolute change in the share of missing values."""
-    change = (
-        abs(pd.Series(cur).isna().mean() - pd.Series(ref).isna().mean()) if len(cur) and len(ref) else 0.0
+    return StatResult.distance(
+        "wasserstein", stats.wasserstein_distance(ref, cur) / max(np.std(ref), 0.001), threshold
     )
-    return _distance("missing_share_change", float(change), threshold)
-
-
-EvidentlyScore = Callable[..., float]
-
-
-def _numeric_histogram(
-    stat: Callable[[np.ndarray, np.ndarray, float], StatResult], evidently: EvidentlyScore
-) -> Callable[..., StatResult]:
-    def run(
-        ref: np.ndarray, cur: np.ndarray, threshold: float = 0.1, binning: Binning = "quantile"
-    ) -> StatResult:
-        if binning == "evidently":
-            score = evidently(*evidently_stats.clean_pair(ref, cur), numeric=True)
-            return _distance(evidently.__name__, score, threshold)
-        return stat(*numeric_shares(ref, cur, binning), threshold)
-
-    run.__doc__ = f"{stat.__doc__} Numeric samples, binned."
-    return run
-
-
-def _categorical_histogram(evidently: EvidentlyScore) -> Callable[..., StatResult]:
-    def run(ref: pd.Series, cur: pd.Series, threshold: float = 0.1) -> StatResult:
-        score = evidently(*evidently_stats.clean_pair(ref, cur), numeric=False)
-        return _distance(evidently.__name__, score, threshold)
-
-    run.__doc__ = f"{evidently.__doc__} One bucket per category."
-    return run
-
-
-NUMERIC: dict[str, Callable[..., StatResult]] = {
-    "ks": ks,
-    "wasserstein": wasserstein,
-    "psi": _numeric_histogram(psi_shares, evidently_stats.psi),
-    "jensenshannon": _numeric_histogram(jensenshannon_shares, evidently_stats.jensenshannon),
-    "hellinger": _numeric_histogram(hellinger_shares, evidently_stats.hellinger),
-    "kl_div": _numeric_histogram(kl_div_shares, evidently_stats.kl_div),
-}
-# Categorical: the histogram statistics and "chisquare" are Evidently's; "chi_square" and "unseen_share" ours.
-CATEGORICAL: dict[str, Callable[..., StatResult]] = {
-    "chi_square": chi_square,
-    "chisquare": chi_square_gof,
-    "psi": _categorical_histogram(evidently_stats.psi),
-    "jensenshannon": _categorical_histogram(evidently_stats.jensenshannon),
-    "hellinger": _categorical_histogram(evidently_stats.hellinger),
-    "kl_div": _categorical_histogram(evidently_stats.kl_div),
-    "unseen_share": unseen_share,
-}
 
 
 EXACT_KS_PAIRS = 250_000
@@ -228,6 +158,6 @@ def ks_wasserstein_sorted(
     p = float(np.clip(stats.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
     w = float(np.sum(np.abs(diff[:-1]) * np.diff(values)))
     return SortedComparison(
-        _pvalue("ks", p, ks_threshold),
-        _distance("wasserstein", w / max(ref_std, 0.001), wasserstein_threshold),
+        StatResult.p_value("ks", p, ks_threshold),
+        StatResult.distance("wasserstein", w / max(ref_std, 0.001), wasserstein_threshold),
     )

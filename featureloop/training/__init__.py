@@ -1,2 +1,4 @@
-"""Training and the model registry: the training set, the model, its metrics, the promotion gate,
-the training steps and MLflow."""
+"""Training and the model registry: the training set (dataset, training_set), the model and its
+metrics (model, metrics), the fit (fit), the registration in MLflow (registration, registry), the
+promotion gate (gate, promotion), and the pipeline that runs them in order, with the rollback
+(pipeline)."""

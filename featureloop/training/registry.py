@@ -1,4 +1,6 @@
-"""MLflow I/O: log and register candidates, record gate decisions, move the champion alias."""
+"""MLflow I/O: the tracking store, model versions and their aliases, gate decisions recorded, the
+champion alias moved, the versions a stopped train left half-made (logging and registering a
+candidate: `training.registration`)."""
 
 from __future__ import annotations
 

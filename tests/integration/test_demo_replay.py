@@ -36,7 +36,8 @@ REPLAY = (datetime(2013, 1, 15, 5, tzinfo=UTC), datetime(2013, 2, 12, 5, tzinfo=
 
 @pytest.fixture(scope="module")
 def replayed(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from featureloop.featurestore.store import apply_repo, materialize_window, open_store
+    from featureloop.featurestore.materialization import materialize_window
+    from featureloop.featurestore.store import apply_repo, open_store
     from featureloop.params import TrainParams
     from featureloop.training.pipeline import run_training
     from flows.demo import force_champion, reset_replay_state, run_replay_phase

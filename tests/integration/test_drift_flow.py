@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featureloop.featurestore.store import materialize_window
+from featureloop.featurestore.materialization import materialize_window
 from featureloop.monitoring.thresholds import DecayConfig, DriftConfig
 from featureloop.params import DriftParams, TrainParams
 from featureloop.settings import PROJECT_ROOT, Settings
@@ -267,7 +267,7 @@ def test_prometheus_scrapes_serving_and_the_drift_gauges_with_the_shipped_rules(
 ) -> None:
     """Debian's Prometheus with `make up`'s config: the target is up, a drift gauge has a value, the
     alert rules load, and every metric the rules and the Grafana dashboard use exists."""
-    from featureloop.operations.stack import ALERT_RULES, prometheus_config
+    from featureloop.operations.services import ALERT_RULES, prometheus_config
     from tests.integration.conftest import free_port
 
     binary = shutil.which("prometheus")

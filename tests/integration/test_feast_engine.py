@@ -19,7 +19,7 @@ import pytest
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 
-from featureloop.featurestore.engine import encode_entity_keys, encode_values
+from featureloop.featurestore.codec import encode_entity_keys, encode_values
 from featureloop.featurestore.store import open_store
 from featureloop.settings import PROJECT_ROOT
 from tests.integration.conftest import FeastEnv
@@ -226,7 +226,7 @@ def test_materialize_refuses_a_far_future_end_or_an_inverted_window_and_records_
     feast_env: FeastEnv,
 ) -> None:
     """A run to 9999 would be recorded by Feast, and every later incremental run would start there."""
-    from featureloop.featurestore.store import materialize_window
+    from featureloop.featurestore.materialization import materialize_window
 
     store = feast_env.store
     before = {fv.name: list(fv.materialization_intervals) for fv in store.list_feature_views()}
@@ -279,11 +279,11 @@ def test_redis_store_equals_feasts_engine_key_for_key(tmp_path: Path, redis_serv
 def test_null_times_are_null_and_null_keys_are_refused() -> None:
     from feast.infra.online_stores.sqlite import adapt_datetime_epoch
 
-    from featureloop.featurestore.engine import _timestamps
+    from featureloop.featurestore.sqlite_writer import sqlite_timestamps
 
     when = datetime(2024, 3, 1, 10, 30, 15, 999_999)
     stamps = pa.array([when, None], type=pa.timestamp("us", tz="UTC"))
-    assert _timestamps(stamps) == [adapt_datetime_epoch(when), None]  # Feast's adapter, whole seconds
+    assert sqlite_timestamps(stamps) == [adapt_datetime_epoch(when), None]  # Feast's adapter, whole seconds
     with pytest.raises(ValueError, match="join key 'tailnum' is null in 1 rows"):
         encode_entity_keys([("tailnum", pa.array(["N1", None]), ValueType.STRING)])
 
@@ -291,13 +291,13 @@ def test_null_times_are_null_and_null_keys_are_refused() -> None:
 def test_timestamp_encoding_equals_protobufs() -> None:
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    from featureloop.featurestore.engine import _timestamp_protos
+    from featureloop.featurestore.redis_writer import timestamp_protos
 
     times = [datetime(2024, 1, 1), datetime(1970, 1, 1), datetime(1965, 5, 5, 1, 2, 3, 456_789),
              datetime(2013, 5, 5, 1, 2, 3, 7), datetime(1970, 1, 1, 0, 0, 5), datetime(2100, 1, 1),
              datetime(1980, 1, 1), datetime(3100, 1, 1)]  # fmt: skip
     times = [t.replace(tzinfo=UTC) for t in times]
-    protos, nanos = _timestamp_protos(pa.array(times, type=pa.timestamp("us", tz="UTC")))
+    protos, nanos = timestamp_protos(pa.array(times, type=pa.timestamp("us", tz="UTC")))
     for when, proto, nano in zip(times, protos, nanos, strict=True):
         expected = Timestamp()
         expected.FromDatetime(when)
@@ -320,7 +320,7 @@ def test_serving_decodes_stored_values_as_feast_does(value_type: ValueType, valu
     from feast.protos.feast.types.Value_pb2 import Value
     from feast.type_map import feast_value_type_to_python_type
 
-    from serving.features import decode_value
+    from featureloop.featurestore.codec import decode_value
 
     for data in encode_values(values, value_type)[0]:
         proto = Value()

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from data.rolling import WINDOWS, rolling_feature_names
-from featureloop.featurestore.store import materialize_window, online_counts
+from featureloop.featurestore.materialization import materialize_window, online_counts
 from tests.integration.conftest import FeastEnv
 
 pytestmark = pytest.mark.integration

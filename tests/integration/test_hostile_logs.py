@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from featureloop.featurestore.store import materialize_window
+from featureloop.featurestore.materialization import materialize_window
 from featureloop.params import DriftParams, TrainParams
 from featureloop.settings import Settings
 from featureloop.training.pipeline import run_training

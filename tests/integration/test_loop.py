@@ -25,7 +25,8 @@ import pytest
 
 from data.prepare import prepare_dataset
 from data.synthetic import Drift, SyntheticSpec, generate, write_raw
-from featureloop.featurestore.store import apply_repo, materialize_window, open_store
+from featureloop.featurestore.materialization import materialize_window
+from featureloop.featurestore.store import apply_repo, open_store
 from featureloop.monitoring.thresholds import DecayConfig, DriftConfig, FeatureOverride
 from featureloop.params import DriftParams, TrainParams
 from featureloop.settings import PROJECT_ROOT, Settings

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from featureloop.featurestore.store import incremental_windows, open_store
+from featureloop.featurestore.materialization import incremental_windows
+from featureloop.featurestore.store import open_store
 from featureloop.settings import Settings
 from tests.integration.conftest import FeastEnv
 

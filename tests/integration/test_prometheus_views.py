@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from featureloop.operations.stack import ALERT_RULES, prometheus_config, services
+from featureloop.operations.services import ALERT_RULES, prometheus_config, services
 from featureloop.settings import PROJECT_ROOT, Settings
 from tests.integration.conftest import free_port
 
@@ -99,6 +99,8 @@ def test_the_prometheus_url_make_up_prints_answers(
     prometheus: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("FEATURELOOP_PROMETHEUS_PORT", prometheus.rsplit(":", 1)[1])
-    (service,) = [s for s in services(Settings(data_dir=tmp_path)) if s.name == "prometheus"]
+    (service,) = [
+        s for s in services(Settings(data_dir=tmp_path), tmp_path / "run") if s.name == "prometheus"
+    ]
     response = httpx.get(service.url, timeout=10)
     assert response.status_code == 200 and response.json()["status"] == "success", service.url

@@ -28,7 +28,8 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from featureloop.featurestore.store import materialize_window, open_store
+from featureloop.featurestore.materialization import materialize_window
+from featureloop.featurestore.store import open_store
 from featureloop.params import TrainParams
 from featureloop.settings import PROJECT_ROOT, Settings
 from featureloop.training.pipeline import run_training

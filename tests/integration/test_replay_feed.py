@@ -25,7 +25,8 @@ def test_before_each_step_online_values_equal_the_offline_point_in_time_values(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     from featureloop.backtest.replay import OnlineFeed, Requests
-    from featureloop.featurestore.store import apply_repo, materialize_window, open_store
+    from featureloop.featurestore.materialization import materialize_window
+    from featureloop.featurestore.store import apply_repo, open_store
 
     root = tmp_path_factory.mktemp("feed")
     raw = write_raw(generate(SyntheticSpec(days=14, flights_per_hour=8, n_aircraft=25, seed=3)), root / "raw")

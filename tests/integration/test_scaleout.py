@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from featureloop.featurestore.store import apply_repo, materialize_window, open_store
+from featureloop.featurestore.materialization import materialize_window
+from featureloop.featurestore.store import apply_repo, open_store
 from featureloop.monitoring.skew import check_service
 from featureloop.monitoring.thresholds import DecayConfig, DriftConfig
 from featureloop.params import DriftParams, TrainParams
@@ -76,7 +77,7 @@ def _own_data_dir(feast_env: FeastEnv, root: Path) -> Path:
 def _prefect_on_postgres(settings: Settings) -> Iterator[str]:
     """A real `prefect server start` whose database is the profile's PostgreSQL one."""
     from featureloop.operations.postgres import ensure_database
-    from featureloop.operations.stack import prefect_server
+    from featureloop.operations.prefect_server import prefect_server
 
     assert settings.prefect_database_url is not None
     ensure_database(settings.postgres_database("prefect"))

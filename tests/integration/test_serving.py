@@ -26,7 +26,7 @@ import yaml
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from featureloop.featurestore.store import materialize_window
+from featureloop.featurestore.materialization import materialize_window
 from featureloop.params import TrainParams
 from featureloop.settings import Settings
 from featureloop.training.model import model_input
@@ -129,63 +129,6 @@ def test_values_older_than_their_ttl_are_reported_stale(served: Served) -> None:
     assert "temp" in prediction["stale_features"]  # weather: 3 h TTL
     assert "carrier_flights_7d" in prediction["stale_features"]  # rolling statistics: 30 d TTL
     assert "seats" not in prediction["stale_features"]  # aircraft attributes: 10 years
-
-
-@pytest.mark.parametrize(
-    ("body", "status", "names"),
-    [
-        ({"flights": []}, 422, "flights"),
-        ({"flights": [{"origin": "EWR"}]}, 422, "carrier"),
-        ({"flights": [{"origin": "EWR", "dest": "BOS", "carrier": "UA", "distance": "far",
-                       "sched_hour": 8, "day_of_week": 1}]}, 422, "distance"),
-        ({"flights": [{"origin": "EWR", "dest": "BOS", "carrier": "UA", "distance": 100,
-                       "sched_hour": 30, "day_of_week": 1}]}, 422, "sched_hour"),
-        ({"flights": [{"origin": "EWR", "dest": "BOS", "carrier": "UA", "distance": 100,
-                       "sched_hour": 8, "day_of_week": 1, "colour": "red"}]}, 422, "colour"),
-    ],
-)  # fmt: skip
-def test_bad_requests_get_a_4xx_that_names_the_field(
-    served: Served, body: Any, status: int, names: str
-) -> None:
-    response = httpx.post(f"{served.url}/predict", json=body, timeout=30)
-    assert response.status_code == status
-    assert names in response.text
-
-
-def test_oversized_batch_is_refused_with_413(served: Served) -> None:
-    flights = _flights(served, 1) * 51
-    response = httpx.post(f"{served.url}/predict", json={"flights": flights}, timeout=30)
-    assert response.status_code == 413
-    assert "flights: 51 rows exceed the batch limit of 50" in response.text
-
-
-def test_malformed_json_is_a_422(served: Served) -> None:
-    response = httpx.post(
-        f"{served.url}/predict",
-        content=b"{not json",
-        headers={"content-type": "application/json"},
-        timeout=30,
-    )
-    assert response.status_code == 422 and "json" in response.text.lower()
-
-
-def test_bodies_over_the_size_limit_get_a_413_before_being_read(served: Served) -> None:
-    limit = served.settings.max_request_bytes
-    padding = {"flights": _flights(served, 1), "pad": "x" * limit}
-    for path in ("/predict", "/get-online-features"):
-        response = httpx.post(f"{served.url}{path}", json=padding, timeout=30)
-        assert response.status_code == 413, path
-        assert f"over {limit} bytes" in response.json()["detail"]
-
-    def chunked() -> Iterator[bytes]:  # no content-length: the limit applies while reading
-        yield b'{"flights": ['
-        for _ in range(limit // 1000 + 1):
-            yield b" " * 1000
-        yield b"]}"
-
-    for path in ("/predict", "/get-online-features"):  # every endpoint, before any token check
-        response = httpx.post(f"{served.url}{path}", content=chunked(), timeout=30)
-        assert response.status_code == 413 and f"over {limit} bytes" in response.text, path
 
 
 def test_openapi_documents_predict_and_the_fastapi_route_answers_like_the_fast_path(served: Served) -> None:
@@ -358,8 +301,8 @@ def test_get_online_features_fast_path_lists_columns_in_feasts_order(served: Ser
     """In one process (one string-hash order), the fast path's body equals Feast's own
     `get_online_features` body byte for byte, column order included."""
     from serving.online_features import OnlineFeatures
-    from serving.online_store import SqliteStoreFile
     from serving.schemas import GetOnlineFeaturesRequest
+    from serving.sqlite_store import SqliteStoreFile
 
     store = served.feast_env.store
     answers = OnlineFeatures(store, SqliteStoreFile(store, 5000))
@@ -452,7 +395,7 @@ def test_entity_keys_are_serialised_as_feast_serialises_them() -> None:
     from feast.protos.feast.types.Value_pb2 import Value
     from feast.value_type import ValueType
 
-    from serving.online_store import _key_encoder
+    from featureloop.featurestore.codec import entity_key_encoder
 
     cases = [
         (["tailnum"], [ValueType.STRING], [("N12345",), ("",), ("Zürich-✈",)]),
@@ -460,7 +403,7 @@ def test_entity_keys_are_serialised_as_feast_serialises_them() -> None:
         (["a_id", "b_name"], [ValueType.INT64, ValueType.STRING], [(7, "x"), (-5, "ÿ")]),
     ]
     for names, types, keys in cases:
-        encode = _key_encoder(names, types)
+        encode = entity_key_encoder(names, types)
         assert encode is not None
         for key in keys:
             values = [
@@ -469,14 +412,14 @@ def test_entity_keys_are_serialised_as_feast_serialises_them() -> None:
             ]
             expected = serialize_entity_key(EntityKey(join_keys=names, entity_values=values), 3)
             assert encode(key) == expected, key
-    assert _key_encoder(["when"], [ValueType.UNIX_TIMESTAMP]) is None  # left to Feast
+    assert entity_key_encoder(["when"], [ValueType.UNIX_TIMESTAMP]) is None  # left to Feast
 
 
 def test_stored_values_are_written_as_feasts_feature_server_writes_them() -> None:
     from feast.feature_server_utils import _value_to_native
     from feast.protos.feast.types.Value_pb2 import BoolList, DoubleList, Int64List, StringList, Value
 
-    from serving.online_features import json_value
+    from featureloop.featurestore.codec import json_value
 
     values = [
         Value(), Value(double_val=0.1), Value(double_val=-0.0), Value(double_val=1e300),
@@ -789,7 +732,7 @@ def challenger(served: Served) -> str:
 def test_canary_answers_a_stable_share_of_aircraft_with_the_challenger(
     served: Served, challenger: str
 ) -> None:
-    from serving.predictor import in_canary
+    from serving.routing import in_canary
     from serving.schemas import PredictRequest
 
     settings = served.settings.model_copy(update={"serving_mode": "canary", "canary_share": 0.5})
@@ -907,8 +850,8 @@ def test_served_rows_carry_every_feature_of_the_reference_profile(served: Served
 
 
 def test_compiled_scorer_is_used_and_equals_scikit_learn_on_real_rows(served: Served) -> None:
-    from featureloop.training.pipeline import load_training_set
     from featureloop.training.registry import get_alias
+    from featureloop.training.training_set import load_training_set
     from serving.model import load_version
 
     client, _ = connect(

@@ -15,8 +15,9 @@ from featureloop.params import TrainParams
 from featureloop.settings import Settings
 from featureloop.training.dataset import TrainingDataError, frame_digest
 from featureloop.training.gate import GateConfig
-from featureloop.training.pipeline import load_training_set, run_training
+from featureloop.training.pipeline import run_training
 from featureloop.training.registry import CHAMPION, PREVIOUS, TrackingUnavailable, connect, get_alias
+from featureloop.training.training_set import load_training_set
 from tests.integration.conftest import FeastEnv
 
 pytestmark = pytest.mark.integration

@@ -199,10 +199,7 @@ def evidently_score(case: Case, name: str) -> float:
 
 def our_score(case: Case, name: str) -> float:
     """Ours in Evidently-compatible mode."""
-    from featureloop.monitoring.statistics import CATEGORICAL, NUMERIC
+    from featureloop.monitoring.evidently import CATEGORICAL, NUMERIC
 
-    if case.kind == "categorical":
-        return CATEGORICAL[name](case.reference, case.current).score
-    if name in ("ks", "wasserstein"):
-        return NUMERIC[name](case.reference, case.current).score
-    return NUMERIC[name](case.reference, case.current, binning="evidently").score
+    registry = CATEGORICAL if case.kind == "categorical" else NUMERIC
+    return registry[name](case.reference, case.current).score

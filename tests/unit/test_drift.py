@@ -59,6 +59,15 @@ def test_unseen_categories_are_reported_with_their_share() -> None:
     assert any("never saw" in note for note in result.notes)
 
 
+def test_the_unseen_share_counts_present_values_and_the_missing_share_counts_nulls() -> None:
+    ref = pd.DataFrame({"c": ["a"] * 90 + [None] * 10})
+    cur = pd.DataFrame({"c": ["a"] * 75 + ["z"] * 5 + [None] * 20})
+    reference, current = _profiles(ref, cur, [], ["c"])
+    result = feature_drift("c", reference["features"]["c"], current["features"]["c"], CONFIG)
+    assert result.unseen_share == pytest.approx(5 / 80) and any("never saw" in n for n in result.notes)
+    assert result.missing_share_change == pytest.approx(0.10)
+
+
 def test_constant_reference_and_all_missing_current_are_named() -> None:
     ref = pd.DataFrame({"x": [1.0] * 500, "y": np.arange(500.0)})
     cur = pd.DataFrame({"x": [1.0] * 300, "y": [np.nan] * 300})

@@ -1,5 +1,5 @@
 """Drift statistics: Evidently's golden values in compatibility mode (and Evidently itself when it is
-installed), scipy's KS, hand-computed values."""
+installed), scipy's KS, hand-computed values, the drift check's statistics on profile bins."""
 
 from __future__ import annotations
 
@@ -13,16 +13,9 @@ import pytest
 from scipy import stats
 
 from featureloop.monitoring import evidently as evidently_stats
-from featureloop.monitoring.statistics import (
-    CATEGORICAL,
-    NUMERIC,
-    chi_square,
-    ks,
-    missing_share_change,
-    numeric_shares,
-    psi_shares,
-    unseen_share,
-)
+from featureloop.monitoring.evidently import CATEGORICAL, NUMERIC
+from featureloop.monitoring.profiles import numeric_profile
+from featureloop.monitoring.statistics import BIN_STATISTICS, ks
 from tests.unit.evidently_cases import Case, evidently_score, generated_cases, our_score
 
 GOLDEN = Path(__file__).parent / "golden" / "evidently_golden_vectors.json"
@@ -49,9 +42,8 @@ def _categorical_samples() -> tuple[pd.Series, pd.Series]:
 @pytest.mark.parametrize("name", ["psi", "wasserstein", "jensenshannon", "ks", "hellinger", "kl_div"])
 def test_numeric_statistics_match_evidentlys_golden_vectors(name: str) -> None:
     ref, cur = _numeric_samples()
-    kwargs = {"binning": "evidently"} if name in ("psi", "jensenshannon", "hellinger", "kl_div") else {}
     expected = _golden()[0][name]
-    assert NUMERIC[name](ref, cur, **kwargs).score == pytest.approx(expected, abs=1e-9, rel=1e-9)
+    assert NUMERIC[name](ref, cur).score == pytest.approx(expected, abs=1e-9, rel=1e-9)
 
 
 @pytest.mark.parametrize("name", ["psi", "jensenshannon", "chisquare", "hellinger", "kl_div"])
@@ -92,13 +84,16 @@ def test_compatible_mode_equals_evidently_itself_on_fresh_frames(seed: int) -> N
 
 
 def test_numeric_reference_with_at_most_20_distinct_values_gets_a_bin_per_value() -> None:
+    def shares(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return evidently_stats.binned_shares(*evidently_stats.clean_pair(ref, cur), numeric=True)
+
     ref, cur = np.tile([0.0, 0.0, 1.0, 1.0], 5), np.tile([0.0, 1.0, 1.0, 1.0], 5)
-    assert sorted(zip(*numeric_shares(ref, cur, "evidently"), strict=True)) == [(0.5, 0.25), (0.5, 0.75)]
+    assert sorted(zip(*shares(ref, cur), strict=True)) == [(0.5, 0.25), (0.5, 0.75)]
     expected = 0.25 * math.log(2) + 0.25 * math.log(1.5)
-    assert NUMERIC["psi"](ref, cur, binning="evidently").score == pytest.approx(expected)
-    assert len(numeric_shares(np.arange(20.0), np.arange(20.0), "evidently")[0]) == 20
+    assert NUMERIC["psi"](ref, cur).score == pytest.approx(expected)
+    assert len(shares(np.arange(20.0), np.arange(20.0))[0]) == 20
     # 21 distinct values: Sturges over the 42 pooled values, ceil(log2(42) + 1) = 7 bins.
-    assert len(numeric_shares(np.arange(21.0), np.arange(21.0), "evidently")[0]) == 7
+    assert len(shares(np.arange(21.0), np.arange(21.0))[0]) == 7
 
 
 def test_empty_bins_are_filled_per_side_with_that_sides_smallest_share() -> None:
@@ -115,7 +110,7 @@ def test_hellinger_is_one_minus_bhattacharyya_for_both_kinds() -> None:
     """Numeric: Sturges bins over the distinct values 0 and 1 are [0, .5) and [.5, 1]."""
     expected = math.sqrt(1 - math.sqrt(0.5 * 0.25) - math.sqrt(0.5 * 0.75))
     ref, cur = [0.0] * 50 + [1.0] * 50, [0.0] * 25 + [1.0] * 75
-    assert NUMERIC["hellinger"](ref, cur, binning="evidently").score == pytest.approx(expected)
+    assert NUMERIC["hellinger"](ref, cur).score == pytest.approx(expected)
     assert CATEGORICAL["hellinger"](pd.Series(ref), pd.Series(cur)).score == pytest.approx(expected)
 
 
@@ -128,7 +123,7 @@ def test_evidentlys_chisquare_is_goodness_of_fit_and_zero_for_an_unseen_category
 
 def test_compatible_mode_refuses_an_empty_sample_as_evidently_does() -> None:
     with pytest.raises(ValueError, match="reference sample"):
-        NUMERIC["psi"]([np.nan, np.inf], [1.0], binning="evidently")
+        NUMERIC["psi"]([np.nan, np.inf], [1.0])
     with pytest.raises(ValueError, match="current sample"):
         CATEGORICAL["chisquare"](pd.Series(["a"]), pd.Series([None]))
 
@@ -143,31 +138,33 @@ def test_ks_is_scipys_two_sample_test() -> None:
 def test_psi_of_hand_computed_shares() -> None:
     r, c = np.array([0.5, 0.5]), np.array([0.25, 0.75])
     expected = (0.5 - 0.25) * math.log(0.5 / 0.25) + (0.5 - 0.75) * math.log(0.5 / 0.75)
-    assert psi_shares(r, c).score == pytest.approx(expected)
+    assert BIN_STATISTICS["psi"](r, c).score == pytest.approx(expected)
+    assert BIN_STATISTICS["psi"](np.array([50.0, 50.0]), np.array([25.0, 75.0])).score == pytest.approx(
+        expected
+    )
 
 
-def test_quantile_bins_hold_a_tenth_of_the_reference_each() -> None:
-    ref, cur = _numeric_samples()
-    r, c = numeric_shares(ref, cur, "quantile")
-    assert len(r) == 10 and np.allclose(r, 0.1) and c.sum() == pytest.approx(1.0)
+def test_decile_bins_hold_a_tenth_of_the_reference_each() -> None:
+    ref, _ = _numeric_samples()
+    counts = numeric_profile(pd.Series(ref))["counts"]
+    assert len(counts) == 10 and np.allclose(np.array(counts) / len(ref), 0.1)
 
 
 def test_two_sample_chi_square_does_not_alarm_on_identical_distributions() -> None:
     rng = np.random.default_rng(3)
     alarms = 0
     for _ in range(200):
-        ref = pd.Series(rng.choice(["a", "b", "c"], 300, p=[0.5, 0.3, 0.2]))
-        cur = pd.Series(rng.choice(["a", "b", "c"], 300, p=[0.5, 0.3, 0.2]))
-        alarms += chi_square(ref, cur).drifted
+        ref = np.bincount(rng.choice(3, 300, p=[0.5, 0.3, 0.2]), minlength=3).astype(float)
+        cur = np.bincount(rng.choice(3, 300, p=[0.5, 0.3, 0.2]), minlength=3).astype(float)
+        alarms += BIN_STATISTICS["chi_square"](ref, cur, 0.05).drifted
     assert alarms <= 20  # ~5% expected; Evidently's goodness-of-fit version alarms far more often here
 
 
-def test_unseen_categories_and_missing_share_change() -> None:
-    ref = pd.Series(["a"] * 90 + [None] * 10)
-    cur = pd.Series(["a"] * 75 + ["z"] * 5 + [None] * 20)
-    assert unseen_share(ref, cur).score == pytest.approx(5 / 80)
-    assert unseen_share(ref, cur).drifted
-    assert missing_share_change(ref, cur).score == pytest.approx(0.10)
+def test_chi_square_rejects_nothing_without_two_bins_on_both_sides() -> None:
+    assert BIN_STATISTICS["chi_square"](np.array([10.0, 0.0]), np.array([5.0, 0.0])).score == 1.0
+    assert BIN_STATISTICS["chi_square"](np.array([10.0, 10.0]), np.array([0.0, 0.0])).score == 1.0
+    p = BIN_STATISTICS["chi_square"](np.array([50.0, 50.0, 0.0]), np.array([30.0, 70.0, 0.0])).score
+    assert p == pytest.approx(stats.chi2_contingency([[50, 50], [30, 70]]).pvalue)
 
 
 @pytest.mark.parametrize("n", [300, 2_000, 20_000])

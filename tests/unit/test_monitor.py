@@ -13,21 +13,15 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from featureloop.monitoring.checks import Champion, conclude
 from featureloop.monitoring.comparison import compare_window
 from featureloop.monitoring.decay import labelled_predictions, measure_decay
-from featureloop.monitoring.pipeline import (
-    Champion,
-    Window,
-    build_report,
-    conclude,
-    gauges_text,
-    markdown,
-    write_outputs,
-)
+from featureloop.monitoring.outputs import build_report, gauges_text, markdown, write_outputs
 from featureloop.monitoring.profiles import build_profile
 from featureloop.monitoring.report import render
 from featureloop.monitoring.skew import _same
 from featureloop.monitoring.thresholds import DecayConfig, DriftConfig, FeatureOverride
+from featureloop.monitoring.window import Window
 from featureloop.params import DriftParams
 from featureloop.settings import Settings
 from featureloop.training.registry import VersionInfo

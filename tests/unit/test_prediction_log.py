@@ -114,3 +114,15 @@ def test_values_that_do_not_fit_the_types_learned_earlier_are_kept_as_they_are()
     later = _to_table([{"x": ["text"], "n": [2.5], "s": [None], "b": [0.5]}], types)  # type: ignore[arg-type]
     assert later.to_pylist() == [{"x": "text", "n": 2.5, "s": None, "b": 0.5}]
     assert first.schema.field("x").type == "double" and later.schema.field("x").type == "string"
+
+
+def test_flush_writes_what_was_appended_before_it_without_waiting_for_the_interval(tmp_path: Path) -> None:
+    written: list[int] = []
+    log = PredictionLog(tmp_path, flush_seconds=3600, on_written=written.append)
+    log.start()
+    assert log.flush()  # nothing queued: nothing written, no empty file
+    assert not list(tmp_path.rglob("*.parquet"))
+    log.append(_chunk(1, 3))
+    assert log.flush(timeout=10)
+    assert sum(written) == 3 and len(_read(tmp_path)) == 3
+    log.close()

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import SecretStr, ValidationError
 
-from featureloop.operations.stack import prometheus_config
+from featureloop.operations.services import prometheus_config
 from featureloop.settings import Settings
 
 
@@ -55,7 +55,7 @@ def test_a_pid_record_of_another_program_is_stale_and_never_stopped(
     (tmp_path / "serving.pid").write_text(
         f"{os.getpid()}\n/usr/bin/uvicorn\0serving.app:create_app\0--factory"
     )
-    assert stack._pid("serving") is None  # this pid runs pytest, not the serving app
+    assert stack.running_pid("serving") is None  # this pid runs pytest, not the serving app
     assert not (tmp_path / "serving.pid").exists()
     assert stack.down(report=lambda _m: None) == []
 

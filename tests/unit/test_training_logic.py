@@ -150,7 +150,7 @@ def test_dataset_schema_from_sample_rows_equals_mlflows_inference_over_every_row
 
     from mlflow.types.utils import _infer_schema
 
-    from featureloop.training.pipeline import dataset_schema
+    from featureloop.training.registration import dataset_schema
 
     rng = np.random.default_rng(3)
     n = 500
@@ -224,7 +224,8 @@ def test_a_feature_without_a_value_in_the_training_slice_is_left_out_of_the_mode
     scikit-learn 1.9's gradient boosting fails on such a column with numpy's "window shape cannot be
     larger than input array shape"; the model goes without it, and the profile still describes it."""
     from featureloop.params import TrainParams
-    from featureloop.training.pipeline import TrainingSet, fit_candidate
+    from featureloop.training.fit import fit_candidate
+    from featureloop.training.training_set import TrainingSet
 
     rng = np.random.default_rng(0)
     frame = _labelled([int(v) for v in rng.random(400) < 0.3])

@@ -1,0 +1,39 @@
+"""The `featureloop` command: the loop's steps by name, one module per group of commands.
+
+- `feature_store`: prepare, apply, materialize (the data into Feast's offline and online stores);
+- `training`: train, rollback (MLflow's registry and the champion alias);
+- `monitoring`: drift (drift, decay and skew of served predictions);
+- `demo`: the loop end to end on the 2013 flights;
+- `stack`: up, down, status (the local stack of processes).
+Nothing heavy (Feast, Prefect, MLflow) is imported at start-up: each command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from featureloop.cli import demo, feature_store, monitoring, stack, training
+
+app = typer.Typer(
+    help="featureloop: a Feast feature store loop (prepare, apply, materialize, ...).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for command in (
+    feature_store.prepare,
+    feature_store.apply,
+    feature_store.materialize,
+    training.train,
+    training.rollback,
+    monitoring.drift,
+    demo.demo,
+    stack.up,
+    stack.down,
+    stack.status,
+):
+    app.command()(command)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,144 @@
+"""What the local stack runs: each service's command, environment, URL and health URL, and the
+Prometheus configuration that scrapes the serving app.
+
+The services: the Prefect server (SQLite under the run folder's `prefect/`, or PostgreSQL in the
+scale-out profile), the deployment server (`python -m flows.deploy`), the MLflow UI on the tracking
+store, the serving app, and Prometheus (Debian's package) with the alert rules in
+`docs/prometheus/` (its URL is the alerts API: Debian's build has no /alerts page; docs/monitoring.md
+says where to look instead). featureloop.operations.stack starts and stops them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from featureloop.settings import PROJECT_ROOT, Settings
+
+ALERT_RULES = PROJECT_ROOT / "docs" / "prometheus" / "alerts.yml"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    url: str
+    health: str
+    command: list[str]
+    env: dict[str, str]
+
+
+def ports() -> dict[str, int]:
+    """Each service's port: FEATURELOOP_<NAME>_PORT, or its usual one."""
+    return {
+        name: int(os.environ.get(f"FEATURELOOP_{name.upper()}_PORT", default))
+        for name, default in (("prefect", 4200), ("serving", 8000), ("mlflow", 5000), ("prometheus", 9090))
+    }
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def healthy(url: str) -> bool:
+    """Whether a health URL answers 200 (within 2 s)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def prometheus_config(
+    serving_port: int, rules: Path = ALERT_RULES, interval: str = "15s", token: str | None = None
+) -> str:
+    """Scrape the serving app (its own metrics and the drift flow's gauges) and load the alert rules;
+    with a serving token, the scrape sends it (serving's /metrics requires it then)."""
+    auth = (
+        f"    authorization:\n      type: Bearer\n      credentials: {json.dumps(token)}\n" if token else ""
+    )
+    return (
+        f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+        f"rule_files:\n  - {rules}\n"
+        "scrape_configs:\n"
+        "  - job_name: featureloop-serving\n"
+        f"{auth}"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{serving_port}']\n"
+    )
+
+
+def prefect_service(port: int, env: dict[str, str], home: Path, database_url: str | None = None) -> Service:
+    """The Prefect server on `port`: on SQLite under its `home`, or on `database_url` (PostgreSQL, the
+    scale-out profile)."""
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **env,
+        "PREFECT_API_URL": api,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    if database_url is not None:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+    command = [
+        str(Path(sys.executable).parent / "prefect"),
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return Service("prefect", f"http://127.0.0.1:{port}", f"{api}/health", command, env)
+
+
+def services(settings: Settings, run_dir: Path) -> list[Service]:
+    """The stack's services in start order, with their state (Prefect's home, Prometheus's config and
+    data) under `run_dir`."""
+    port = ports()
+    prefect = prefect_service(
+        port["prefect"],
+        {**os.environ, "FEATURELOOP_DATA_DIR": str(settings.data_dir)},
+        run_dir / "prefect",
+        settings.prefect_database_url,
+    )
+    prefect_api = prefect.env["PREFECT_API_URL"]
+    base = prefect.env
+    bin_dir = Path(sys.executable).parent
+    prometheus_dir = run_dir / "prometheus"
+    return [
+        prefect,
+        Service(
+            "deployments", f"http://127.0.0.1:{port['prefect']}/deployments", f"{prefect_api}/health",
+            [sys.executable, "-m", "flows.deploy"], base,
+        ),
+        Service(
+            "mlflow", f"http://127.0.0.1:{port['mlflow']}", f"http://127.0.0.1:{port['mlflow']}/health",
+            [str(bin_dir / "mlflow"), "server", "--backend-store-uri", settings.tracking_uri,
+             "--default-artifact-root", settings.artifact_location, "--host", "127.0.0.1",
+             "--port", str(port["mlflow"]), "--workers", "1"],
+            base,
+        ),
+        Service(
+            "serving", f"http://127.0.0.1:{port['serving']}", f"http://127.0.0.1:{port['serving']}/health",
+            [str(bin_dir / "uvicorn"), "serving.app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(port["serving"]), "--workers", "1"],
+            base,
+        ),
+        # The alerts API, which every build answers (Debian's has no /alerts page).
+        Service(
+            "prometheus", f"http://127.0.0.1:{port['prometheus']}/api/v1/alerts",
+            f"http://127.0.0.1:{port['prometheus']}/-/ready",
+            ["prometheus", f"--config.file={prometheus_dir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={prometheus_dir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port['prometheus']}"],
+            base,
+        ),
+    ]  # fmt: skip

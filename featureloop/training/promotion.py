@@ -1,0 +1,77 @@
+"""The validation gate against the champion, and promotion: the champion scored on the
+challenger's holdout (with the features of its own service), the decision recorded on the
+challenger, the champion alias moved when it passes. The decision rules are `training.gate`'s."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from featureloop.params import TrainParams
+from featureloop.training.dataset import LABEL_COLUMN
+from featureloop.training.fit import Candidate
+from featureloop.training.gate import Decision, decide
+from featureloop.training.metrics import evaluate
+from featureloop.training.model import model_input
+from featureloop.training.training_set import fetch_features
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+    from mlflow import MlflowClient
+
+    from featureloop.training.registry import VersionInfo
+
+
+def score_version(
+    store: FeatureStore, version: VersionInfo, holdout: pd.DataFrame, training_service: str
+) -> dict[str, float]:
+    """A registered model's metrics on a labelled window, with the features of its own service."""
+    from featureloop.training.registry import load_model
+
+    inputs = json.loads(version.tags["model_inputs"])
+    service = version.tags.get("feature_service", training_service)
+    frame = holdout
+    if service != training_service:
+        keep = [c for c in holdout.columns if c not in set(inputs["numeric"]) | set(inputs["categorical"])]
+        frame = fetch_features(store, holdout[keep], service)
+    model = load_model(version.uri)
+    proba = model.predict_proba(model_input(frame, inputs["numeric"], inputs["categorical"]))[:, 1]
+    return evaluate(frame[LABEL_COLUMN].to_numpy(), proba)
+
+
+def gate_and_promote(
+    client: MlflowClient,
+    store: FeatureStore,
+    challenger: VersionInfo,
+    candidate: Candidate,
+    params: TrainParams,
+) -> tuple[Decision, dict[str, float] | None]:
+    """Compare with the champion on the challenger's holdout, record the decision, promote if it passes."""
+    from featureloop.training.registry import CHAMPION, get_alias, promote, record_decision
+
+    champion = get_alias(client, challenger.name, CHAMPION)
+    champion_metrics = (
+        score_version(store, champion, candidate.split.holdout, params.feature_service) if champion else None
+    )
+    decision = decide(
+        candidate.metrics["holdout"], champion_metrics, candidate.metrics["baseline_holdout"], params.gate
+    )
+    record = decision.as_dict()
+    record["champion_version"] = champion.version if champion else None
+    holdout_start, holdout_end = candidate.holdout_window
+    record["window"] = f"{holdout_start}..{holdout_end}"
+    # The champion may have trained on part of this window (a retrain on the same period): that
+    # favours the champion, so the gate errs on the side of keeping it. Say so on the record.
+    record["window_overlaps_champion_training"] = bool(
+        champion and champion.tags.get("train_end", "") > holdout_start
+    )
+    record_decision(client, challenger, record)
+    if champion_metrics is not None:
+        client.set_model_version_tag(
+            challenger.name, challenger.version, "gate.champion_metrics", json.dumps(champion_metrics)
+        )
+    if decision.promote:
+        promote(client, challenger)
+    return decision, champion_metrics

@@ -1,0 +1,141 @@
+"""The training set through Feast: the window's labelled flights (the spine), their point-in-time
+features from the feature service, and the lineage that rebuilds the same set later.
+
+The frame shaping underneath (entity rows, time splits, what each step needs) is pure and lives in
+`featureloop.training.dataset`; this module is where Feast, the offline files and git come in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from featureloop.params import TrainParams
+from featureloop.settings import PROJECT_ROOT
+from featureloop.training.dataset import (
+    ID_COLUMN,
+    TIME_COLUMN,
+    Split,
+    TrainingDataError,
+    build_entity_frame,
+    check_split,
+    frame_digest,
+    slice_needs,
+)
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A point-in-time training set and where it came from."""
+
+    frame: pd.DataFrame
+    service_features: list[str]
+    lineage: dict[str, str]
+
+
+def service_features(store: FeatureStore, name: str) -> tuple[list[str], list[str]]:
+    """Feature names and the views they come from, for a feature service (error names the known ones)."""
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        service = store.get_feature_service(name)
+    except FeatureServiceNotFoundException as exc:
+        known = ", ".join(sorted(s.name for s in store.list_feature_services())) or "none"
+        raise TrainingDataError(
+            f"is not a feature service of the Feast registry (it has: {known}): use one of those, "
+            "or run `featureloop apply` after adding it to the feature repository",
+            {"feature_service": name},
+        ) from exc
+    features = [f.name for p in service.feature_view_projections for f in p.features]
+    views = sorted({p.name for p in service.feature_view_projections})
+    return features, views
+
+
+def fetch_features(store: FeatureStore, entity: pd.DataFrame, service: str) -> pd.DataFrame:
+    """Point-in-time features of a service for entity rows, in the entity frame's row order."""
+    job = store.get_historical_features(entity_df=entity, features=store.get_feature_service(service))
+    got = job.to_df()
+    features, _ = service_features(store, service)
+    # Feast reorders rows: join back on the flight and its prediction time.
+    merged = entity.merge(got[[ID_COLUMN, TIME_COLUMN, *features]], on=[ID_COLUMN, TIME_COLUMN], how="left")
+    if len(merged) != len(entity):
+        raise RuntimeError(
+            f"Feast returned {len(got)} rows for {len(entity)} entity rows: keys are not unique"
+        )
+    return merged
+
+
+def _registry_hash(store: FeatureStore) -> str:
+    return hashlib.sha256(store.registry.proto().SerializeToString(deterministic=True)).hexdigest()[:16]
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=5
+    ).stdout.strip()
+
+
+def code_version() -> str:
+    """The git commit of the code that trained (with `-dirty` for uncommitted changes), if known."""
+    try:
+        sha = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha[:12]}-dirty" if dirty else sha[:12]
+
+
+def training_window(params: TrainParams) -> dict[str, object]:
+    """The window's bounds, as a failed check of the window's rows names them."""
+    return {"train_start": params.train_start, "train_end": params.train_end}
+
+
+def training_spine(offline_dir: Path, params: TrainParams) -> Split:
+    """The window's labelled flights (keys, prediction times, request fields, labels) split by time,
+    checked against what every training step needs: the check before any feature is fetched."""
+    flights = pd.read_parquet(offline_dir / "flights.parquet")
+    entity = build_entity_frame(
+        flights, params.train_start, params.train_end, params.label_threshold_minutes, params.labels_as_of
+    )
+    needs = slice_needs(params.model_family, params.hyperparameters)
+    return check_split(
+        entity, params.validation_fraction, params.holdout_fraction, needs, training_window(params)
+    )
+
+
+def load_training_set(
+    store: FeatureStore, offline_dir: Path, params: TrainParams, spine: Split | None = None
+) -> TrainingSet:
+    """The labelled, point-in-time-correct training set for the window, through the feature service
+    (`spine`: the window's checked entity rows, when `training_spine` already built them)."""
+    from featureloop.dataset_versions import read_manifest
+
+    features, views = service_features(store, params.feature_service)
+    spine = spine or training_spine(offline_dir, params)
+    entity = pd.concat([spine.train, spine.validation, spine.holdout], ignore_index=True)
+    frame = fetch_features(store, entity, params.feature_service)
+    service_version = hashlib.sha256(",".join(sorted(features)).encode()).hexdigest()[:12]
+    lineage = {
+        "feature_service": params.feature_service,
+        "feature_service_version": service_version,
+        "feature_views": ",".join(views),
+        "feast_registry_hash": _registry_hash(store),
+        "dataset_version": read_manifest(offline_dir)["dataset_version"],
+        "train_start": params.train_start.isoformat(),
+        "train_end": params.train_end.isoformat(),
+        "label": f"arr_delay > {params.label_threshold_minutes}",
+        "label_threshold_minutes": str(params.label_threshold_minutes),
+        "labels_as_of": params.labels_as_of.isoformat() if params.labels_as_of else "all landed",
+        "training_set_digest": frame_digest(frame),
+        "training_rows": str(len(frame)),
+        "code_version": code_version(),
+    }
+    return TrainingSet(frame=frame, service_features=features, lineage=lineage)

@@ -1,0 +1,120 @@
+"""What the serving app opens once and every request shares, and how a batch of /predict requests
+is answered with it: routed (serving/routing.py), scored, logged, counted and encoded."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic_core import to_json
+
+from featureloop.settings import Settings
+from featureloop.training.dataset import ENTITY_COLUMNS
+from serving.features import ServiceReader
+from serving.metrics import ServingMetrics
+from serving.model import ChampionWatcher, ServingModel
+from serving.online_features import OnlineFeatures
+from serving.prediction_log import PredictionLog
+from serving.predictor import Batcher, score, shadow_columns
+from serving.routing import route, shadow_of
+from serving.schemas import PredictRequest
+from serving.sqlite_store import SqliteStoreFile
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AppState:
+    """What the lifespan opens once and every request shares. Until the lifespan has run (or when an
+    app is driven without it, as the HTTP contract tests do) only `settings` and `metrics` are set:
+    requests are still validated and refused as usual, and a valid /predict is a 503."""
+
+    settings: Settings
+    metrics: ServingMetrics
+    store: Any = None
+    watcher: ChampionWatcher | None = None
+    log: PredictionLog | None = None
+    readers: dict[str, ServiceReader] = field(default_factory=dict)
+    batcher: Batcher | None = None
+    challenger: ChampionWatcher | None = None
+    sqlite_file: SqliteStoreFile | None = None
+    online_features: OnlineFeatures | None = None
+
+    @property
+    def champion(self) -> ServingModel | None:
+        return self.watcher.current if self.watcher else None
+
+    def reader_for(self, model: ServingModel) -> ServiceReader:
+        reader = self.readers.get(model.feature_service)
+        if reader is None:
+            reader = self.readers[model.feature_service] = ServiceReader(
+                self.store,
+                model.feature_service,
+                self.sqlite_file,
+                cache_entries=self.settings.online_cache_entries,
+            )
+        return reader
+
+    def cache_lookups(self) -> tuple[int, int]:
+        """The online answer cache's hits and misses, over every reader."""
+        tables = [reader.tables for reader in list(self.readers.values())]
+        if self.online_features is not None:
+            tables.append(self.online_features.tables)
+        return sum(t.cache_hits for t in tables), sum(t.cache_misses for t in tables)
+
+    def store_reachable(self) -> bool:
+        """One read of the champion's service for an entity that does not exist."""
+        model = self.champion
+        if model is None:
+            return False
+        try:
+            self.reader_for(model).read([dict.fromkeys(ENTITY_COLUMNS, "")], [datetime.now(UTC)])
+        except Exception:
+            return False
+        return True
+
+    def score_batch(self, bodies: list[PredictRequest]) -> list[bytes | Exception]:
+        """Score a batch, log and count it, and encode each request's response (or the error that
+        request gets). Each request is answered wholly by one model version: the champion, or in
+        canary mode the challenger for the requests its hash selects."""
+        assert self.watcher is not None and self.watcher.current is not None and self.log is not None
+        challenger = self.challenger.current if self.challenger else None
+        mode = self.settings.serving_mode
+        shadow = shadow_of(mode, challenger)
+        responses: list[bytes | Exception] = [b""] * len(bodies)
+        for group in route(bodies, self.watcher.current, challenger, mode, self.settings.canary_share):
+            model, indexes = group.model, group.indexes
+            requests = [bodies[i] for i in indexes]
+            try:
+                scored = score(self.reader_for(model), model, requests, self.settings.decision_threshold)
+            except Exception as exc:  # only this group's requests fail (a canary must not fail the rest)
+                for i in indexes:
+                    responses[i] = exc
+                continue
+            if shadow is not None:
+                self._shadow(shadow, requests, scored.log_columns)
+            self.metrics.predictions.labels(model.version, group.role).inc(scored.rows)
+            for status, n in scored.status_counts.items():
+                if n:
+                    self.metrics.feature_status.labels(status).inc(n)
+            scored.log_columns["role"] = [group.role] * scored.rows
+            self.log.append(scored.log_columns)
+            for i, response in zip(indexes, scored.responses, strict=True):
+                responses[i] = to_json(response, inf_nan_mode="null")
+        return responses
+
+    def _shadow(
+        self, challenger: ServingModel, group: list[PredictRequest], log_columns: dict[str, list[Any]]
+    ) -> None:
+        """Score the challenger for the log; its failures are counted and never reach the caller."""
+        try:
+            shadow = shadow_columns(self.reader_for(challenger), challenger, group)
+        except Exception as exc:
+            logger.warning("shadow scoring with version %s failed: %s", challenger.version, exc)
+            self.metrics.errors.labels("/predict", "shadow").inc()
+            return
+        log_columns["shadow_model_version"] = [challenger.version] * len(shadow)
+        log_columns["shadow_probability"] = shadow
+        self.metrics.predictions.labels(challenger.version, "shadow").inc(len(shadow))
