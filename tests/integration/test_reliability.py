@@ -36,6 +36,7 @@ from featureloop.training.pipeline import run_training
 from featureloop.training.registry import CHAMPION, connect, get_alias
 from serving.app import create_app
 from tests.integration.conftest import FeastEnv, free_port, serve_app
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -91,13 +92,6 @@ def _metric(url: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def _until(condition: Callable[[], bool], timeout: float = 30, what: str = "the condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not hold within {timeout} s"
-        time.sleep(0.05)
-
-
 def _probabilities(response: httpx.Response) -> list[float]:
     assert response.status_code == 200, response.text
     return [p["probability"] for p in response.json()["predictions"]]
@@ -142,7 +136,7 @@ def test_an_unwritable_prediction_log_keeps_predictions_flowing_and_loses_nothin
     folder = rig.settings.prediction_log_dir
     with serve_app(create_app(rig.settings)) as url:
         _probabilities(httpx.post(f"{url}/predict", json={"flights": rig.flights[:1]}, timeout=30))
-        _until(lambda: _metric(url, "featureloop_prediction_log_rows_total") >= 1, what="the first write")
+        until(lambda: _metric(url, "featureloop_prediction_log_rows_total") >= 1, what="the first write")
         written = _metric(url, "featureloop_prediction_log_rows_total")
         parked = folder.with_name(folder.name + ".parked")
         os.replace(folder, parked)
@@ -154,7 +148,7 @@ def test_an_unwritable_prediction_log_keeps_predictions_flowing_and_loses_nothin
                 assert response.status_code == 200  # predictions do not wait for the log
                 request_ids.append(response.json()["request_id"])
             held = 5 * len(rig.flights)
-            _until(
+            until(
                 lambda: _metric(url, "featureloop_prediction_log_spilled_rows") == held,
                 what="the rows being held in the spill buffer",
             )
@@ -163,7 +157,7 @@ def test_an_unwritable_prediction_log_keeps_predictions_flowing_and_loses_nothin
         finally:
             folder.unlink()
             os.replace(parked, folder)
-        _until(
+        until(
             lambda: _metric(url, "featureloop_prediction_log_rows_total") == written + held,
             what="the held rows being written once the folder is back",
         )
@@ -240,14 +234,14 @@ def mlflow_server(backend_uri: str, port: int, log: Path) -> Iterator[tuple[str,
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
+
+        def answering() -> bool:
             assert proc.poll() is None, f"mlflow server exited; see {log}"
-            assert time.monotonic() < deadline, f"mlflow server did not answer in 120 s; see {log}"
-            time.sleep(0.2)
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"{url}/health", timeout=2).status_code == 200
+            return False
+
+        until(answering, timeout=120, what=f"mlflow server answering (see {log})")
         yield url, proc
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -279,7 +273,7 @@ def test_mlflow_going_away_later_keeps_the_loaded_model_serving_and_says_so(
             during = httpx.post(f"{url}/predict", json=body, timeout=30)
             assert time.monotonic() - start < 1.0  # no request waits on MLflow
             assert _probabilities(during) == before and during.json()["model_version"] == rig.version
-            _until(
+            until(
                 lambda: httpx.get(f"{url}/ready", timeout=30).json()["checks"]["tracking_store"] is False,
                 what="/ready reporting the tracking store down",
             )
@@ -290,7 +284,7 @@ def test_mlflow_going_away_later_keeps_the_loaded_model_serving_and_says_so(
             assert _metric(url, "featureloop_tracking_errors_total") >= 1
         finally:
             os.killpg(server.pid, signal.SIGCONT)
-        _until(
+        until(
             lambda: httpx.get(f"{url}/ready", timeout=30).json()["checks"]["tracking_store"] is True,
             timeout=60,
             what="/ready reporting the tracking store back",

@@ -34,6 +34,7 @@ from featureloop.training.pipeline import run_training
 from featureloop.training.registry import CHAMPION, connect, load_model
 from serving.app import create_app
 from tests.integration.conftest import FeastEnv, free_port, serve_app
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +48,11 @@ class Served:
     feast_env: FeastEnv
     end: datetime
     first_version: str
+    app: FastAPI
+
+    def flush_log(self) -> None:
+        """Every row served so far written to the prediction log (the app's own writer, in-process)."""
+        assert self.app.state.featureloop.log.flush(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +71,9 @@ def served(feast_env: FeastEnv, tmp_path_factory: pytest.TempPathFactory) -> Ite
     assert summary["promoted"]
     end = datetime.fromisoformat(feast_env.prepared.time_range["end"])
     materialize_window(feast_env.store, end)
-    with serve_app(create_app(settings)) as url:
-        yield Served(url, settings, feast_env, end, summary["version"])
+    app = create_app(settings)
+    with serve_app(app) as url:
+        yield Served(url, settings, feast_env, end, summary["version"], app)
 
 
 def _flights(served: Served, n: int) -> list[dict[str, Any]]:
@@ -197,16 +204,15 @@ def _feast_serve(repo: Path, config: dict[str, Any], data_dir: Path, folder: Pat
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+
+        def healthy() -> bool:
             assert proc.poll() is None, "feast serve exited"
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"{url}/health", timeout=1).status_code == 200
             except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            raise RuntimeError("feast serve did not start")
+                return False
+
+        until(healthy, timeout=120, what="feast serve answering /health")
         yield url
     finally:
         proc.terminate()
@@ -508,15 +514,10 @@ def test_get_online_features_on_redis_is_byte_for_byte_feast_serve(redis_copy: R
 def test_served_rows_reach_the_prediction_log(served: Served) -> None:
     response = httpx.post(f"{served.url}/predict", json={"flights": _flights(served, 3)}, timeout=30).json()
     pattern = str(served.settings.prediction_log_dir / "**" / "*.parquet")
-    deadline = time.monotonic() + 10
-    rows = pd.DataFrame()
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        rows = duckdb.sql(
-            f"SELECT * FROM read_parquet('{pattern}', union_by_name = true) WHERE request_id = '{response['request_id']}'"
-        ).df()
-        if len(rows) == 3:
-            break
+    served.flush_log()
+    rows = duckdb.sql(
+        f"SELECT * FROM read_parquet('{pattern}', union_by_name = true) WHERE request_id = '{response['request_id']}'"
+    ).df()
     assert len(rows) == 3
     assert set(rows["model_version"]) == {response["model_version"]}
     assert rows["probability"].tolist() == pytest.approx([p["probability"] for p in response["predictions"]])
@@ -556,15 +557,19 @@ def test_promotion_under_concurrent_load_fails_no_request_and_versions_are_consi
 
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(hammer) for _ in range(4)]
-        time.sleep(1.0)
+        time.sleep(1.0)  # a second of load before the promotion (not a synchronisation)
         client.set_registered_model_alias(served.settings.model_name, CHAMPION, retrained["version"])
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            r = httpx.post(f"{served.url}/predict", json={"flights": flights}, timeout=30)
-            if r.json()["model_version"] == retrained["version"]:
-                break
-            time.sleep(0.1)
-        time.sleep(0.5)
+        until(
+            lambda: (
+                httpx.post(f"{served.url}/predict", json={"flights": flights}, timeout=30).json()[
+                    "model_version"
+                ]
+                == retrained["version"]
+            ),
+            timeout=20,
+            what="the promoted version answering",
+        )
+        time.sleep(0.5)  # load goes on for a while after the swap (not a synchronisation)
         stop.set()
         seen = [item for future in futures for item in future.result()]
     client.set_registered_model_alias(served.settings.model_name, CHAMPION, before.version)
@@ -574,7 +579,7 @@ def test_promotion_under_concurrent_load_fails_no_request_and_versions_are_consi
     # Every row of a response was computed by the version the response names (the log says which).
     pattern = str(served.settings.prediction_log_dir / "**" / "*.parquet")
     answered = {request_id: version for _, version, request_id in seen}
-    time.sleep(1.0)  # one flush interval and more
+    served.flush_log()
     logged = duckdb.sql(
         f"SELECT request_id, list(DISTINCT model_version) AS versions, count(*) AS n "
         f"FROM read_parquet('{pattern}', union_by_name = true) GROUP BY request_id"
@@ -835,7 +840,7 @@ def test_served_rows_carry_every_feature_of_the_reference_profile(served: Served
     from featureloop.training.registry import get_alias, load_reference_profile
 
     httpx.post(f"{served.url}/predict", json={"flights": _flights(served, 30)}, timeout=30)
-    time.sleep(0.6)  # more than one flush interval
+    served.flush_log()
     client, _ = connect(
         served.settings.tracking_uri, served.settings.artifact_location, served.settings.experiment
     )
