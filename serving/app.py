@@ -81,7 +81,7 @@ def create_app(
         from featureloop.training.registry import CHALLENGER, CHAMPION
 
         if store is None:
-            import_feast_unchecked()  # serving reads the registry `feast apply` checked: 6 s less boot
+            import_feast_unchecked()  # serving reads the registry `feast apply` checked: seconds less boot
         state.store = store if store is not None else open_store(settings)
         source = models if models is not None else RegistryModels(settings)
         online_type = getattr(state.store.config.online_store, "type", None)
@@ -131,12 +131,12 @@ def create_app(
         )
         state.batcher.start()
         # Feast, MLflow and the model leave a large heap of long-lived objects: freeze it so that full
-        # garbage collections stop scanning it (they paused requests for ~200 ms here).
+        # garbage collections stop scanning it (each paused requests for a long moment).
         gc.collect()
         gc.freeze()
         # A request that comes in while the prediction log's or the champion watcher's thread runs
-        # waits for the interpreter lock for up to the switch interval: Python's default 5 ms made
-        # the p99 at one connection (12-14 ms); 0.5 ms: 6-8 ms.
+        # waits for the interpreter lock for up to the switch interval: at Python's default (5 ms)
+        # that wait was the p99 at one connection (figures: bench/README.md, serving).
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         try:

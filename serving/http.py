@@ -233,7 +233,7 @@ class ServingLayer:
         prepared = features.prepare(request) if features is not None and features.local else None
         if prepared is not None:
             # A read of the local SQLite file, answered on the event loop: handing it to a thread and
-            # back cost more than the read (~0.2 ms a request here), and it waits at most the busy
+            # back cost more than the read itself (bench/README.md, serving), and it waits at most the busy
             # timeout (FEATURELOOP_ONLINE_STORE_TIMEOUT_MS) for a writer's lock, none in WAL mode.
             status, answer = answer_online_features(self.state, request, prepared)
         else:

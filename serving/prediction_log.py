@@ -129,7 +129,7 @@ class PredictionLog:
                 with self._lock:
                     self._queued_rows -= n
             # Convert to Arrow in small steps: one conversion holds the GIL, and a whole second of
-            # traffic at once paused requests for ~50 ms here; a few hundred rows take ~2 ms.
+            # traffic at once paused requests for tens of milliseconds; a few hundred rows do not.
             if pending and (
                 pending_rows >= CONVERT_ROWS
                 or len(pending) >= CONVERT_CHUNKS
@@ -208,10 +208,10 @@ class PredictionLog:
 def _to_table(chunks: list[Chunk], types: dict[str, pa.DataType]) -> pa.Table:
     """One Arrow table of several chunks; a column that some chunks lack (shadow scores) is null there.
 
-    Each column is converted with the type its values had before (`types`, learned here), which is
-    a fifth of the cost of letting Arrow infer it (7 ms for 256 rows of ~60 columns here, with the
-    GIL held: a request arriving meanwhile waits). Values that do not fit that type are inferred
-    again. Integer types are never learned: Arrow would truncate a float into them, silently."""
+    Each column is converted with the type its values had before (`types`, learned here): a fraction
+    of the cost of letting Arrow infer it, and the conversion holds the GIL (a request arriving
+    meanwhile waits; figures in bench/README.md, serving). Values that do not fit that type are
+    inferred again. Integer types are never learned: Arrow would truncate a float into them, silently."""
     names = list(dict.fromkeys(name for chunk in chunks for name in chunk))
     columns: dict[str, list[Any]] = {name: [] for name in names}
     for chunk in chunks:

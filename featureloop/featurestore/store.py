@@ -64,7 +64,7 @@ def import_feast_unchecked() -> None:
     """Import Feast without typeguard's run-time checks of its constructors' argument types, for a
     process that only reads definitions `feast apply` has checked already (the serving app, the
     replay's worker). Feast decorates them with `@typeguard.typechecked`, which re-parses each
-    decorated module's source at import: 6 of `import feast`'s 8 s here. A process that builds
+    decorated module's source at import: most of `import feast`'s time. A process that builds
     definitions (apply, plan, the CLI, the flows) imports Feast as it is. No effect once imported."""
     if "feast" in sys.modules:
         return
