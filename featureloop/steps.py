@@ -9,9 +9,8 @@ in the UI). Both therefore run exactly the same steps in the same order, with th
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -42,18 +41,12 @@ class Steps(Protocol):
 
 @dataclass
 class PlainSteps:
-    """A plain call per step (the CLI): each step's name and time go to `report` when it is slow."""
+    """A plain call per step (the CLI); progress lines go to `report`."""
 
     report: Callable[[str], None] = lambda _message: None
-    options: Mapping[str, StepOptions] = field(default_factory=dict)  # unused: no retries here
-    timings: dict[str, float] = field(default_factory=dict)
 
     def __call__(self, name: str, step: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        start = time.perf_counter()
-        try:
-            return step(*args, **kwargs)
-        finally:
-            self.timings[name] = time.perf_counter() - start
+        return step(*args, **kwargs)
 
     def info(self, message: str) -> None:
         self.report(message)
