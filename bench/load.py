@@ -8,9 +8,11 @@ Starts the serving app as `make serve` does (uvicorn, one worker) on a free loop
 it with Locust (library mode, `FastHttpUser`s without waits): each request one real flight of late
 December from the offline store. After a warm-up it reads the server's resident memory; half-way
 through it promotes another model version (default: the newest that is not the champion) in a child
-process, as the gate would; at the end it reads the memory again, restores the champion it found
-and prints the figures. Exits 1 on any failed request, on an answer from a version other than the
-two, or on memory growth beyond 10%.
+process, as the gate would. `--requests` is a least: when the count is reached before the new version
+has answered (a fast machine sends the second half within the reload interval), the users go on
+until it answers, for at most SWAP_DEADLINE_S. At the end it reads the memory again, restores the
+champion it found and prints the figures. Exits 1 on any failed request, on an answer from a
+version other than the two, on no answer from the new one, or on memory growth beyond 10%.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from featureloop.operations.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+SWAP_DEADLINE_S = 15.0  # 15 times the reload interval the server is started with
 VERSION_FIELD = re.compile(rb'"model_version":"([^"]+)"')
 
 
@@ -122,6 +125,14 @@ def run(requests: int, users: int, flights_per_request: int, promote_to: str | N
     state: dict[str, Any] = {
         "sent": 0, "done": 0, "versions": Counter(), "failures": Counter(), "promoted_at": None
     }  # fmt: skip
+
+    def swap_pending() -> bool:
+        """The new version has not answered yet, and the deadline after the promotion has not passed."""
+        promoted = state.get("promoted_time")
+        return "first_new" not in state and (
+            promoted is None or time.perf_counter() - promoted < SWAP_DEADLINE_S
+        )
+
     try:
         _wait_ready(url, server)
         print(
@@ -134,9 +145,9 @@ def run(requests: int, users: int, flights_per_request: int, promote_to: str | N
             @task
             def predict(self) -> None:
                 i = state["sent"]
-                state["sent"] += 1
-                if i >= requests:
+                if i >= requests and not swap_pending():
                     raise StopUser()
+                state["sent"] += 1
                 with self.client.post(
                     "/predict", data=bodies[i % len(bodies)], headers={"content-type": "application/json"},
                     catch_response=True,
@@ -174,7 +185,7 @@ def run(requests: int, users: int, flights_per_request: int, promote_to: str | N
                 print(f"  {state['done']:,} answered, {sum(state['failures'].values())} failed")
 
         def stop_when_done() -> None:  # not from a user's greenlet: quit() stops those
-            while state["done"] < requests:
+            while state["done"] < max(requests, state["sent"]) or swap_pending():
                 gevent.sleep(0.05)
             runner.quit()
 

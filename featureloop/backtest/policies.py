@@ -99,9 +99,8 @@ def local_month(times: pd.Series) -> pd.Series:
 
 def read_served(log_dir: Path, start: datetime, end: datetime) -> pd.DataFrame:
     """Every flight served with a prediction time in [start, end) (the last answer per flight)."""
-    import duckdb
 
-    from featureloop.sql import quote_literal
+    from featureloop.sql import quote_literal, session
 
     pattern = quote_literal(str(log_dir / "**" / "*.parquet"))
     query = (
@@ -111,8 +110,7 @@ def read_served(log_dir: Path, start: datetime, end: datetime) -> pd.DataFrame:
         "AND coalesce(role, 'champion') = 'champion' "
         "QUALIFY row_number() OVER (PARTITION BY flight_id ORDER BY served_at DESC) = 1"
     )
-    with duckdb.connect() as con:
-        con.execute("SET TimeZone = 'UTC'")
+    with session() as con:
         return con.sql(query).df()
 
 

@@ -117,11 +117,10 @@ class OnlineFeed:
     requests read, into Feast's SQLite online store."""
 
     def __init__(self, store: FeatureStore, requests: Requests) -> None:
-        import duckdb
 
         from featureloop.featurestore.codec import sqlite_table
         from featureloop.sql import quote_identifier as q
-        from featureloop.sql import quote_literal
+        from featureloop.sql import quote_literal, session
 
         online = store.config.online_store
         if getattr(online, "type", None) != "sqlite":
@@ -138,8 +137,7 @@ class OnlineFeed:
         self.service_views = {
             p.name for fs in store.list_feature_services() for p in fs.feature_view_projections
         }
-        with duckdb.connect() as con:
-            con.execute("SET TimeZone = 'UTC'")
+        with session() as con:
             con.register("requests", requests.keys)
             for fv in store.list_feature_views():
                 if fv.name not in self.service_views:

@@ -38,7 +38,7 @@ from feast.infra.registry.base_registry import BaseRegistry
 
 from featureloop.featurestore import redis_writer, sqlite_writer
 from featureloop.featurestore.codec import can_encode_key, can_encode_values
-from featureloop.sql import quote_identifier, quote_literal
+from featureloop.sql import quote_identifier, quote_literal, session
 
 
 class FastComputeEngineConfig(LocalComputeEngineConfig):
@@ -100,8 +100,6 @@ class FastComputeEngine(LocalComputeEngine):
 
     def latest_rows(self, task: MaterializationTask) -> Iterator[pa.RecordBatch]:
         """The latest row per entity with an event time in [start, end], in chunks."""
-        import duckdb
-
         view = task.feature_view
         source: Any = view.batch_source  # a parquet FileSource (checked by _fast_path)
         keys = [c.name for c in view.entity_columns]
@@ -122,8 +120,7 @@ class FastComputeEngine(LocalComputeEngine):
             f"QUALIFY row_number() OVER (PARTITION BY {', '.join(quote_identifier(k) for k in keys)} ORDER BY {order}) = 1 "
             f"ORDER BY {', '.join(quote_identifier(k) for k in keys)}"
         )
-        with duckdb.connect() as con:
-            con.execute("SET TimeZone = 'UTC'")
+        with session() as con:
             yield from con.sql(query).to_arrow_reader(self.chunk_rows)
 
     def write_latest(self, task: MaterializationTask) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,7 +31,7 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from feast.saved_dataset import SavedDatasetStorage
 
-from featureloop.sql import quote_identifier, quote_literal
+from featureloop.sql import quote_identifier, quote_literal, session
 
 ROW_ID = "__featureloop_row"
 
@@ -181,8 +180,7 @@ def asof_historical_features(
     ts = pd.to_datetime(entity[timestamp_col], utc=True)
     entity[timestamp_col] = ts
     entity[ROW_ID] = range(len(entity))
-    with duckdb.connect() as con:
-        con.execute("SET TimeZone = 'UTC'")
+    with session() as con:
         con.register("entity", entity)
         parts, columns = [], []
         for i, fv in enumerate(feature_views):

@@ -62,9 +62,9 @@ def load_champion(settings: Settings, client: MlflowClient | None = None) -> tup
 
 
 def _in_memory(window: pa.Table) -> tuple[Any, str]:
-    import duckdb
+    from featureloop.sql import session
 
-    con = duckdb.connect()
+    con = session()
     con.register("served_window", window)
     return con, "served_window"
 

@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from featureloop.sql import quote_identifier
+from featureloop.sql import quote_identifier, session
 
 SAMPLE_SIZE = 100_000
 
@@ -40,7 +40,7 @@ def current_profile(
     reports drop it. Categorical: counts of every value seen (unseen ones included), missing count.
     A feature the reference has but the relation lacks is listed under `absent`.
     """
-    con = con or duckdb.connect()
+    con = con or session()
     columns = {row[0] for row in con.sql(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
     present = {n: ref for n, ref in reference["features"].items() if n in columns}
     absent = sorted(set(reference["features"]) - set(present))

@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 
 from featureloop.monitoring.thresholds import DecayConfig
-from featureloop.sql import quote_literal
+from featureloop.sql import quote_literal, session
 from featureloop.training.metrics import calibration_table, evaluate
 
 
@@ -46,7 +46,7 @@ def labelled_predictions(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Labels and probabilities of the window's served flights whose outcome was known by `as_of`
     (the last prediction served for a flight counts), and how many distinct flights were served."""
-    con = con or duckdb.connect()
+    con = con or session()
     flights = f"read_parquet({quote_literal(str(flights_path))})"
     served = (
         f"(SELECT flight_id, arg_max(probability, served_at) AS probability FROM {log_relation} "

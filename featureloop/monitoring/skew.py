@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from featureloop.sql import quote_identifier, quote_literal
+from featureloop.sql import quote_identifier, quote_literal, session
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -84,7 +84,7 @@ def check_view(
     entity_columns = sorted(view.entity_columns, key=lambda c: c.name)
     keys = [c.name for c in entity_columns]
     value_types = [c.dtype.to_value_type() for c in entity_columns]
-    with duckdb.connect() as con:
+    with session() as con:
         expected = _expected_rows(view, keys, features, sample, seed, con)
     protos = [
         EntityKey(

@@ -36,9 +36,8 @@ def resolve_window(settings: Settings, params: DriftParams, now: datetime | None
     """The window to check; the default end is just after the newest served row whose prediction
     time is plausible: within the accepted range, and not further ahead of the server's clock when
     it was served (`served_at`) than the range allows. A hostile row cannot move the window."""
-    import duckdb
 
-    from featureloop.sql import quote_literal
+    from featureloop.sql import quote_literal, session
 
     log_dir = settings.prediction_log_dir
     if not any(log_dir.rglob("*.parquet")):
@@ -46,7 +45,7 @@ def resolve_window(settings: Settings, params: DriftParams, now: datetime | None
     bounds = settings.event_time_bounds
     now = now or datetime.now(UTC)
     source = f"read_parquet({quote_literal(str(log_dir / '**' / '*.parquet'))}, union_by_name = true)"
-    with duckdb.connect() as con:
+    with session() as con:
         columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
         if "event_timestamp" not in columns:
             raise NoWindow(f"the prediction log under {log_dir} has no event_timestamp column")
@@ -85,10 +84,9 @@ def resolve_window(settings: Settings, params: DriftParams, now: datetime | None
 def read_window(settings: Settings, model_version: str, start: datetime, end: datetime) -> pa.Table:
     """The prediction log rows the champion (`model_version`) answered in [start, end), read once
     (one scan of the log's files; both checks work on it in memory)."""
-    import duckdb
-
     from featureloop.monitoring.comparison import log_window
+    from featureloop.sql import session
 
     relation = log_window(settings.prediction_log_dir, start, end, model_version)
-    with duckdb.connect() as con:
+    with session() as con:
         return con.sql(f"SELECT * FROM {relation}").to_arrow_table()

@@ -178,7 +178,7 @@ def test_an_unwritable_prediction_log_keeps_predictions_flowing_and_loses_nothin
 
 
 def test_the_load_script_meets_zero_errors_through_a_promotion(rig: Rig) -> None:
-    """bench/load.py (Locust, 32 connections) as a test, shortened (3,000 requests): every request answered, only by
+    """bench/load.py (Locust, 32 connections) as a test, shortened (3,000 requests at least): every request answered, only by
     the two versions, the new one after the promotion; the champion restored afterwards."""
     env = {
         **os.environ,
@@ -191,9 +191,10 @@ def test_the_load_script_meets_zero_errors_through_a_promotion(rig: Rig) -> None
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["ok"] and result["failures"] == 0 and result["requests"] == 3000
+    # 3,000 at least: the script goes on until the new version answers (see SWAP_DEADLINE_S there).
+    assert result["ok"] and result["failures"] == 0 and result["requests"] >= 3000
     assert set(result["versions"]) == {rig.version, rig.other}
-    assert sum(result["versions"].values()) == 3000
+    assert sum(result["versions"].values()) == result["requests"]
     client, _ = connect(rig.settings.tracking_uri, rig.settings.artifact_location, rig.settings.experiment)
     champion = get_alias(client, rig.settings.model_name, CHAMPION)
     assert champion is not None and champion.version == rig.version
