@@ -48,8 +48,8 @@ down: ## stop exactly what `make up` started
 status: ## what `make up` started and whether it is healthy
 	$(VENV)/bin/featureloop status
 
-test: install test-tools ## the whole test suite
-	$(PY) -m pytest
+test: install test-tools ## the whole test suite, a module at a time on each of the machine's cores
+	$(PY) -m pytest --numprocesses auto --dist loadfile
 
 test-unit: install
 	$(PY) -m pytest tests/unit

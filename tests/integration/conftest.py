@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import uvicorn
 from data.prepare import PrepareResult, prepare_dataset
 from data.synthetic import SyntheticSpec, generate, write_raw
 from featureloop.settings import Settings
+from tests.waiting import until
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,9 @@ def feast_env(tmp_path_factory: pytest.TempPathFactory) -> FeastEnv:
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
-    """One Prefect test server for the whole session (it takes 15-30 s to start here)."""
+    """One Prefect test server for the whole session: for each worker's session under `make test`'s
+    pytest-xdist, so that no two modules ever share one at the same time (a module's deployments and
+    automations would see the other's events). Starting one takes seconds of a core."""
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=180):
@@ -106,16 +108,10 @@ def serve_app(app: Any) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200 and server.started:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    else:
-        raise RuntimeError("serving app did not start")
+    until(
+        lambda: httpx.get(f"{url}/health", timeout=1).status_code == 200 and server.started,
+        timeout=120, what="the serving app answering /health", ignoring=(httpx.HTTPError,), interval=0.1,
+    )  # fmt: skip
     try:
         yield url
     finally:
@@ -136,18 +132,15 @@ def run_redis(port: int) -> Iterator[str]:
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "16"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    break
-        except OSError:
-            pass
-        assert proc.poll() is None, "redis-server exited"
-        assert time.monotonic() < deadline, "redis-server did not answer in 30 s"
-        time.sleep(0.1)
+
+    def pong() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    until(
+        pong, timeout=30, what="redis-server answering PING", process=proc, ignoring=(OSError,), interval=0.1
+    )
     try:
         yield f"127.0.0.1:{port}"
     finally:

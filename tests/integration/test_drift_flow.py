@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from featureloop.training.pipeline import run_training
 from featureloop.training.registry import connect
 from serving.app import create_app
 from tests.integration.conftest import OFFLINE, FeastEnv, serve_app
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -136,11 +136,11 @@ def test_drift_flow_reports_and_sends_the_event_on_decay_and_once_drift_persists
     assert second["reasons"][0] == "drift in 2 of the last 2 windows" and second["reasons"][1].startswith(
         "decay:"
     )
-    deadline = time.monotonic() + 30  # the server stores events asynchronously
     ids = {first["event_id"], second["event_id"]}
-    while len(sent := [e for e in _events("featureloop.drift.detected") if e["id"] in ids]) < 2:
-        assert time.monotonic() < deadline, "the events never reached the Prefect server"
-        time.sleep(0.5)
+    sent = until(  # the server stores events asynchronously
+        lambda: (found := [e for e in _events("featureloop.drift.detected") if e["id"] in ids]) and len(found) == 2 and found,
+        timeout=30, what="both events stored by the Prefect server", interval=0.5,
+    )  # fmt: skip
     sent = [e for e in sent if e["id"] == second["event_id"]]
     assert sent[0]["resource"]["prefect.resource.id"] == "featureloop.model.flight_delay"
     assert sent[0]["payload"]["window_end"] == second["window_end"] and sent[0]["payload"]["share"] > 0.5
@@ -282,19 +282,14 @@ def test_prometheus_scrapes_serving_and_the_drift_gauges_with_the_shipped_rules(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                result = httpx.get(
-                    f"{api}/query", params={"query": "featureloop_drift_verdict"}, timeout=5
-                ).json()
-                if result["data"]["result"]:
-                    break
-            except (httpx.HTTPError, ValueError):  # not listening yet, or not answering JSON yet
-                pass
-            assert proc.poll() is None, "prometheus exited"
-            assert time.monotonic() < deadline, "no drift gauge scraped in 60 s"
-            time.sleep(0.5)
+        result = until(
+            lambda: (
+                answer := httpx.get(f"{api}/query", params={"query": "featureloop_drift_verdict"}, timeout=5).json()
+            )["data"]["result"] and answer,
+            timeout=60, what="prometheus scraping the drift gauge", process=proc,
+            ignoring=(httpx.HTTPError, ValueError),  # not listening yet, or not answering JSON yet
+            interval=0.5,
+        )  # fmt: skip
         written = re.search(
             r"^featureloop_drift_verdict\{[^}]*\} (\S+)$",
             (monitored.settings.drift_dir / "metrics.prom").read_text(),

@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from featureloop.featurestore.codec import encode_entity_keys, encode_values
 from featureloop.featurestore.store import open_store
 from featureloop.settings import PROJECT_ROOT
 from tests.integration.conftest import FeastEnv
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -138,17 +138,15 @@ def test_a_run_killed_midway_and_rerun_gives_the_same_online_store(tmp_path: Pat
         [sys.executable, "-m", "tests.integration.materialize_repo", str(tmp_path), "killed.db", "5000"],
         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    written = 0
-    while written == 0:
-        assert run.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-        with (
-            contextlib.suppress(sqlite3.OperationalError),  # table not created yet, or locked
-            contextlib.closing(sqlite3.connect(tmp_path / "killed.db", timeout=0.1)) as con,
-        ):
-            written = con.execute(f'SELECT count(*) FROM "{repo.TABLE}"').fetchone()[0]
+
+    def rows_written() -> int:
+        with contextlib.closing(sqlite3.connect(tmp_path / "killed.db", timeout=0.1)) as con:
+            return int(con.execute(f'SELECT count(*) FROM "{repo.TABLE}"').fetchone()[0])
+
+    written = until(
+        rows_written, timeout=120, what="the run's first committed chunk", process=run,
+        ignoring=(sqlite3.OperationalError,),  # table not created yet, or locked
+    )  # fmt: skip
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=30)
     assert 0 < written < full  # killed midway: some chunks, not all

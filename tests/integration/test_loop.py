@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from featureloop.settings import PROJECT_ROOT, Settings
 from featureloop.training.pipeline import run_training
 from serving.app import create_app
 from tests.integration.conftest import remove_retrain_deployment, serve_app
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -110,11 +110,10 @@ def loop(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
             stderr=subprocess.DEVNULL,
         )
         try:
-            deadline = time.monotonic() + 120
-            while not _deployment_ready("retrain/retrain"):
-                assert runner.poll() is None, "the deployment server exited"
-                assert time.monotonic() < deadline, "the deployments were not served in 120 s"
-                time.sleep(1)
+            until(
+                lambda: _deployment_ready("retrain/retrain"),
+                timeout=120, what="the deployments served", process=runner, interval=1,
+            )  # fmt: skip
             flights = pd.read_parquet(settings.offline_dir / "flights.parquet").dropna(subset=["tailnum"])
             with serve_app(create_app(settings)) as url:
                 yield Loop(settings, url, store, flights, runner)
@@ -196,24 +195,27 @@ def test_drift_triggers_retraining_through_prefect_and_serving_switches_models(l
     drifted = drift(_check(DRIFTED))
     assert drifted["event"] is True and "wind_speed" in drifted["drifted_features"], drifted
 
-    deadline = time.monotonic() + 300
-    while True:
+    def finished() -> list[Any]:
         runs = [r for r in _retrain_runs() if r.id not in earlier]
-        if runs and runs[0].state is not None and runs[0].state.is_final():
-            break
-        assert loop.runner.poll() is None, "the deployment server exited"
-        assert time.monotonic() < deadline, f"retrain did not finish in 300 s: {[r.state for r in runs]}"
-        time.sleep(2)
+        return runs if runs and runs[0].state is not None and runs[0].state.is_final() else []
+
+    runs = until(
+        finished,
+        timeout=300,
+        what="the retrain run the event started finishing",
+        process=loop.runner,
+        interval=2,
+    )
     assert len(runs) == 1, "only the drifted window may trigger a retrain"
     run = runs[0]
     assert run.state is not None and run.state.is_completed(), run.state
     assert run.parameters["params"]["window_end"] == drifted["window_end"]  # from the event's payload
     assert run.parameters["params"]["reason"] == "; ".join(drifted["reasons"])
 
-    deadline = time.monotonic() + 30
-    while (version := httpx.get(f"{loop.url}/ready", timeout=30).json()["model_version"]) == "1":
-        assert time.monotonic() < deadline, "serving did not pick up the promoted model"
-        time.sleep(0.5)
+    version = until(
+        lambda: (answer := httpx.get(f"{loop.url}/ready", timeout=30).json()["model_version"]) != "1" and answer,
+        timeout=30, what="serving picking up the promoted model", interval=0.5,
+    )  # fmt: skip
     assert version == "2"
     flight = loop.flights[loop.flights["sched_dep_ts"] >= DRIFTED[0]].iloc[0]
     body = {"flights": [{"flight_id": flight.flight_id, "tailnum": flight.tailnum, "origin": flight.origin,

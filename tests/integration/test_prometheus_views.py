@@ -7,7 +7,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import yaml
 from featureloop.operations.services import ALERT_RULES, prometheus_config, services
 from featureloop.settings import PROJECT_ROOT, Settings
 from tests.integration.conftest import free_port
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +41,13 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not _rules_loaded(url):
-            assert proc.poll() is None, "prometheus exited"
-            assert time.monotonic() < deadline, "prometheus did not load the rules in 60 s"
-            time.sleep(0.2)
+        until(
+            lambda: _rules_loaded(url),
+            timeout=60,
+            what="prometheus loading the rules",
+            process=proc,
+            interval=0.2,
+        )
         yield url
     finally:
         proc.terminate()

@@ -292,7 +292,7 @@ def test_mlflow_going_away_later_keeps_the_loaded_model_serving_and_says_so(
         )
         assert httpx.get(f"{url}/ready", timeout=30).json()["tracking_error"] is None
         settled = _metric(url, "featureloop_tracking_errors_total")
-        time.sleep(4 * rig.settings.model_reload_seconds)
+        time.sleep(4 * rig.settings.model_reload_seconds)  # a quiet spell: what must not happen in it
         assert _metric(url, "featureloop_tracking_errors_total") == settled  # polls succeed again
 
 

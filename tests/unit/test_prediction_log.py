@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
 from serving.prediction_log import PredictionLog
+from tests.waiting import until
 
 
 def _chunk(start: int, n: int, **extra: list[object]) -> dict[str, list[object]]:
@@ -67,13 +67,10 @@ def test_an_unwritable_destination_spills_then_writes_when_it_is_back(tmp_path: 
     )
     log.start()
     log.append(_chunk(1, 4))
-    deadline = time.monotonic() + 10
-    while log.last_error is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    until(lambda: log.last_error is not None, timeout=10, what="the log's write error", interval=0.01)
     assert log.last_error is not None and "log" in log.last_error
     log.append(_chunk(5, 4))  # spilled 4 + 4 new > max_queue 6: the oldest chunk is dropped, counted
-    while not dropped and time.monotonic() < deadline:
-        time.sleep(0.01)
+    until(lambda: dropped, timeout=10, what="the dropped chunk counted", interval=0.01)
     target.unlink()  # the destination is back
     log.close()
     assert [r[0] for r in _read(target)] == ["r5", "r6", "r7", "r8"]
