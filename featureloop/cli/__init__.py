@@ -1,6 +1,7 @@
 """The `featureloop` command: the loop's steps by name, one module per group of commands.
 
 - `feature_store`: prepare, apply, materialize (the data into Feast's offline and online stores);
+- `project`: validate (the project's spec against the registry and its tables);
 - `training`: train, rollback (MLflow's registry and the champion alias);
 - `monitoring`: drift (drift, decay and skew of served predictions);
 - `demo`: the loop end to end on the 2013 flights;
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from featureloop.cli import demo, feature_store, monitoring, stack, training
+from featureloop.cli import demo, feature_store, monitoring, project, stack, training
 
 app = typer.Typer(
     help="featureloop: a Feast feature store loop (prepare, apply, materialize, ...).",
@@ -24,6 +25,7 @@ for command in (
     feature_store.prepare,
     feature_store.apply,
     feature_store.materialize,
+    project.validate,
     training.train,
     training.rollback,
     monitoring.drift,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class FeatureOverride(BaseModel):
     """Thresholds for one feature, where the defaults do not fit it."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt threshold is an error, not a default
 
     alpha: float | None = Field(None, gt=0, lt=1)
     min_psi: float | None = Field(None, ge=0)
@@ -15,6 +17,8 @@ class FeatureOverride(BaseModel):
 
 class DriftConfig(BaseModel):
     """Thresholds of the drift decision; the defaults pass the calibration test at `min_rows`."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt threshold is an error, not a default
 
     alpha: float = Field(0.01, gt=0, lt=1, description="Significance level of the per-feature test.")
     min_psi: float = Field(0.02, ge=0, description="Smallest PSI that counts as drift.")
@@ -38,6 +42,8 @@ class DriftConfig(BaseModel):
 
 class DecayConfig(BaseModel):
     """When the serving model's measured quality counts as decayed."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt threshold is an error, not a default
 
     min_labels: int = Field(500, ge=10, description="Fewer labelled predictions give no decay verdict.")
     max_auc_drop: float = Field(

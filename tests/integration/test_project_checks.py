@@ -1,0 +1,93 @@
+"""A spec against a real Feast registry and the offline tables: the worked example's passes; each
+mismatch is one sentence naming the field, and `featureloop validate` exits 2 printing them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from featureloop.project.checks import check_project
+from featureloop.project.spec import ProjectSpec
+from featureloop.settings import PROJECT_ROOT
+from tests.integration.conftest import FeastEnv
+
+pytestmark = pytest.mark.integration
+
+
+def _spec(**changes: Any) -> ProjectSpec:
+    raw = yaml.safe_load((PROJECT_ROOT / "feature_repo" / "project.yaml").read_text())
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        node = raw
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return ProjectSpec.model_validate(raw)
+
+
+def _problems(feast_env: FeastEnv, **changes: Any) -> list[str]:
+    return check_project(_spec(**changes), feast_env.store, feast_env.settings.offline_dir)
+
+
+def test_the_worked_examples_spec_has_no_problems(feast_env: FeastEnv) -> None:
+    assert _problems(feast_env) == []
+
+
+# (the change, a phrase the one problem must hold)
+MISMATCHES = [
+    ({"feature_service": "flight_delay_v9"}, "feature_service: 'flight_delay_v9' is not in the registry (known: ['flight_delay_v1'])"),
+    ({"spine__entity_keys": ["tailnum", "origin", "carrier"]}, "the service joins on ['route'], which the spec does not list"),
+    ({"spine__entity_keys": ["tailnum", "origin", "carrier", "route", "dest"]}, "['dest'] are not join keys of any view"),
+    ({"spine__derived_keys": {}}, "join key 'route' can be built from no request"),
+    ({"spine__request_fields": [*_spec().model_dump()["spine"]["request_fields"], {"name": "temp", "type": "float"}]},
+     "['temp'] are also features of 'flight_delay_v1'"),
+    ({"spine__table": "planes"}, "spine.table: 'planes' is not in the offline store"),
+    ({"spine__id": "flight_key"}, "spine.id: ['flight_key'] not in the columns of flights.parquet"),
+    ({"task__label": "arrival_delay > 15"}, "task.label: 'arrival_delay > 15' cannot be computed over flights.parquet"),
+    ({"task__label": "arr_delay"}, "a binary task needs a true/false expression; 'arr_delay' gives DOUBLE"),
+    ({"task__type": "regression", "task__label": "arr_delay > 15"}, "a regression task needs a number; 'arr_delay > 15' gives BOOLEAN"),
+    ({"task__outcome_known": {"column": "landed_at"}}, "task.outcome_known.column: ['landed_at'] not in the columns"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("changes", "phrase"), MISMATCHES, ids=[p.split(":")[0][:40] for _, p in MISMATCHES])
+def test_each_mismatch_is_one_sentence_naming_the_field(
+    feast_env: FeastEnv, changes: dict[str, Any], phrase: str
+) -> None:
+    problems = _problems(feast_env, **changes)
+    assert len(problems) == 1 and phrase in problems[0], problems
+
+
+def test_a_regression_label_over_the_spine_passes(feast_env: FeastEnv) -> None:
+    assert _problems(feast_env, task__type="regression", task__label="arr_delay") == []
+
+
+def test_validate_exits_2_naming_each_problem(feast_env: FeastEnv, tmp_path: Path) -> None:
+    repo = tmp_path / "feature_repo"
+    repo.mkdir()
+    for source in (PROJECT_ROOT / "feature_repo").iterdir():
+        if source.is_file():
+            (repo / source.name).write_bytes(source.read_bytes())
+    raw = _spec(spine__derived_keys={}, task__label="arr_delay").model_dump(exclude_defaults=True)
+    (repo / "project.yaml").write_text(yaml.safe_dump(raw))
+    env = {
+        **os.environ,
+        "FEATURELOOP_DATA_DIR": str(feast_env.settings.data_dir),
+        "FEATURELOOP_FEATURE_REPO": str(repo),
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "featureloop"), "validate"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "error: 2 problem(s) in" in done.stderr
+    assert "join key 'route' can be built from no request" in done.stderr
+    assert "a binary task needs a true/false expression" in done.stderr
