@@ -71,21 +71,24 @@ def _in_memory(window: pa.Table) -> tuple[Any, str]:
 
 def check_window(champion: Champion, window: pa.Table, params: DriftParams) -> dict[str, Any]:
     from featureloop.monitoring.comparison import compare_window
+    from featureloop.monitoring.window import rows_by_version
 
     con, relation = _in_memory(window)
     with con:
-        return compare_window(
+        compared = compare_window(
             champion.reference, relation, params.drift, weights=params.feature_weights or None, con=con
         )
+    return {**compared, "served_by": rows_by_version(window)}
 
 
 def check_labels(
     settings: Settings, champion: Champion, window: pa.Table, params: DriftParams
 ) -> dict[str, Any]:
     from featureloop.monitoring.decay import decay_summary, labelled_predictions, measure_decay
+    from featureloop.monitoring.window import champion_rows
 
     as_of = params.labels_as_of or datetime.now(UTC)
-    con, relation = _in_memory(window)
+    con, relation = _in_memory(champion_rows(window, champion.version.version))
     with con:
         labels, probabilities, served = labelled_predictions(
             relation,
@@ -148,6 +151,7 @@ def conclude(
         "window_start": start.isoformat(),
         "window_end": end.isoformat(),
         "rows": window["rows"],
+        "served_by": window.get("served_by", {}),
         "rows_out_of_range": span.out_of_range,
         "drifted": window["verdict"]["drifted"],
         "share": window["verdict"]["share"],

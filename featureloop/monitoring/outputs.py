@@ -213,12 +213,17 @@ def markdown(report: dict[str, Any], paths: dict[str, str]) -> str:
         f"# Drift: model {s['model']} v{s['model_version']}, {s['window_start'][:16]} .. {s['window_end'][:16]}\n\n"
         f"- window: {s['rows']:,} rows"
         + (
+            f" (served by {', '.join(f'v{v} {n:,}' for v, n in s['served_by'].items())})"
+            if len(s.get("served_by") or {}) > 1
+            else ""
+        )
+        + (
             f" ({s['rows_out_of_range']:,} logged rows outside the accepted prediction times, ignored)"
             if s.get("rows_out_of_range")
             else ""
         )
         + f"; drift {label} ({s['share']:.0%} of features); {s['persistence']}\n"
-        f"- delayed labels: {decay}; window ROC AUC {auc} on {s['labelled']:,} labels "
+        f"- delayed labels (v{s['model_version']}'s own rows): {decay}; window ROC AUC {auc} on {s['labelled']:,} labels "
         f"(holdout {s['holdout_auc']})\n"
         f"- skew mismatches: {s['skew_mismatches']}\n"
         f"- event `{EVENT}`: {'sent: ' + '; '.join(s['reasons']) if s['event'] else 'not sent'}\n"

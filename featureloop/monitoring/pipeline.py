@@ -54,10 +54,12 @@ def drift_pipeline(
             else ""
         )
     )
-    served = steps("read_window", read_window, settings, champion.version.version, start, end)
+    served = steps("read_window", read_window, settings, start, end)
     window = steps("check_window", check_window, champion, served, params)
+    by_version = ", ".join(f"v{v} {n:,}" for v, n in window["served_by"].items())
     steps.info(
-        f"drift: {window['rows']:,} rows, {len(window['verdict']['drifted_features'])} features drifted"
+        f"drift: {window['rows']:,} rows ({by_version or 'none'}), "
+        f"{len(window['verdict']['drifted_features'])} features drifted"
     )
     decay = steps("check_labels", check_labels, settings, champion, served, params)
     steps.info(f"labels: {decay['labelled']:,} labelled of {decay['served']:,} served")

@@ -1,7 +1,8 @@
 """The window of a drift run: which served predictions to check, and reading them.
 
 `resolve_window` picks [start, end) (by default `window_hours` up to the newest plausible served row),
-`read_window` reads the rows the champion answered in it, once. `NoWindow` says there is nothing to
+`read_window` reads every row served in it, once, whichever version answered it (input drift is a
+property of the data; decay, a property of one model, keeps the champion's own rows: `champion_rows`). `NoWindow` says there is nothing to
 check (no champion, no prediction log, no plausible row): a named outcome, not a failure.
 """
 
@@ -81,12 +82,34 @@ def resolve_window(settings: Settings, params: DriftParams, now: datetime | None
     return Window(start, end, int(out_of_range))
 
 
-def read_window(settings: Settings, model_version: str, start: datetime, end: datetime) -> pa.Table:
-    """The prediction log rows the champion (`model_version`) answered in [start, end), read once
-    (one scan of the log's files; both checks work on it in memory)."""
+def read_window(settings: Settings, start: datetime, end: datetime) -> pa.Table:
+    """Every prediction log row served in [start, end), by any version (champion or canary), read once
+    (one scan of the log's files; both checks work on it in memory). A window right after a
+    promotion holds its predecessor's rows too: the inputs drifted or not, whoever scored them."""
     from featureloop.monitoring.comparison import log_window
     from featureloop.sql import session
 
-    relation = log_window(settings.prediction_log_dir, start, end, model_version)
+    relation = log_window(settings.prediction_log_dir, start, end)
     with session() as con:
         return con.sql(f"SELECT * FROM {relation}").to_arrow_table()
+
+
+def champion_rows(window: pa.Table, version: str) -> pa.Table:
+    """The rows `version` answered as champion (decay judges a model on its own predictions: not its
+    predecessor's, not a canary's)."""
+    import pyarrow.compute as pc
+
+    if "model_version" not in window.column_names:
+        return window.slice(0, 0)
+    mask = pc.equal(window["model_version"].cast("string"), version)
+    if "role" in window.column_names:
+        mask = pc.and_(mask, pc.equal(pc.fill_null(window["role"].cast("string"), "champion"), "champion"))
+    return window.filter(pc.fill_null(mask, False))
+
+
+def rows_by_version(window: pa.Table) -> dict[str, int]:
+    """How many of the window's rows each version answered ("?" for rows without one)."""
+    if "model_version" not in window.column_names:
+        return {"?": window.num_rows} if window.num_rows else {}
+    counts = window["model_version"].cast("string").fill_null("?").value_counts().to_pylist()
+    return {str(c["values"]) or "?": int(c["counts"]) for c in sorted(counts, key=lambda c: str(c["values"]))}

@@ -200,3 +200,35 @@ def test_any_hostile_schema_valid_log_ends_in_a_report_or_no_window(logged: Logg
         _check(drift(DriftParams(skew_sample=0, **window)), bad, table.num_rows)
 
     check()
+
+
+def test_drift_reads_every_served_row_and_decay_only_the_champions_own(logged: Logged) -> None:
+    """A window right after a promotion, with a canary: every row is input to the drift check, whoever
+    answered it; decay's labels are the champion's own answers only. Two runs that split the same
+    flights between the champion and the others count each flight's label exactly once between them."""
+    from flows.drift import drift
+
+    n = logged.template.num_rows
+    _write_log(logged.settings, logged.template)
+    everything = drift(DriftParams(skew_sample=0))
+    assert everything["rows"] == n and everything["served_by"] == {logged.version: n}
+
+    def relabelled(others: set[int], canary: set[int]) -> pa.Table:
+        versions = ["0" if i in others else logged.version for i in range(n)]
+        roles = ["canary" if i in canary else "champion" for i in range(n)]
+        table = logged.template.set_column(
+            logged.template.column_names.index("model_version"), "model_version", pa.array(versions)
+        )
+        return table.set_column(table.column_names.index("role"), "role", pa.array(roles))
+
+    first = {i for i in range(n) if i % 4 == 0}, {i for i in range(n) if i % 4 == 1}  # predecessor, canary
+    _write_log(logged.settings, relabelled(*first))
+    split = drift(DriftParams(skew_sample=0))
+    assert split["rows"] == n  # not only the champion's quarter
+    assert split["served_by"] == {"0": len(first[0]), logged.version: n - len(first[0])}
+    assert split["share"] == everything["share"]  # the same inputs, the same drift
+    # The complement: the champion answered the first run's predecessor and canary rows (i % 4 < 2).
+    _write_log(logged.settings, relabelled({i for i in range(n) if i % 4 >= 2}, set()))
+    rest = drift(DriftParams(skew_sample=0))
+    assert 0 < split["labelled"] < everything["labelled"]
+    assert split["labelled"] + rest["labelled"] == everything["labelled"]
