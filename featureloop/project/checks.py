@@ -2,8 +2,8 @@
 features) and the spine's offline table (its columns, the label's type). Each problem is one sentence
 that names the field, what is wrong and what to write instead; an empty list is a usable project.
 
-`featureloop validate` prints them; serving and training refuse a project that has any (later steps
-of the project-spec work derive their models from the spec).
+`featureloop validate` prints them. (The next steps of the project-spec work derive training and
+serving from the spec; they will refuse a project that has any.)
 """
 
 from __future__ import annotations
