@@ -101,7 +101,13 @@ def training_window(params: TrainParams) -> dict[str, object]:
 def training_spine(offline_dir: Path, params: TrainParams) -> Split:
     """The window's labelled flights (keys, prediction times, request fields, labels) split by time,
     checked against what every training step needs: the check before any feature is fetched."""
-    flights = pd.read_parquet(offline_dir / "flights.parquet")
+    path = offline_dir / "flights.parquet"
+    if not path.exists():
+        raise TrainingDataError(
+            f"no prediction events to train on: {path} does not exist; run `featureloop prepare` "
+            "(or point FEATURELOOP_DATA_DIR at a prepared data folder)"
+        )
+    flights = pd.read_parquet(path)
     entity = build_entity_frame(
         flights, params.train_start, params.train_end, params.label_threshold_minutes, params.labels_as_of
     )

@@ -117,6 +117,26 @@ def test_a_window_trains_and_registers_and_bad_options_are_sentences(cli: Cli) -
     assert cli.versions() == ["1"]  # nothing of the failures was registered
 
 
+def test_train_without_prepared_data_is_a_named_error_not_a_traceback(tmp_path: Path) -> None:
+    """A data folder with nothing prepared (a new user's first `train`): an `error:` line naming the
+    missing table and the command that writes it, not pandas' FileNotFoundError; nothing written."""
+    empty = Cli(
+        {
+            "FEATURELOOP_DATA_DIR": str(tmp_path / "data"),
+            "FEATURELOOP_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        },
+        datetime.now(UTC),
+    )
+    error = assert_named(
+        empty.run("train", "--start", "2013-01-01", "--end", "2013-01-20"), names_an_option=False
+    )
+    assert error == (
+        f"error: no prediction events to train on: {tmp_path / 'data' / 'offline' / 'flights.parquet'} does not "
+        "exist; run `featureloop prepare` (or point FEATURELOOP_DATA_DIR at a prepared data folder)"
+    )
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 TIMEZONES: st.SearchStrategy[tzinfo | None] = st.sampled_from(
     [None, UTC, timezone(timedelta(hours=-11)), timezone(timedelta(hours=14))]
 )
