@@ -29,6 +29,7 @@ def _worker(store_type: str, rows: int) -> None:
     import pandas as pd
 
     from featureloop.featurestore.store import open_store
+    from featureloop.project.spec import load_spec
     from featureloop.settings import Settings
     from featureloop.training.dataset import build_entity_frame
 
@@ -36,7 +37,10 @@ def _worker(store_type: str, rows: int) -> None:
     store = open_store(settings, offline_store=None if store_type == "ours" else "duckdb")
     flights = pd.read_parquet(settings.offline_dir / "flights.parquet")
     entity = build_entity_frame(
-        flights, datetime(2013, 1, 1, tzinfo=UTC), datetime(2014, 1, 2, tzinfo=UTC), 15
+        flights,
+        load_spec(settings.feature_repo),
+        datetime(2013, 1, 1, tzinfo=UTC),
+        datetime(2014, 1, 2, tzinfo=UTC),
     )
     entity = entity.drop(columns="label")
     if rows:

@@ -92,7 +92,6 @@ class TrainParams(BaseModel):
     train_end: datetime = Field(
         datetime(2013, 3, 1, tzinfo=UTC), description="End of the window (exclusive, UTC)."
     )
-    label_threshold_minutes: int = Field(15, ge=0, description="Label: arrival delay over this many minutes.")
     labels_as_of: datetime | None = Field(
         None,
         description="Only flights whose outcome was known by then are labelled (UTC); default: all landed.",

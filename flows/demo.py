@@ -104,6 +104,7 @@ def scorecard(
 ) -> dict[str, Any]:
     """Per month and in total: verdicts, top drifted features, AUC of each policy, retrains."""
     from featureloop.backtest.policies import LOCAL_TZ, auc_by, label_outcomes, read_served, score_policies
+    from featureloop.project.spec import load_spec
     from featureloop.training.registry import connect, get_version, load_model
 
     client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
@@ -112,7 +113,7 @@ def scorecard(
     never = (load_model(first.uri), inputs["numeric"], inputs["categorical"])
     flights = pd.read_parquet(settings.offline_dir / "flights.parquet")
     served = read_served(settings.prediction_log_dir, weeks[0].start, weeks[-1].end)
-    frame = label_outcomes(served, flights, int(first.tags.get("label_threshold_minutes", 15)))
+    frame = label_outcomes(served, flights, load_spec(settings.feature_repo))
     starts = pd.DatetimeIndex([pd.Timestamp(w.start) for w in weeks])
 
     def week_of(times: pd.Series) -> pd.Series:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from featureloop.project.spec import ProjectSpec
 from featureloop.training.dataset import LABEL_COLUMN, TIME_COLUMN
 from featureloop.training.model import model_input
 
@@ -78,7 +79,10 @@ def fit_weekly(
                 & (frame["outcome_known_ts"] <= pd.Timestamp(start))
             ].drop(columns=["outcome_known_ts"])
             candidate = fit_candidate(
-                TrainingSet(part.reset_index(drop=True), whole.service_features, whole.lineage), params
+                TrainingSet(
+                    part.reset_index(drop=True), whole.service_features, whole.lineage, whole.request_features
+                ),
+                params,
             )
             fitted.append(
                 pickle.dumps(
@@ -114,11 +118,14 @@ def read_served(log_dir: Path, start: datetime, end: datetime) -> pd.DataFrame:
         return con.sql(query).df()
 
 
-def label_outcomes(served: pd.DataFrame, flights: pd.DataFrame, threshold_minutes: int) -> pd.DataFrame:
-    """The served rows whose flight landed, with the label; the month in New York time."""
-    outcomes = flights[["flight_id", "arr_delay"]].dropna()
-    frame = served.merge(outcomes, on="flight_id", how="inner")
-    frame[LABEL_COLUMN] = (frame["arr_delay"] > threshold_minutes).astype(int)
+def label_outcomes(served: pd.DataFrame, spine: pd.DataFrame, spec: ProjectSpec) -> pd.DataFrame:
+    """The served rows whose outcome is known, with the spec's label; the month in New York time."""
+    from featureloop.training.dataset import labels_of
+
+    label = labels_of(spine, spec)
+    outcomes = pd.DataFrame({spec.spine.id: spine[spec.spine.id], LABEL_COLUMN: label}).dropna()
+    frame = served.merge(outcomes, on=spec.spine.id, how="inner")
+    frame[LABEL_COLUMN] = frame[LABEL_COLUMN].astype(int)
     frame["month"] = local_month(frame[TIME_COLUMN])
     return frame.reset_index(drop=True)
 

@@ -19,7 +19,6 @@ TRAIN_OPTIONS = {
     "train_end": "--end",
     "feature_service": "--feature-service",
     "model_family": "--family",
-    "label_threshold_minutes": "--threshold",
 }
 NOTHING_REGISTERED = "Nothing was registered and no alias moved."
 
@@ -34,6 +33,7 @@ def run_train(
     from pydantic import ValidationError
 
     from featureloop.params import TrainParams, explain
+    from featureloop.project.spec import SpecError
     from featureloop.training.dataset import TrainingDataError
     from featureloop.training.pipeline import run_training
     from featureloop.training.registry import TrackingUnavailable
@@ -47,7 +47,7 @@ def run_train(
         return run_training(settings, params, report=clock, check_only=check_only)
     except TrainingDataError as exc:
         raise fail(f"{exc.describe(label)}\n{NOTHING_REGISTERED}") from exc
-    except TrackingUnavailable as exc:
+    except (TrackingUnavailable, SpecError) as exc:
         raise fail(f"{exc}\n{NOTHING_REGISTERED}") from exc
 
 
@@ -77,9 +77,6 @@ def train(
     end: Annotated[str | None, typer.Option(help="End of the window (ISO, UTC, exclusive).")] = None,
     feature_service: Annotated[str | None, typer.Option(help="Feast feature service.")] = None,
     family: Annotated[str | None, typer.Option(help="hist_gradient_boosting | logistic_regression")] = None,
-    threshold: Annotated[
-        int | None, typer.Option(help="Label: arrival delay over this many minutes.")
-    ] = None,
     promote: Annotated[bool, typer.Option(help="Run the gate and promote when it passes.")] = True,
     check: Annotated[
         bool,
@@ -95,7 +92,6 @@ def train(
         "train_end": end,
         "feature_service": feature_service,
         "model_family": family,
-        "label_threshold_minutes": None if threshold is None else str(threshold),
     }
     summary = run_train(
         load_settings(),
@@ -106,7 +102,6 @@ def train(
         train_end=parse_time(end, "--end"),
         feature_service=feature_service,
         model_family=family,
-        label_threshold_minutes=threshold,
         promote=promote,
     )
     if summary.get("checked"):

@@ -35,7 +35,7 @@ class Champion:
     version: VersionInfo
     reference: dict[str, Any]
     holdout: dict[str, float]
-    label_threshold_minutes: int
+    label: str | None  # the label expression it was trained on (None: a model from before the spec)
 
 
 def load_champion(settings: Settings, client: MlflowClient | None = None) -> tuple[MlflowClient, Champion]:
@@ -57,7 +57,7 @@ def load_champion(settings: Settings, client: MlflowClient | None = None) -> tup
         version=version,
         reference=load_reference_profile(client, version),
         holdout=holdout,
-        label_threshold_minutes=int(version.tags.get("label_threshold_minutes", "15")),
+        label=version.tags.get("label"),
     )
 
 
@@ -84,18 +84,23 @@ def check_window(champion: Champion, window: pa.Table, params: DriftParams) -> d
 def check_labels(
     settings: Settings, champion: Champion, window: pa.Table, params: DriftParams
 ) -> dict[str, Any]:
-    from featureloop.monitoring.decay import decay_summary, labelled_predictions, measure_decay
+    from featureloop.monitoring.decay import decay_summary, labelled_predictions, measure_decay, outcomes_sql
     from featureloop.monitoring.window import champion_rows
+    from featureloop.project.spec import load_spec
 
+    spec = load_spec(settings.feature_repo)
+    spine_path = settings.offline_dir / f"{spec.spine.table}.parquet"
+    if not spine_path.exists():
+        return {"decayed": None, "labelled": 0, "served": 0,
+                "reason": f"no outcomes to label with: {spine_path} does not exist; no decay verdict"}  # fmt: skip
+    outcomes = outcomes_sql(
+        spine_path, spec.spine, spec.task.outcome_known, champion.label or spec.task.label
+    )
     as_of = params.labels_as_of or datetime.now(UTC)
     con, relation = _in_memory(champion_rows(window, champion.version.version))
     with con:
         labels, probabilities, served = labelled_predictions(
-            relation,
-            settings.offline_dir / "flights.parquet",
-            as_of,
-            champion.label_threshold_minutes,
-            con=con,
+            relation, outcomes, spec.spine.id, as_of, con=con
         )
     if not champion.holdout:
         return {"decayed": None, "labelled": len(labels), "served": served,

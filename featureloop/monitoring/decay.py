@@ -1,8 +1,9 @@
 """Delayed labels: the served predictions of a window joined with the outcomes known so far.
 
-A flight's outcome is known at `outcome_known_ts` (its gate arrival), hours after it was
-scored. A drift run at time `as_of` joins the prediction log with the flights whose outcome was known
-by then and measures the serving model on them: ROC AUC and calibration (ECE), against the same
+A prediction's outcome becomes known after it was scored, when the project's spec says (a column
+of the spine, e.g. a flight's gate arrival, or a fixed time after the prediction). A drift run at
+time `as_of` joins the prediction log with the spine's rows (on the spine's id) whose outcome was
+known by then, labels them with the spec's label expression, and measures the serving model on them: ROC AUC and calibration (ECE), against the same
 figures on the model's training holdout. A drop beyond the configured margins is decay: a retrain
 reason of its own, whatever the feature distributions say.
 """
@@ -19,7 +20,8 @@ import duckdb
 import numpy as np
 
 from featureloop.monitoring.thresholds import DecayConfig
-from featureloop.sql import quote_literal, session
+from featureloop.project.spec import OutcomeKnown, Spine
+from featureloop.sql import quote_identifier, quote_literal, session
 from featureloop.training.metrics import calibration_table, evaluate
 
 
@@ -36,27 +38,42 @@ class Decay:
     calibration: list[dict[str, float]] = field(default_factory=list)
 
 
+def outcomes_sql(spine_path: Path, spine: Spine, outcome: OutcomeKnown, label: str) -> str:
+    """The spine's rows as (__id, __label, __known_at): the id, the label expression, and when the
+    outcome is known (a column, or the prediction time plus a fixed delay)."""
+    after = outcome.after
+    known = (
+        quote_identifier(str(outcome.column))
+        if after is None
+        else f"{quote_identifier(spine.time)} + to_seconds({int(after.total_seconds())})"
+    )
+    return (
+        f"(SELECT {quote_identifier(spine.id)} AS __id, ({label}) AS __label, {known} AS __known_at "
+        f"FROM read_parquet({quote_literal(str(spine_path))}))"
+    )
+
+
 def labelled_predictions(
     log_relation: str,
-    flights_path: Path,
+    outcomes: str,
+    id_column: str,
     as_of: datetime,
-    threshold_minutes: int,
     *,
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Labels and probabilities of the window's served flights whose outcome was known by `as_of`
-    (the last prediction served for a flight counts), and how many distinct flights were served."""
+    """Labels and probabilities of the window's served predictions whose outcome was known by
+    `as_of` (`outcomes`: `outcomes_sql`; the last prediction served for an id counts), and how many
+    distinct ids were served."""
     con = con or session()
-    flights = f"read_parquet({quote_literal(str(flights_path))})"
+    pid = quote_identifier(id_column)
     served = (
-        f"(SELECT flight_id, arg_max(probability, served_at) AS probability FROM {log_relation} "
-        f"WHERE flight_id IS NOT NULL GROUP BY flight_id)"
+        f"(SELECT {pid} AS __id, arg_max(probability, served_at) AS probability FROM {log_relation} "
+        f"WHERE {pid} IS NOT NULL GROUP BY {pid})"
     )
     (n_served,) = con.execute(f"SELECT count(*) FROM {served}").fetchall()[0]
     rows = con.execute(
-        f"SELECT (f.arr_delay > {int(threshold_minutes)})::INTEGER AS label, s.probability "
-        f"FROM {served} s JOIN {flights} f USING (flight_id) "
-        f"WHERE f.arr_delay IS NOT NULL AND f.outcome_known_ts <= {quote_literal(as_of.isoformat())}::TIMESTAMPTZ"
+        f"SELECT f.__label::INTEGER AS label, s.probability FROM {served} s JOIN {outcomes} f USING (__id) "
+        f"WHERE f.__label IS NOT NULL AND f.__known_at <= {quote_literal(as_of.isoformat())}::TIMESTAMPTZ"
     ).fetchnumpy()
     return np.asarray(rows["label"], dtype=int), np.asarray(rows["probability"], dtype=float), int(n_served)
 

@@ -290,9 +290,8 @@ def describe_errors(exc: Any) -> str:
     return "\n".join(lines)
 
 
-def json_schema() -> dict[str, Any]:
-    """The spec's JSON schema (published as docs/project.schema.json)."""
-    schema = ProjectSpec.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "featureloop project spec (project.yaml)"
-    return schema
+def spec_hash(spec: ProjectSpec) -> str:
+    """A content hash of the spec as validated (defaults filled in): a model's lineage records it."""
+    import hashlib
+
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]

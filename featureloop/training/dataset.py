@@ -12,8 +12,10 @@ from typing import Any
 import pandas as pd
 
 from featureloop.params import Label, ModelFamily, parameter_label
+from featureloop.project.spec import ProjectSpec
 
-# Known at prediction time from the schedule itself, sent with each request (not from Feast).
+# Serving's request fields and keys (serving derives them from the project's spec in a later step;
+# training already does: build_entity_frame).
 REQUEST_FEATURES: tuple[str, ...] = ("distance", "sched_hour", "day_of_week")
 
 
@@ -50,20 +52,41 @@ def _day(value: pd.Timestamp) -> str:
     return f"{value:%Y-%m-%d %H:%M}"
 
 
+def labels_of(rows: pd.DataFrame, spec: ProjectSpec) -> pd.Series:
+    """The spec's label over spine rows (NULL: no outcome yet; binary as 0/1)."""
+    from featureloop.sql import session
+
+    with session() as con:
+        con.register("spine", rows)
+        label = con.execute(f"SELECT ({spec.task.label}) AS label FROM spine").df()["label"]
+    label.index = rows.index
+    return label.astype("Int64") if spec.task.type == "binary" else label
+
+
+def known_times(rows: pd.DataFrame, spec: ProjectSpec) -> pd.Series:
+    """When each spine row's outcome becomes known: a column of the spine, or the prediction time
+    plus the spec's fixed delay."""
+    after = spec.task.outcome_known.after
+    if after is None:
+        return rows[str(spec.task.outcome_known.column)]
+    return rows[spec.spine.time] + pd.Timedelta(after)
+
+
 def build_entity_frame(
-    flights: pd.DataFrame,
+    spine: pd.DataFrame,
+    spec: ProjectSpec,
     start: datetime,
     end: datetime,
-    threshold_minutes: int,
     labels_as_of: datetime | None = None,
 ) -> pd.DataFrame:
-    """One row per landed flight scheduled in [start, end) (with `labels_as_of`: whose outcome was
-    known by then): keys, prediction time, request fields, label."""
-    sched = flights["sched_dep_ts"]
-    window = flights[(sched >= pd.Timestamp(start)) & (sched < pd.Timestamp(end))]
-    landed = window["arr_delay"].notna()
+    """One row per prediction event of the spine in [start, end) whose label is known (with
+    `labels_as_of`: known by then): id, prediction time, keys, request fields, label."""
+    sched = spine[spec.spine.time]
+    window = spine[(sched >= pd.Timestamp(start)) & (sched < pd.Timestamp(end))]
+    label = labels_of(window, spec)
+    landed = label.notna()
     if labels_as_of is not None:
-        landed &= window["outcome_known_ts"] <= pd.Timestamp(labels_as_of)
+        landed &= known_times(window, spec) <= pd.Timestamp(labels_as_of)
     labelled = window[landed]
     about = {"train_start": start, "train_end": end}
     if labelled.empty:
@@ -74,16 +97,22 @@ def build_entity_frame(
             f"{data}): use a window inside the data",
             about,
         )
-    frame = labelled[[ID_COLUMN, *ENTITY_COLUMNS, *REQUEST_FEATURES]].copy()
-    frame.insert(1, TIME_COLUMN, labelled["sched_dep_ts"])
-    frame[LABEL_COLUMN] = (labelled["arr_delay"] > threshold_minutes).astype("int64")
-    if frame[LABEL_COLUMN].nunique() < 2:
+    keys = [k for k in spec.spine.entity_keys if k not in spec.spine.derived_keys or k in labelled.columns]
+    frame = labelled[[spec.spine.id, *keys, *spec.spine.request_features]].rename(
+        columns={spec.spine.id: ID_COLUMN}
+    )
+    for key, template in spec.spine.derived_keys.items():
+        if key not in frame.columns:
+            frame[key] = [template.format_map(row) for row in labelled.to_dict("records")]
+    frame.insert(1, TIME_COLUMN, labelled[spec.spine.time])
+    frame[LABEL_COLUMN] = label[landed].astype("int64" if spec.task.type == "binary" else "float64")
+    if spec.task.type == "binary" and frame[LABEL_COLUMN].nunique() < 2:
         only = int(frame[LABEL_COLUMN].iloc[0])
-        what = "all delayed by more" if only else "none delayed by more"
         raise TrainingDataError(
-            f"gives {len(frame):,} labelled flights, {what} than {threshold_minutes} minutes "
-            f"(the label has one class only, {only}): use a {'higher' if only else 'lower'} threshold or a wider window",
-            {**about, "label_threshold_minutes": threshold_minutes},
+            f"gives {len(frame):,} labelled flights, and the label `{spec.task.label}` is "
+            f"{'true' if only else 'false'} for all of them (one class only, {only}): use a wider window, "
+            "or a label with both outcomes (task.label in the project's spec)",
+            about,
         )
     return frame.sort_values([TIME_COLUMN, ID_COLUMN], kind="stable").reset_index(drop=True)
 
@@ -178,9 +207,11 @@ def check_split(
     return split
 
 
-def feature_columns(frame: pd.DataFrame, service_features: list[str]) -> tuple[list[str], list[str]]:
+def feature_columns(
+    frame: pd.DataFrame, service_features: list[str], request_features: list[str]
+) -> tuple[list[str], list[str]]:
     """Numeric and categorical model inputs: the service's features plus the request fields."""
-    columns = [*service_features, *REQUEST_FEATURES]
+    columns = [*service_features, *request_features]
     numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c]) or frame[c].isna().all()]
     categorical = [c for c in columns if c not in numeric]
     return numeric, categorical

@@ -58,7 +58,9 @@ def fit_candidate(training_set: TrainingSet, params: TrainParams) -> Candidate:
         needs,
         training_window(params),
     )
-    columns, categorical = feature_columns(training_set.frame, training_set.service_features)
+    columns, categorical = feature_columns(
+        training_set.frame, training_set.service_features, training_set.request_features
+    )
     # A feature without a single value in the training slice (a sparse statistic in a short window)
     # teaches nothing, and scikit-learn's gradient boosting cannot bin it (1.9 fails with numpy's
     # "window shape cannot be larger than input array shape"): this model goes without it.

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from featureloop.params import RollbackParams, TrainParams
+from featureloop.project.spec import load_spec
 from featureloop.settings import Settings
 from featureloop.steps import PlainSteps, Steps
 from featureloop.training.fit import Candidate, fit_candidate
@@ -35,7 +36,8 @@ def run_training_steps(
     from featureloop.featurestore.store import open_store
     from featureloop.training.registry import connect, find_half_made
 
-    spine = steps("check_training_window", training_spine, settings.offline_dir, params)
+    spec = steps("load_project_spec", load_spec, settings.feature_repo)
+    spine = steps("check_training_window", training_spine, settings.offline_dir, params, spec)
     rows = {name: len(getattr(spine, name)) for name in ("train", "validation", "holdout")}
     steps.info(
         f"window {params.train_start.date()} .. {params.train_end.date()}: {sum(rows.values()):,} labelled "
@@ -56,7 +58,9 @@ def run_training_steps(
     steps.info(
         f"training set: {params.feature_service} {params.train_start.date()} .. {params.train_end.date()}"
     )
-    training_set = steps("build_training_set", load_training_set, store, settings.offline_dir, params, spine)
+    training_set = steps(
+        "build_training_set", load_training_set, store, settings.offline_dir, params, spine, spec
+    )
     steps.info(
         f"training set: {len(training_set.frame):,} rows, digest {training_set.lineage['training_set_digest']}"
     )

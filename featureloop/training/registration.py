@@ -81,7 +81,6 @@ def register_candidate(
         mlflow.log_params(
             {
                 "model_family": params.model_family,
-                "label_threshold_minutes": params.label_threshold_minutes,
                 "validation_fraction": params.validation_fraction,
                 "holdout_fraction": params.holdout_fraction,
                 "shuffle_labels": params.shuffle_labels,

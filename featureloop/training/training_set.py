@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from featureloop.params import TrainParams
+from featureloop.project.spec import ProjectSpec, load_spec, spec_hash
 from featureloop.settings import PROJECT_ROOT
 from featureloop.training.dataset import (
     ID_COLUMN,
@@ -39,6 +40,7 @@ class TrainingSet:
     frame: pd.DataFrame
     service_features: list[str]
     lineage: dict[str, str]
+    request_features: list[str]  # the request fields the model takes as inputs (the spec's)
 
 
 def service_features(store: FeatureStore, name: str) -> tuple[list[str], list[str]]:
@@ -98,18 +100,18 @@ def training_window(params: TrainParams) -> dict[str, object]:
     return {"train_start": params.train_start, "train_end": params.train_end}
 
 
-def training_spine(offline_dir: Path, params: TrainParams) -> Split:
-    """The window's labelled flights (keys, prediction times, request fields, labels) split by time,
-    checked against what every training step needs: the check before any feature is fetched."""
-    path = offline_dir / "flights.parquet"
+def training_spine(offline_dir: Path, params: TrainParams, spec: ProjectSpec) -> Split:
+    """The window's labelled prediction events (keys, prediction times, request fields, labels: the
+    spec's spine and label) split by time, checked against what every training step needs: the
+    check before any feature is fetched."""
+    path = offline_dir / f"{spec.spine.table}.parquet"
     if not path.exists():
         raise TrainingDataError(
             f"no prediction events to train on: {path} does not exist; run `featureloop prepare` "
             "(or point FEATURELOOP_DATA_DIR at a prepared data folder)"
         )
-    flights = pd.read_parquet(path)
     entity = build_entity_frame(
-        flights, params.train_start, params.train_end, params.label_threshold_minutes, params.labels_as_of
+        pd.read_parquet(path), spec, params.train_start, params.train_end, params.labels_as_of
     )
     needs = slice_needs(params.model_family, params.hyperparameters)
     return check_split(
@@ -118,14 +120,20 @@ def training_spine(offline_dir: Path, params: TrainParams) -> Split:
 
 
 def load_training_set(
-    store: FeatureStore, offline_dir: Path, params: TrainParams, spine: Split | None = None
+    store: FeatureStore,
+    offline_dir: Path,
+    params: TrainParams,
+    spine: Split | None = None,
+    spec: ProjectSpec | None = None,
 ) -> TrainingSet:
     """The labelled, point-in-time-correct training set for the window, through the feature service
-    (`spine`: the window's checked entity rows, when `training_spine` already built them)."""
+    (`spine`: the window's checked entity rows, when `training_spine` already built them; `spec`:
+    the project's, default the one beside the store's feature_store.yaml)."""
     from featureloop.dataset_versions import read_manifest
 
+    spec = spec or load_spec(Path(str(store.repo_path)))
     features, views = service_features(store, params.feature_service)
-    spine = spine or training_spine(offline_dir, params)
+    spine = spine or training_spine(offline_dir, params, spec)
     entity = pd.concat([spine.train, spine.validation, spine.holdout], ignore_index=True)
     frame = fetch_features(store, entity, params.feature_service)
     service_version = hashlib.sha256(",".join(sorted(features)).encode()).hexdigest()[:12]
@@ -137,11 +145,15 @@ def load_training_set(
         "dataset_version": read_manifest(offline_dir)["dataset_version"],
         "train_start": params.train_start.isoformat(),
         "train_end": params.train_end.isoformat(),
-        "label": f"arr_delay > {params.label_threshold_minutes}",
-        "label_threshold_minutes": str(params.label_threshold_minutes),
+        "label": spec.task.label,
+        "task": spec.task.type,
+        "project": spec.name,
+        "project_spec_hash": spec_hash(spec),
         "labels_as_of": params.labels_as_of.isoformat() if params.labels_as_of else "all landed",
         "training_set_digest": frame_digest(frame),
         "training_rows": str(len(frame)),
         "code_version": code_version(),
     }
-    return TrainingSet(frame=frame, service_features=features, lineage=lineage)
+    return TrainingSet(
+        frame=frame, service_features=features, lineage=lineage, request_features=spec.spine.request_features
+    )

@@ -178,7 +178,6 @@ TRAIN_OPTIONS = st.tuples(
     st.one_of(
         st.none(), st.sampled_from(["hist_gradient_boosting", "logistic_regression"]), st.text(max_size=10)
     ),
-    st.one_of(st.none(), st.integers(-50, 1500), st.integers(), st.text(max_size=4)),
     st.sampled_from([None, "flight_delay_v1", "flight_delay_v99", ""]),
     # Mostly --check (the options and the window's rows); now and then a real run, without the gate.
     st.sampled_from(["--check"] * 12 + ["--no-promote"]),
@@ -188,14 +187,12 @@ TRAIN_OPTIONS = st.tuples(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(TRAIN_OPTIONS)
 def test_train_options_end_in_success_or_a_named_error(
-    cli: Cli, options: tuple[list[str], str | None, int | str | None, str | None, str]
+    cli: Cli, options: tuple[list[str], str | None, str | None, str]
 ) -> None:
-    window, family, threshold, service, mode = options
+    window, family, service, mode = options
     args = ["train", *window, mode]
     if family is not None:
         args.append(f"--family={family}")
-    if threshold is not None:
-        args.append(f"--threshold={threshold}")
     if service is not None:
         args.append(f"--feature-service={service}")
     result = cli.run(*args)

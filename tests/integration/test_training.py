@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from featureloop.featurestore.store import open_store
 from featureloop.params import TrainParams
+from featureloop.project.spec import load_spec, spec_hash
 from featureloop.settings import Settings
 from featureloop.training.dataset import TrainingDataError, frame_digest
 from featureloop.training.gate import GateConfig
@@ -99,9 +101,12 @@ def test_lineage_rebuilds_the_same_training_set(settings: Settings) -> None:
             feature_service=tags["feature_service"],
             train_start=datetime.fromisoformat(tags["train_start"]),
             train_end=datetime.fromisoformat(tags["train_end"]),
-            label_threshold_minutes=int(tags["label_threshold_minutes"]),
         ),
     )
+    assert (
+        tags["label"] == "arr_delay > 15" and tags["task"] == "binary" and tags["project"] == "flight_delay"
+    )
+    assert tags["project_spec_hash"] == spec_hash(load_spec(settings.feature_repo))
     assert frame_digest(rebuilt.frame) == tags["training_set_digest"]
     run = client.get_run(summary["run_id"])
     assert run.inputs.dataset_inputs[0].dataset.digest == tags["training_set_digest"]
@@ -133,7 +138,6 @@ def test_no_training_row_uses_a_feature_observed_after_its_prediction_time(
         ({"train_start": datetime(2014, 6, 1, tzinfo=UTC), "train_end": datetime(2014, 7, 1, tzinfo=UTC)},
          "gives no labelled flights"),
         ({"feature_service": "flight_delay_v99"}, "feature_service='flight_delay_v99' is not a feature service"),
-        ({"label_threshold_minutes": 100_000}, "has one class only"),
     ],
 )  # fmt: skip
 def test_bad_input_stops_training_and_registers_nothing(
@@ -144,6 +148,22 @@ def test_bad_input_stops_training_and_registers_nothing(
         run_training(settings, params, report=lambda _m: None)
     assert _versions(settings) == []
     assert _alias(settings, CHAMPION) is None
+
+
+def test_the_label_comes_from_the_projects_spec(settings: Settings, tmp_path: Path) -> None:
+    """The same repository with another label in its spec: a label true for no flight is refused as
+    one class only, naming the expression; a label of the other sense trains and is the lineage's."""
+    repo = tmp_path / "feature_repo"
+    shutil.copytree(settings.feature_repo, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    spec = (repo / "project.yaml").read_text()
+    (repo / "project.yaml").write_text(spec.replace("label: arr_delay > 15", "label: arr_delay > 100000"))
+    elsewhere = settings.model_copy(update={"feature_repo": repo})
+    with pytest.raises(TrainingDataError, match=r"the label `arr_delay > 100000` is false for all of them"):
+        run_training(elsewhere, TrainParams(**WINDOW, promote=False), report=lambda _m: None)
+    (repo / "project.yaml").write_text(spec.replace("label: arr_delay > 15", "label: arr_delay > 60"))
+    summary = run_training(elsewhere, TrainParams(**WINDOW, promote=False), report=lambda _m: None)
+    client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    assert client.get_model_version(settings.model_name, summary["version"]).tags["label"] == "arr_delay > 60"
 
 
 def test_unreachable_tracking_store_is_named_and_nothing_runs(settings: Settings) -> None:

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from featureloop.monitoring.checks import Champion, conclude
 from featureloop.monitoring.comparison import compare_window
-from featureloop.monitoring.decay import labelled_predictions, measure_decay
+from featureloop.monitoring.decay import labelled_predictions, measure_decay, outcomes_sql
 from featureloop.monitoring.outputs import build_report, gauges_text, markdown, write_outputs
 from featureloop.monitoring.profiles import build_profile
 from featureloop.monitoring.report import render
@@ -23,7 +23,8 @@ from featureloop.monitoring.skew import _same
 from featureloop.monitoring.thresholds import DecayConfig, DriftConfig, FeatureOverride
 from featureloop.monitoring.window import Window
 from featureloop.params import DriftParams
-from featureloop.settings import Settings
+from featureloop.project.spec import ProjectSpec, load_spec
+from featureloop.settings import PROJECT_ROOT, Settings
 from featureloop.training.registry import VersionInfo
 
 HOLDOUT = {"roc_auc": 0.80, "ece": 0.02}
@@ -78,11 +79,53 @@ def test_labels_join_only_outcomes_known_by_then_and_the_last_prediction_per_fli
         }
     )
     con.register("log", log)
+    spec = load_spec(PROJECT_ROOT / "feature_repo")  # the worked example's: arr_delay > 15, outcome_known_ts
+    outcomes = outcomes_sql(
+        tmp_path / "flights.parquet", spec.spine, spec.task.outcome_known, spec.task.label
+    )
     early = datetime(2013, 5, 1, 12, tzinfo=UTC)
-    y, p, served = labelled_predictions("log", tmp_path / "flights.parquet", early, 15, con=con)
+    y, p, served = labelled_predictions("log", outcomes, "flight_id", early, con=con)
     assert served == 3 and y.tolist() == [1] and p.tolist() == [0.9]  # b's outcome is not known yet
-    y, p, _ = labelled_predictions("log", tmp_path / "flights.parquet", early.replace(hour=15), 15, con=con)
+    y, p, _ = labelled_predictions("log", outcomes, "flight_id", early.replace(hour=15), con=con)
     assert sorted(zip(y.tolist(), p.tolist(), strict=True)) == [(0, 0.2), (1, 0.9)]
+
+
+def test_an_outcome_known_a_fixed_time_later_and_any_label_expression(tmp_path: Path) -> None:
+    """A project whose outcome is known 90 days after the prediction ("buys again within 90 days"),
+    with its label an expression over two columns."""
+    spine = pd.DataFrame(
+        {
+            "customer_order": ["o1", "o2", "o3"],
+            "ordered_at": pd.to_datetime(
+                ["2013-01-01T00:00Z", "2013-02-01T00:00Z", "2013-03-01T00:00Z"], utc=True
+            ),
+            "orders_next_90d": [2, 0, 1],
+            "returns_next_90d": [1, 0, 1],
+        }
+    )
+    spine.to_parquet(tmp_path / "orders.parquet")
+    spec = ProjectSpec.model_validate(
+        {
+            "name": "repeat", "feature_service": "s",
+            "spine": {"table": "orders", "id": "customer_order", "time": "ordered_at"},
+            "task": {"type": "binary", "label": "orders_next_90d - returns_next_90d > 0", "outcome_known": {"window": "90d"}},
+        }
+    )  # fmt: skip
+    outcomes = outcomes_sql(tmp_path / "orders.parquet", spec.spine, spec.task.outcome_known, spec.task.label)
+    con = duckdb.connect()
+    log = pd.DataFrame(
+        {
+            "customer_order": ["o1", "o2", "o3"],
+            "probability": [0.7, 0.2, 0.4],
+            "served_at": spine["ordered_at"],
+        }
+    )
+    con.register("log", log)
+    y, p, served = labelled_predictions(
+        "log", outcomes, "customer_order", datetime(2013, 5, 15, tzinfo=UTC), con=con
+    )
+    # o1 known 2013-04-01 and o2 2013-05-02 (90 days on); o3 not before 2013-05-30.
+    assert served == 3 and sorted(zip(y.tolist(), p.tolist(), strict=True)) == [(0, 0.2), (1, 0.7)]
 
 
 def test_small_numeric_windows_use_ks_and_overrides_can_ignore_a_feature() -> None:
@@ -103,7 +146,7 @@ def _champion() -> Champion:
     version = VersionInfo("m", "3", "run", {"feature_service": "svc"})
     rng = np.random.default_rng(1)
     frame = pd.DataFrame({"x": rng.normal(0, 1, 3000), "c": rng.choice(["a", "b"], 3000)})
-    return Champion(version, build_profile(frame, ["x"], ["c"]), HOLDOUT, 15)
+    return Champion(version, build_profile(frame, ["x"], ["c"]), HOLDOUT, "arr_delay > 15")
 
 
 def _window(champion: Champion, shift: float, rows: int = 2000) -> dict[str, Any]:
@@ -134,7 +177,7 @@ def test_the_event_fires_only_when_drift_holds_in_k_of_the_last_n_windows() -> N
     assert events == [False, False, False, True, True]
     assert "drift in 2 of the last 3 windows" in history[3]["reasons"][0]
     # Another model version's windows do not count: a new champion starts over.
-    other = Champion(VersionInfo("m", "4", "run", {}), champion.reference, HOLDOUT, 15)
+    other = Champion(VersionInfo("m", "4", "run", {}), champion.reference, HOLDOUT, "arr_delay > 15")
     assert _summary(other, 1.0, 6, history)["event"] is False
 
 

@@ -53,8 +53,8 @@ def test_an_unknown_family_lists_the_families() -> None:
 
 
 def test_out_of_range_numbers_and_times_say_the_range() -> None:
-    assert _explained(TrainParams, label_threshold_minutes=-1) == (
-        "label_threshold_minutes -1 is out of range: use a value of at least 0"
+    assert _explained(DriftParams, skew_sample=-1) == (
+        "skew_sample -1 is out of range: use a value of at least 0"
     )
     assert _explained(DriftParams, window_hours=0) == "--hours 0 is out of range: use a value greater than 0"
     assert (
@@ -93,7 +93,7 @@ VALUES = st.one_of(
     st.sampled_from([TrainParams, DriftParams]),
     st.dictionaries(
         st.sampled_from(
-            ["train_start", "train_end", "label_threshold_minutes", "model_family", "labels_as_of",
+            ["train_start", "train_end", "model_family", "labels_as_of",
              "validation_fraction", "window_start", "window_end", "window_hours", "skew_sample",
              "persistence_k", "persistence_n", "feature_service", "promote"]
         ),

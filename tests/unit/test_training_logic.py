@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from featureloop.monitoring.profiles import OTHER, build_profile
+from featureloop.project.spec import load_spec
+from featureloop.settings import PROJECT_ROOT
 from featureloop.training.dataset import (
     LABEL_COLUMN,
     TIME_COLUMN,
@@ -23,6 +25,7 @@ from featureloop.training.dataset import (
 from featureloop.training.metrics import evaluate
 from featureloop.training.model import build_pipeline, model_input
 
+SPEC = load_spec(PROJECT_ROOT / "feature_repo")  # the worked example's spine and label (arr_delay > 15)
 JAN = datetime(2013, 1, 1, tzinfo=UTC)
 FEB = datetime(2013, 2, 1, tzinfo=UTC)
 
@@ -46,7 +49,7 @@ def _flights(arr_delays: list[float | None]) -> pd.DataFrame:
 
 
 def test_entity_frame_labels_landed_flights_and_skips_the_unlanded() -> None:
-    frame = build_entity_frame(_flights([0.0, 30.0, None, 16.0, 15.0]), JAN, FEB, 15)
+    frame = build_entity_frame(_flights([0.0, 30.0, None, 16.0, 15.0]), SPEC, JAN, FEB)
     assert frame[LABEL_COLUMN].tolist() == [0, 1, 1, 0]
     assert frame["flight_id"].tolist() == ["F0", "F1", "F3", "F4"]
     assert "arr_delay" not in frame.columns  # the outcome never reaches the features
@@ -54,20 +57,20 @@ def test_entity_frame_labels_landed_flights_and_skips_the_unlanded() -> None:
 
 def test_window_without_labelled_rows_is_a_named_error() -> None:
     with pytest.raises(TrainingDataError, match=r"gives no labelled flights .* none landed; the data covers"):
-        build_entity_frame(_flights([None, None]), JAN, FEB, 15)
+        build_entity_frame(_flights([None, None]), SPEC, JAN, FEB)
     with pytest.raises(TrainingDataError, match="no labelled flights"):
-        build_entity_frame(_flights([10.0]), FEB, datetime(2013, 3, 1, tzinfo=UTC), 15)
+        build_entity_frame(_flights([10.0]), SPEC, FEB, datetime(2013, 3, 1, tzinfo=UTC))
 
 
 def test_label_with_one_class_is_a_named_error() -> None:
     with pytest.raises(
-        TrainingDataError, match=r"none delayed by more than 15 minutes \(the label has one class only, 0\)"
+        TrainingDataError, match=r"the label `arr_delay > 15` is false for all of them \(one class only, 0\)"
     ):
-        build_entity_frame(_flights([0.0, 5.0, 10.0]), JAN, FEB, 15)
+        build_entity_frame(_flights([0.0, 5.0, 10.0]), SPEC, JAN, FEB)
 
 
 def test_split_by_time_keeps_the_most_recent_rows_for_holdout_without_overlap() -> None:
-    frame = build_entity_frame(_flights([float(20 * (i % 2)) for i in range(100)]), JAN, FEB, 15)
+    frame = build_entity_frame(_flights([float(20 * (i % 2)) for i in range(100)]), SPEC, JAN, FEB)
     split = split_by_time(frame.sample(frac=1.0, random_state=0), 0.2, 0.1)
     assert (len(split.train), len(split.validation), len(split.holdout)) == (70, 20, 10)
     assert split.train[TIME_COLUMN].max() < split.validation[TIME_COLUMN].min()
@@ -87,7 +90,7 @@ def test_metrics_match_hand_computed_values() -> None:
 
 
 def test_digest_ignores_row_order_but_not_values() -> None:
-    frame = build_entity_frame(_flights([0.0, 30.0, 20.0]), JAN, FEB, 15)
+    frame = build_entity_frame(_flights([0.0, 30.0, 20.0]), SPEC, JAN, FEB)
     assert frame_digest(frame) == frame_digest(frame.iloc[::-1])
     changed = frame.copy()
     changed.loc[0, "distance"] = 201.0
@@ -139,10 +142,10 @@ def test_entity_frame_with_labels_as_of_keeps_only_outcomes_known_by_then() -> N
     flights = _flights([0.0, 30.0, 16.0, 5.0])
     flights["outcome_known_ts"] = flights["sched_dep_ts"] + pd.Timedelta(hours=3)
     as_of = flights["sched_dep_ts"].iloc[1] + pd.Timedelta(hours=3)  # flights 0 and 1 have landed
-    frame = build_entity_frame(flights, JAN, FEB, 15, labels_as_of=as_of.to_pydatetime())
+    frame = build_entity_frame(flights, SPEC, JAN, FEB, labels_as_of=as_of.to_pydatetime())
     assert frame["flight_id"].tolist() == ["F0", "F1"]
     with pytest.raises(TrainingDataError, match="none landed by"):
-        build_entity_frame(flights, JAN, FEB, 15, labels_as_of=datetime(2013, 1, 1, tzinfo=UTC))
+        build_entity_frame(flights, SPEC, JAN, FEB, labels_as_of=datetime(2013, 1, 1, tzinfo=UTC))
 
 
 def test_dataset_schema_from_sample_rows_equals_mlflows_inference_over_every_row() -> None:
@@ -176,7 +179,7 @@ def test_dataset_schema_from_sample_rows_equals_mlflows_inference_over_every_row
 
 def _labelled(labels: list[int]) -> pd.DataFrame:
     """Entity rows an hour apart with these labels (arrival delay 20 or 0 at the 15-minute label)."""
-    return build_entity_frame(_flights([20.0 * y for y in labels]), JAN, FEB, 15)
+    return build_entity_frame(_flights([20.0 * y for y in labels]), SPEC, JAN, FEB)
 
 
 def test_a_slice_short_of_a_class_is_named_with_its_rows_and_what_it_needs() -> None:
@@ -231,7 +234,7 @@ def test_a_feature_without_a_value_in_the_training_slice_is_left_out_of_the_mode
     frame = _labelled([int(v) for v in rng.random(400) < 0.3])
     frame["dense"] = rng.normal(size=len(frame)) + frame[LABEL_COLUMN]
     frame["sparse"] = np.where(np.arange(len(frame)) >= 300, 1.0, np.nan)  # values only after training
-    training_set = TrainingSet(frame, ["dense", "sparse"], {})
+    training_set = TrainingSet(frame, ["dense", "sparse"], {}, SPEC.spine.request_features)
     for family in ("hist_gradient_boosting", "logistic_regression"):
         candidate = fit_candidate(
             training_set, TrainParams(train_start=JAN, train_end=FEB, model_family=family)
