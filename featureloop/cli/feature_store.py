@@ -57,16 +57,34 @@ def prepare() -> None:
 
 
 def run_apply(settings: Settings, clock: Clock) -> dict[str, Any]:
-    from featureloop.featurestore.store import apply_repo
+    """`feast apply` of the repository, between two checks of its project spec: the file itself
+    before (a spec that does not load stops everything: nothing is applied), the spec against the
+    applied registry and the offline tables after (`featureloop validate`'s checks)."""
+    from featureloop.featurestore.store import apply_repo, open_store
+    from featureloop.project.checks import check_project
+    from featureloop.project.spec import SpecError, load_spec, spec_path
 
     if not settings.offline_dir.exists():
         raise fail(f"no prepared data at {settings.offline_dir}: run `featureloop prepare` first")
+    try:
+        spec = load_spec(settings.feature_repo)
+    except SpecError as exc:
+        raise fail(f"{exc}\nNothing was applied.") from exc
     clock(f"feast apply {settings.feature_repo}")
     objects = apply_repo(settings)
     clock(
         f"registry: {len(objects['entities'])} entities, {len(objects['feature_views'])} feature views, "
         f"{len(objects['feature_services'])} feature services"
     )
+    problems = check_project(spec, open_store(settings), settings.offline_dir)
+    if problems:
+        raise fail(
+            f"the registry is applied, but {len(problems)} problem(s) in {spec_path(settings.feature_repo)} "
+            "stop training and serving:\n"
+            + "\n".join(f"  {p}" for p in problems)
+            + "\nFix them and run `featureloop validate`."
+        )
+    clock(f"project {spec.name}: its spec agrees with the registry and the offline tables")
     return objects
 
 

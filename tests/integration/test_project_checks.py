@@ -68,26 +68,51 @@ def test_a_regression_label_over_the_spine_passes(feast_env: FeastEnv) -> None:
     assert _problems(feast_env, task__type="regression", task__label="arr_delay") == []
 
 
-def test_validate_exits_2_naming_each_problem(feast_env: FeastEnv, tmp_path: Path) -> None:
-    repo = tmp_path / "feature_repo"
-    repo.mkdir()
+def _repo_copy(root: Path, spec: str) -> Path:
+    repo = root / "feature_repo"
+    repo.mkdir(parents=True)
     for source in (PROJECT_ROOT / "feature_repo").iterdir():
         if source.is_file():
             (repo / source.name).write_bytes(source.read_bytes())
+    (repo / "project.yaml").write_text(spec)
+    return repo
+
+
+def _featureloop(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "featureloop"), command],
+        env={**os.environ, **env}, capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def test_validate_exits_2_naming_each_problem(feast_env: FeastEnv, tmp_path: Path) -> None:
     raw = _spec(spine__derived_keys={}, task__label="arr_delay").model_dump(exclude_defaults=True)
-    (repo / "project.yaml").write_text(yaml.safe_dump(raw))
-    env = {
-        **os.environ,
-        "FEATURELOOP_DATA_DIR": str(feast_env.settings.data_dir),
-        "FEATURELOOP_FEATURE_REPO": str(repo),
-    }
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "featureloop"), "validate"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    repo = _repo_copy(tmp_path, yaml.safe_dump(raw))
+    env = {"FEATURELOOP_DATA_DIR": str(feast_env.settings.data_dir), "FEATURELOOP_FEATURE_REPO": str(repo)}
+    done = _featureloop("validate", env)
     assert done.returncode == 2, done.stderr
     assert "error: 2 problem(s) in" in done.stderr
     assert "join key 'route' can be built from no request" in done.stderr
     assert "a binary task needs a true/false expression" in done.stderr
+
+
+def test_apply_checks_the_spec_before_and_after_applying(feast_env: FeastEnv, tmp_path: Path) -> None:
+    """A spec that does not load stops `apply` before Feast writes anything; one that disagrees with
+    the registry is named after the apply, with exit 2."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "offline").symlink_to(feast_env.settings.offline_dir.resolve(), target_is_directory=True)
+    broken = _repo_copy(tmp_path / "broken", "name: flight_delay\nfeature_servce: flight_delay_v1\n")
+    env = {"FEATURELOOP_DATA_DIR": str(data), "FEATURELOOP_FEATURE_REPO": str(broken)}
+    done = _featureloop("apply", env)
+    assert done.returncode == 2, done.stderr
+    assert "feature_servce: not a field of the spec (misspelt?)" in done.stderr
+    assert "Nothing was applied." in done.stderr
+    assert not (data / "feast").exists()  # no registry, no online store
+
+    raw = _spec(spine__derived_keys={}).model_dump(exclude_defaults=True)
+    env["FEATURELOOP_FEATURE_REPO"] = str(_repo_copy(tmp_path / "keyless", yaml.safe_dump(raw)))
+    done = _featureloop("apply", env)
+    assert done.returncode == 2, done.stderr
+    assert "the registry is applied, but 1 problem(s)" in done.stderr
+    assert "join key 'route' can be built from no request" in done.stderr
