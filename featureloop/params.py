@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from featureloop.monitoring.thresholds import DecayConfig, DriftConfig
 from featureloop.training.gate import GateConfig
+
+if TYPE_CHECKING:
+    from featureloop.project.spec import Monitoring
 
 ModelFamily = Literal["hist_gradient_boosting", "logistic_regression"]
 # How a message names a parameter with its value: `train_start=2013-05-01T00:00:00+00:00` for a
@@ -216,3 +219,21 @@ def explain(error: ValidationError, label: Label = parameter_label) -> str:
     `label` shows it (the command line: its option and the value as typed); pydantic's own rendering,
     with its input dump and documentation link, is written for developers."""
     return "\n".join(_sentence(e, label) for e in error.errors(include_url=False))
+
+
+def drift_params_for(monitoring: Monitoring, **given: Any) -> DriftParams:
+    """A drift run's parameters with the project's `monitoring` section (project.yaml) as defaults:
+    what `given` leaves out or None comes from the spec (the window's length, the drift and decay
+    thresholds, persistence, the skew sample). `featureloop drift` and the scheduled deployment's
+    form start from it; a DriftParams built by hand is taken as it is."""
+    from featureloop.project.spec import parse_duration
+
+    defaults: dict[str, Any] = {
+        "window_hours": parse_duration(monitoring.window).total_seconds() / 3600,
+        "drift": monitoring.drift,
+        "decay": monitoring.decay,
+        "persistence_k": monitoring.persistence_k,
+        "persistence_n": monitoring.persistence_n,
+        "skew_sample": monitoring.skew_sample,
+    }
+    return DriftParams(**{**defaults, **{k: v for k, v in given.items() if v is not None}})

@@ -4,7 +4,8 @@
 
 Deployments (each a form in the Prefect UI, from the flows' pydantic parameters):
 - `materialize/materialize`: scheduled every `--materialize-every` minutes (incremental, idempotent);
-- `drift/drift`: scheduled every `--drift-every` minutes (the last 7 days of served predictions);
+- `drift/drift`: scheduled every `--drift-every` minutes (the last `monitoring.window` of served
+  predictions, with the thresholds of the project's spec, feature_repo/project.yaml, as its form's values);
 - `train/train`, `rollback/rollback`: on demand;
 - `retrain/retrain`: triggered by the event `featureloop.drift.detected` (the automation is created
   when this process registers the deployment; no hand steps), with the event's window end and
@@ -23,6 +24,9 @@ from prefect import serve
 from prefect.events import DeploymentEventTrigger
 
 from featureloop.monitoring.checks import EVENT
+from featureloop.params import drift_params_for
+from featureloop.project.spec import load_spec
+from featureloop.settings import Settings
 from flows.drift import drift
 from flows.materialize import materialize
 from flows.retrain import retrain
@@ -60,6 +64,8 @@ def deployments(
         ),
         drift.to_deployment(
             name="drift", interval=every(drift_every), concurrency_limit=1,
+            # The form starts from the project's thresholds (monitoring in feature_repo/project.yaml).
+            parameters={"params": drift_params_for(load_spec(Settings().feature_repo).monitoring).model_dump(mode="json")},
             description="Drift, decay and skew of the last window of served predictions (scheduled).",
         ),
         train.to_deployment(name="train", description="Train, register, gate and promote (on demand)."),

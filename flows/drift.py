@@ -19,7 +19,8 @@ from featureloop.monitoring.checks import EVENT
 from featureloop.monitoring.outputs import markdown
 from featureloop.monitoring.pipeline import drift_pipeline
 from featureloop.monitoring.window import NoWindow
-from featureloop.params import DriftParams
+from featureloop.params import DriftParams, drift_params_for
+from featureloop.project.spec import load_spec
 from featureloop.settings import Settings
 from featureloop.steps import StepOptions
 from flows.steps import PrefectSteps
@@ -55,11 +56,13 @@ def send_event(summary: dict[str, Any]) -> str | None:
 def drift(params: DriftParams | None = None) -> dict[str, Any]:
     """Check a window of served predictions for drift, decay and skew; raise the event when they hold.
     With nothing to check (no champion, no plausible served rows) the run ends with the outcome
-    "no window" and the reason, not a failure: the schedule keeps running."""
-    params = params or DriftParams()
+    "no window" and the reason, not a failure: the schedule keeps running. Without parameters, the
+    project's (`monitoring` in feature_repo/project.yaml)."""
+    settings = Settings()
+    params = params or drift_params_for(load_spec(settings.feature_repo).monitoring)
     logger = get_run_logger()
     try:
-        run = drift_pipeline(PrefectSteps(STEP_OPTIONS), Settings(), params)
+        run = drift_pipeline(PrefectSteps(STEP_OPTIONS), settings, params)
     except NoWindow as exc:
         logger.warning("no window to check: %s", exc)
         create_markdown_artifact(

@@ -26,21 +26,31 @@ def drift(
         str | None,
         typer.Option(help="Window end (ISO, UTC, exclusive); default: after the newest served row."),
     ] = None,
-    hours: Annotated[float, typer.Option(help="Window length when --start is not given.")] = 24 * 7,
+    hours: Annotated[
+        float | None,
+        typer.Option(
+            help="Window length when --start is not given; default: the project's monitoring.window."
+        ),
+    ] = None,
     skew_sample: Annotated[
-        int, typer.Option(help="Entities per feature view for the skew check (0: skip).")
-    ] = 200,
+        int | None,
+        typer.Option(
+            help="Entities per feature view for the skew check (0: skip); default: the project's monitoring.skew_sample."
+        ),
+    ] = None,
 ) -> None:
     """Check a window of served predictions for drift, decay on delayed labels, and online/offline skew.
 
     Writes the HTML and JSON reports (also to MLflow) and the gauges /metrics serves. The Prefect flow
     `drift` does the same and also sends the featureloop.drift.detected event; this command does not.
+    The thresholds are the project's (`monitoring` in feature_repo/project.yaml).
     """
     from pydantic import ValidationError
 
     from featureloop.monitoring.pipeline import run_drift
     from featureloop.monitoring.window import NoWindow
-    from featureloop.params import DriftParams, explain
+    from featureloop.params import drift_params_for, explain
+    from featureloop.project.spec import SpecError, load_spec
     from featureloop.training.registry import TrackingUnavailable
 
     settings = load_settings()
@@ -48,11 +58,16 @@ def drift(
     typed = {
         "window_start": start,
         "window_end": end,
-        "window_hours": str(hours),
-        "skew_sample": str(skew_sample),
+        "window_hours": None if hours is None else str(hours),
+        "skew_sample": None if skew_sample is None else str(skew_sample),
     }
     try:
-        params = DriftParams(
+        monitoring = load_spec(settings.feature_repo).monitoring
+    except SpecError as exc:
+        raise fail(str(exc)) from exc
+    try:
+        params = drift_params_for(
+            monitoring,
             window_start=parse_time(start, "--start"),
             window_end=parse_time(end, "--end"),
             window_hours=hours,

@@ -116,3 +116,19 @@ def test_apply_checks_the_spec_before_and_after_applying(feast_env: FeastEnv, tm
     assert done.returncode == 2, done.stderr
     assert "the registry is applied, but 1 problem(s)" in done.stderr
     assert "join key 'route' can be built from no request" in done.stderr
+
+
+def test_the_drift_runs_thresholds_are_the_projects() -> None:
+    """`monitoring` in project.yaml is where an operator edits the thresholds: the scheduled
+    deployment's form and `featureloop drift` start from it; what is given explicitly wins."""
+    from featureloop.params import drift_params_for
+    from flows.deploy import deployments
+
+    spec = _spec(monitoring__window="3d", monitoring__persistence_k=1)
+    params = drift_params_for(spec.monitoring, skew_sample=0, window_hours=None)
+    assert params.drift.min_psi == 0.2 and params.drift.share_threshold == 0.4  # the worked example's
+    assert params.window_hours == 72 and params.persistence_k == 1 and params.skew_sample == 0
+    drift = next(d for d in deployments(None, None) if d.name == "drift")
+    form = drift.parameters["params"]
+    assert form["drift"]["min_psi"] == 0.2 and form["drift"]["share_threshold"] == 0.4
+    assert form["window_hours"] == 168 and form["persistence_k"] == 2 and form["skew_sample"] == 200
