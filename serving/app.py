@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from featureloop.settings import Settings
+from featureloop.training.dataset import ENTITY_COLUMNS
 from serving.docs import add_docs
 from serving.http import ServingLayer, answer_online_features, answer_predict
 from serving.metrics import ServingMetrics
@@ -54,6 +55,28 @@ class ServingApp(FastAPI):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.layer(scope, receive, send)
+
+
+class UnservableService(RuntimeError):
+    """The champion's feature service joins on a key no /predict request can build."""
+
+
+def check_keys_buildable(store: FeatureStore, service: str) -> None:
+    """Refuse to start (naming the key) when a join key of `service` cannot be built from a request,
+    rather than answer every /predict with a 503."""
+    from featureloop.project.checks import service_contract
+
+    contract = service_contract(store, service)
+    if isinstance(contract, str):
+        raise UnservableService(contract)
+    missing = [key for key in contract[0] if key not in ENTITY_COLUMNS]
+    if missing:
+        raise UnservableService(
+            f"the champion's feature service {service!r} joins on {missing}, which no /predict request "
+            f"can build (a request gives {list(ENTITY_COLUMNS)}); serve a model of a service joined on "
+            "those keys, or declare the key in the project's spec (spine.request_fields or "
+            "spine.derived_keys) once serving derives its request from it"
+        )
 
 
 def create_app(
@@ -104,7 +127,7 @@ def create_app(
             on_swap=lambda m: _record_swap(metrics, m),
             on_error=lambda _e: metrics.tracking_errors.inc(),
         )
-        watcher.load_now()
+        check_keys_buildable(state.store, watcher.load_now().feature_service)  # or refuse to start
         watcher.start()
         state.watcher = watcher
         if settings.serving_mode != "champion":

@@ -132,3 +132,64 @@ def test_the_drift_runs_thresholds_are_the_projects() -> None:
     form = drift.parameters["params"]
     assert form["drift"]["min_psi"] == 0.2 and form["drift"]["share_threshold"] == 0.4
     assert form["window_hours"] == 168 and form["persistence_k"] == 2 and form["skew_sample"] == 200
+
+
+GATED = """
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64
+
+gate = Entity(name="gate", join_keys=["gate_id"], value_type=ValueType.STRING)
+gate_source = FileSource(path="{path}", timestamp_field="event_timestamp")
+gate_load = FeatureView(
+    name="gate_load", entities=[gate], ttl=timedelta(days=1), schema=[Field(name="load", dtype=Float64)],
+    source=gate_source,
+)
+gated_v1 = FeatureService(name="gated_v1", features=[gate_load])
+"""
+
+
+def test_serving_refuses_to_start_on_a_service_joined_on_a_key_no_request_builds(
+    feast_env: FeastEnv, tmp_path: Path
+) -> None:
+    """A champion of a service that joins on `gate_id`, which a /predict request does not carry:
+    serving does not start (naming the key), rather than answering every request with a 503."""
+    import asyncio
+
+    import pandas as pd
+
+    from featureloop.featurestore.store import apply_repo, open_store
+    from featureloop.settings import Settings
+    from serving.app import UnservableService, create_app
+    from serving.model import ServingModel
+
+    gates = tmp_path / "gates.parquet"
+    pd.DataFrame(
+        {"gate_id": ["A1"], "event_timestamp": pd.to_datetime(["2013-01-02"], utc=True), "load": [0.5]}
+    ).to_parquet(gates)
+    repo = _repo_copy(tmp_path, (PROJECT_ROOT / "feature_repo" / "project.yaml").read_text())
+    (repo / "gates.py").write_text(GATED.format(path=gates))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "offline").symlink_to(feast_env.settings.offline_dir.resolve(), target_is_directory=True)
+    settings = Settings(data_dir=data, feature_repo=repo)
+    apply_repo(settings)
+
+    class GatedModels:
+        def resolver(self, alias: str) -> Any:
+            return lambda: ("1", {}) if alias == "champion" else None
+
+        def load(self, version: str, tags: dict[str, str]) -> ServingModel:
+            return ServingModel("gated", version, None, [], [], "gated_v1", 0.0)
+
+    app = create_app(settings, store=open_store(settings), models=GatedModels())
+
+    async def start() -> None:
+        async with app.router.lifespan_context(app):
+            pass
+
+    with pytest.raises(
+        UnservableService, match=r"joins on \['gate_id'\], which no /predict request can build"
+    ):
+        asyncio.run(start())
