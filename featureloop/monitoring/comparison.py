@@ -16,20 +16,14 @@ from featureloop.monitoring.thresholds import DriftConfig
 from featureloop.sql import quote_literal
 
 
-def log_window(log_dir: Path, start: datetime, end: datetime, model_version: str | None = None) -> str:
-    """A DuckDB relation of the prediction log rows whose prediction time falls in [start, end);
-    with `model_version`, only the rows that version answered as champion (a newly promoted model is
-    judged on its own predictions, not its predecessor's, and canary rows stay out)."""
+def log_window(log_dir: Path, start: datetime, end: datetime) -> str:
+    """A DuckDB relation of the prediction log rows whose prediction time falls in [start, end),
+    whichever version answered them (decay keeps the champion's own: `window.champion_rows`)."""
     pattern = quote_literal(str(log_dir / "**" / "*.parquet"))
-    version = (
-        f"AND model_version = {quote_literal(model_version)} AND coalesce(role, 'champion') = 'champion' "
-        if model_version is not None
-        else ""
-    )
     return (
         f"(SELECT * FROM read_parquet({pattern}, union_by_name = true) "
         f"WHERE event_timestamp >= {quote_literal(start.isoformat())}::TIMESTAMPTZ "
-        f"AND event_timestamp < {quote_literal(end.isoformat())}::TIMESTAMPTZ {version})"
+        f"AND event_timestamp < {quote_literal(end.isoformat())}::TIMESTAMPTZ)"
     )
 
 
