@@ -40,15 +40,12 @@ class Decay:
 
 def outcomes_sql(spine_path: Path, spine: Spine, outcome: OutcomeKnown, label: str) -> str:
     """The spine's rows as (__id, __label, __known_at): the id, the label expression, and when the
-    outcome is known (a column, or the prediction time plus a fixed delay)."""
-    after = outcome.after
-    known = (
-        quote_identifier(str(outcome.column))
-        if after is None
-        else f"{quote_identifier(spine.time)} + to_seconds({int(after.total_seconds())})"
-    )
+    outcome is known (`known_at_sql`)."""
+    from featureloop.project.outcomes import known_at_sql
+
     return (
-        f"(SELECT {quote_identifier(spine.id)} AS __id, ({label}) AS __label, {known} AS __known_at "
+        f"(SELECT {quote_identifier(spine.id)} AS __id, ({label}) AS __label, "
+        f"{known_at_sql(spine, outcome)} AS __known_at "
         f"FROM read_parquet({quote_literal(str(spine_path))}))"
     )
 

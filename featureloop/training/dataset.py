@@ -64,12 +64,16 @@ def labels_of(rows: pd.DataFrame, spec: ProjectSpec) -> pd.Series:
 
 
 def known_times(rows: pd.DataFrame, spec: ProjectSpec) -> pd.Series:
-    """When each spine row's outcome becomes known: a column of the spine, or the prediction time
-    plus the spec's fixed delay."""
-    after = spec.task.outcome_known.after
-    if after is None:
-        return rows[str(spec.task.outcome_known.column)]
-    return rows[spec.spine.time] + pd.Timedelta(after)
+    """When each spine row's outcome becomes known (`known_at_sql`, the rule decay runs too)."""
+    from featureloop.project.outcomes import known_at_sql
+    from featureloop.sql import session
+
+    with session() as con:
+        con.register("spine", rows)
+        query = f"SELECT {known_at_sql(spec.spine, spec.task.outcome_known)} AS known_at FROM spine"
+        known = con.execute(query).df()["known_at"]
+    known.index = rows.index
+    return known
 
 
 def build_entity_frame(
