@@ -109,7 +109,10 @@ def champion_rows(window: pa.Table, version: str) -> pa.Table:
 
 def rows_by_version(window: pa.Table) -> dict[str, int]:
     """How many of the window's rows each version answered ("?" for rows without one)."""
+    import pyarrow.compute as pc
+
     if "model_version" not in window.column_names:
         return {"?": window.num_rows} if window.num_rows else {}
-    counts = window["model_version"].cast("string").fill_null("?").value_counts().to_pylist()
-    return {str(c["values"]) or "?": int(c["counts"]) for c in sorted(counts, key=lambda c: str(c["values"]))}
+    versions = pc.if_else(pc.equal(window["model_version"].cast("string"), ""), None, window["model_version"])
+    counts = pc.fill_null(versions.cast("string"), "?").value_counts().to_pylist()
+    return {str(c["values"]): int(c["counts"]) for c in sorted(counts, key=lambda c: str(c["values"]))}

@@ -260,3 +260,12 @@ def test_a_drop_within_sampling_noise_is_not_decay() -> None:
     auc = measure_decay(y, p, 20_000, HOLDOUT, DecayConfig(max_ece_rise=1.0)).metrics["roc_auc"]
     large = {"roc_auc": auc + 0.07, "ece": 0.0, "n": 100_000.0, "positive_rate": 0.3}
     assert measure_decay(y, p, 20_000, large, DecayConfig(max_ece_rise=1.0)).decayed is True
+
+
+def test_rows_by_version_counts_rows_without_a_version_together() -> None:
+    import pyarrow as pa
+
+    from featureloop.monitoring.window import rows_by_version
+
+    table = pa.table({"model_version": pa.array(["1", "", None, "2", "1"])})
+    assert rows_by_version(table) == {"1": 2, "2": 1, "?": 2}  # "" and null are one "?", summed
