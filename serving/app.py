@@ -19,8 +19,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from featureloop.project.spec import ProjectSpec, load_spec
 from featureloop.settings import Settings
-from featureloop.training.dataset import ENTITY_COLUMNS
+from serving.contract import Contract, build_contract
 from serving.docs import add_docs
 from serving.http import ServingLayer, answer_online_features, answer_predict
 from serving.metrics import ServingMetrics
@@ -34,8 +35,6 @@ from serving.schemas import (
     PREDICT_ERRORS,
     UNAUTHORIZED,
     GetOnlineFeaturesRequest,
-    PredictRequest,
-    PredictResponse,
 )
 from serving.sqlite_store import SqliteStoreFile
 from serving.state import AppState
@@ -61,21 +60,21 @@ class UnservableService(RuntimeError):
     """The champion's feature service joins on a key no /predict request can build."""
 
 
-def check_keys_buildable(store: FeatureStore, service: str) -> None:
+def check_keys_buildable(store: FeatureStore, service: str, contract: Contract) -> None:
     """Refuse to start (naming the key) when a join key of `service` cannot be built from a request,
     rather than answer every /predict with a 503."""
     from featureloop.project.checks import service_contract
 
-    contract = service_contract(store, service)
-    if isinstance(contract, str):
-        raise UnservableService(contract)
-    missing = [key for key in contract[0] if key not in ENTITY_COLUMNS]
+    found = service_contract(store, service)
+    if isinstance(found, str):
+        raise UnservableService(found)
+    buildable = [*contract.fields, *(key for key, _ in contract.derived)]
+    missing = [key for key in found[0] if key not in buildable]
     if missing:
         raise UnservableService(
             f"the champion's feature service {service!r} joins on {missing}, which no /predict request "
-            f"can build (a request gives {list(ENTITY_COLUMNS)}); serve a model of a service joined on "
-            "those keys, or declare the key in the project's spec (spine.request_fields or "
-            "spine.derived_keys) once serving derives its request from it"
+            f"can build (a request gives {buildable}); serve a model of a service joined on those "
+            "keys, or declare them in the project's spec (spine.request_fields or spine.derived_keys)"
         )
 
 
@@ -85,17 +84,20 @@ def create_app(
     store: FeatureStore | None = None,
     models: ModelSource | None = None,
     log: PredictionLog | None = None,
+    spec: ProjectSpec | None = None,
 ) -> ServingApp:
     """The app; Feast, the champion and the prediction log open in its lifespan.
 
     Each can be given instead: `store` (a Feast store; default: the settings' repository), `models`
     (where the champion and challenger come from; default: the MLflow registry) and `log` (the
-    prediction log; default: the settings' folder). Until the lifespan has run, requests are still
+    prediction log; default: the settings' folder); `spec` (the project, whose request and response
+    /predict takes and gives; default: the spec in the settings' feature repository). Until the lifespan has run, requests are still
     validated, authorised and refused as usual (the HTTP contract tests drive the app so, in-process).
     """
     settings = settings or Settings()
+    contract = build_contract(spec or load_spec(settings.feature_repo))
     metrics = ServingMetrics()
-    state = AppState(settings=settings, metrics=metrics)
+    state = AppState(settings=settings, metrics=metrics, contract=contract)
     metrics.count_cache_lookups(state.cache_lookups)
 
     @asynccontextmanager
@@ -127,7 +129,7 @@ def create_app(
             on_swap=lambda m: _record_swap(metrics, m),
             on_error=lambda _e: metrics.tracking_errors.inc(),
         )
-        check_keys_buildable(state.store, watcher.load_now().feature_service)  # or refuse to start
+        check_keys_buildable(state.store, watcher.load_now().feature_service, contract)  # or refuse to start
         watcher.start()
         state.watcher = watcher
         if settings.serving_mode != "champion":
@@ -150,7 +152,10 @@ def create_app(
         )
         state.log.start()
         state.batcher = Batcher(
-            state.score_batch, max_rows=max(settings.predict_max_batch, 256), inline=online_type == "sqlite"
+            state.score_batch,
+            lambda body: len(contract.rows_of(body)),
+            max_rows=max(settings.predict_max_batch, 256),
+            inline=online_type == "sqlite",
         )
         state.batcher.start()
         # Feast, MLflow and the model leave a large heap of long-lived objects: freeze it so that full
@@ -219,12 +224,14 @@ def create_app(
         drift = gauges.read_bytes() if gauges.exists() else b""
         return Response(generate_latest(metrics.registry) + drift, media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/predict", response_model=PredictResponse, responses=PREDICT_ERRORS)
-    async def predict(_body: PredictRequest, request: Request) -> Response:
-        """Scores flights. Served by `ServingLayer` below FastAPI; this route documents the endpoint
+    async def predict(_body: Any, request: Request) -> Response:
+        """Scores rows. Served by `ServingLayer` below FastAPI; this route documents the endpoint
         in the OpenAPI schema and answers the same way if the layer is not mounted."""
         status, body = await answer_predict(state, await request.body())
         return Response(body, status_code=status, media_type="application/json")
+
+    predict.__annotations__["_body"] = contract.request_model  # the project's own request model
+    app.post("/predict", response_model=contract.response_model, responses=PREDICT_ERRORS)(predict)
 
     @app.post("/get-online-features", responses=FEATURES_ERRORS)
     def get_online_features(body: GetOnlineFeaturesRequest) -> Response:

@@ -98,7 +98,7 @@ class ServiceReader:
         missing: list[list[str]] = [[] for _ in entity_rows]
         stale: list[list[str]] = [[] for _ in entity_rows]
         keys_by_view = [[key_of(row) for row in entity_rows] for _, _, key_of in self._views]
-        # Each distinct entity is read once (a batch often repeats carriers, airports, routes), all views at once.
+        # Each distinct entity is read once (a batch often repeats the same keys), all views at once.
         distinct = [list(dict.fromkeys(keys)) for keys in keys_by_view]
         found_by_view = self._tables.read(
             [(t, d) for (t, _, _), d in zip(self._views, distinct, strict=True)]

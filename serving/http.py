@@ -2,7 +2,7 @@
 
 `/predict` is answered by a plain ASGI handler: the body is read (bounded), validated by pydantic's
 Rust JSON validator against the same `PredictRequest` model the OpenAPI schema documents, scored by
-the batcher, and the response sent as the bytes the batch's worker thread encoded. For one flight,
+the batcher, and the response sent as the bytes the batch's worker thread encoded. For one row,
 FastAPI's router, dependency injection, body handling and exception middleware cost as much as the
 features and the model together; every other endpoint still goes through FastAPI.
 
@@ -29,7 +29,7 @@ from featureloop.event_time import EventTimeBounds
 from serving.online_features import FeaturesRequestError
 from serving.online_features_plan import Prepared
 from serving.predictor import OnlineStoreUnavailable
-from serving.schemas import GetOnlineFeaturesRequest, PredictRequest
+from serving.schemas import GetOnlineFeaturesRequest
 
 if TYPE_CHECKING:
     from serving.state import AppState
@@ -69,7 +69,7 @@ def _detail(message: str | list[Any]) -> bytes:
 async def answer_predict(state: AppState, raw: bytes) -> tuple[int, bytes]:
     """The status and JSON body of a /predict request (authorisation already checked)."""
     try:
-        request = PredictRequest.model_validate_json(raw)
+        request = state.contract.request_model.model_validate_json(raw)
     except ValidationError as exc:
         errors = [{**e, "loc": ["body", *e["loc"]]} for e in exc.errors(include_url=False)]
         for error in errors:  # a body that is not UTF-8 comes back as text, not as bytes JSON cannot hold
@@ -78,12 +78,13 @@ async def answer_predict(state: AppState, raw: bytes) -> tuple[int, bytes]:
                 error["input"] = given.decode("utf-8", "replace")
         return 422, _detail(errors)
     limit = state.settings.predict_max_batch
-    if len(request.flights) > limit:
+    rows = state.contract.rows_of(request)
+    if len(rows) > limit:
         return 413, _detail(
-            f"flights: {len(request.flights)} rows exceed the batch limit of {limit} "
+            f"{state.contract.batch_field}: {len(rows)} rows exceed the batch limit of {limit} "
             "(send smaller batches, or raise FEATURELOOP_PREDICT_MAX_BATCH)"
         )
-    out_of_range = _event_time_errors(request, state.settings.event_time_bounds)
+    out_of_range = _event_time_errors(rows, state.contract.batch_field, state.settings.event_time_bounds)
     if out_of_range:
         return 422, _detail(out_of_range)
     if state.batcher is None or state.watcher is None or state.watcher.current is None:
@@ -109,22 +110,22 @@ def answer_online_features(
         return 503, _detail(f"online store unavailable: {type(exc).__name__}: {exc}; retry shortly")
 
 
-def _event_time_errors(request: PredictRequest, bounds: EventTimeBounds) -> list[dict[str, Any]]:
-    """A validation error per flight whose prediction time is outside the accepted range (one such
+def _event_time_errors(rows: list[Any], batch_field: str, bounds: EventTimeBounds) -> list[dict[str, Any]]:
+    """A validation error per row whose prediction time is outside the accepted range (one such
     request would otherwise move every later default drift window; see featureloop.event_time)."""
     now = datetime.now(UTC)
     errors = []
-    for i, flight in enumerate(request.flights):
-        if flight.event_timestamp is None:
+    for i, row in enumerate(rows):
+        if row.event_timestamp is None:
             continue
-        problem = bounds.problem(flight.event_timestamp, now)
+        problem = bounds.problem(row.event_timestamp, now)
         if problem is not None:
             errors.append(
                 {
                     "type": "value_error",
-                    "loc": ["body", "flights", i, "event_timestamp"],
+                    "loc": ["body", batch_field, i, "event_timestamp"],
                     "msg": problem,
-                    "input": flight.event_timestamp.isoformat(),
+                    "input": row.event_timestamp.isoformat(),
                 }
             )
     return errors

@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from featureloop.training.dataset import ENTITY_COLUMNS, REQUEST_FEATURES
+from serving.contract import Contract
 from serving.features import ServedFeatures, ServiceReader
 from serving.model import ServingModel
-from serving.schemas import PredictRequest
 
 
 class OnlineStoreUnavailable(RuntimeError):
@@ -41,57 +40,41 @@ class Scored:
     status_counts: dict[str, int]
 
 
-def _rows(body: PredictRequest, now: datetime) -> list[dict[str, Any]]:
-    return [
-        {
-            "flight_id": f.flight_id,
-            "tailnum": f.tailnum or "",
-            "origin": f.origin,
-            "carrier": f.carrier,
-            "route": f"{f.origin}-{f.dest}",
-            "dest": f.dest,
-            "distance": f.distance,
-            "sched_hour": f.sched_hour,
-            "day_of_week": f.day_of_week,
-            "event_timestamp": (f.event_timestamp or now).astimezone(UTC),
-        }
-        for f in body.flights
-    ]
-
-
 class ServiceReadError(RuntimeError):
     """Reading the online store failed (the cause is chained)."""
 
 
 def _read_and_predict(
-    reader: ServiceReader, model: ServingModel, rows: list[dict[str, Any]]
+    reader: ServiceReader, model: ServingModel, rows: list[dict[str, Any]], contract: Contract
 ) -> tuple[ServedFeatures, np.ndarray]:
-    """The service's online features for the rows, and the model's probabilities on them."""
+    """The service's online features for the rows (each read by its join keys), and the model's
+    predictions on them."""
     try:
-        served = reader.read(
-            [{k: r[k] for k in ENTITY_COLUMNS} for r in rows], [r["event_timestamp"] for r in rows]
-        )
+        served = reader.read(rows, [r["event_timestamp"] for r in rows])
     except Exception as exc:
         raise ServiceReadError("online read failed") from exc
-    request_fields = {key: [row[key] for row in rows] for key in REQUEST_FEATURES}
+    request_fields = {key: [row[key] for row in rows] for key in contract.model_fields}
     return served, model.predict_columns({**request_fields, **served.columns})
 
 
 def score(
-    reader: ServiceReader, model: ServingModel, bodies: list[PredictRequest], threshold: float
+    reader: ServiceReader, model: ServingModel, bodies: list[Any], contract: Contract, threshold: float
 ) -> Scored:
-    """Score every flight of every request with one feature read and one model call."""
+    """Score every row of every request with one feature read and one model call."""
     start = time.perf_counter()
     now = datetime.now(UTC)
-    per_request = [_rows(body, now) for body in bodies]
+    per_request = [contract.shape(body, now) for body in bodies]
     rows = [row for request_rows in per_request for row in request_rows]
     try:
-        served, probability = _read_and_predict(reader, model, rows)
+        served, predicted = _read_and_predict(reader, model, rows, contract)
     except ServiceReadError as exc:
         cause = exc.__cause__
         raise OnlineStoreUnavailable(f"{type(cause).__name__}: {cause}") from cause
-    probabilities = probability.tolist()
-    delayed = [p >= threshold for p in probabilities]
+    values = predicted.tolist()
+    binary = contract.task == "binary"
+    decisions = [p >= threshold for p in values] if binary else []
+    value_key = "probability" if binary else "prediction"
+    id_field, decision_field = contract.id_field, contract.decision_field
     latency_ms = (time.perf_counter() - start) * 1000
     responses, request_ids, i = [], [], 0
     for request_rows in per_request:
@@ -99,15 +82,12 @@ def score(
         request_ids.extend([request_id] * len(request_rows))
         predictions = []
         for row in request_rows:
-            predictions.append(
-                {
-                    "flight_id": row["flight_id"],
-                    "probability": probabilities[i],
-                    "delayed": delayed[i],
-                    "missing_features": served.missing[i],
-                    "stale_features": served.stale[i],
-                }
-            )
+            answer = {id_field: row[id_field], value_key: values[i]}
+            if binary:
+                answer[decision_field] = decisions[i]
+            answer["missing_features"] = served.missing[i]
+            answer["stale_features"] = served.stale[i]
+            predictions.append(answer)
             i += 1
         responses.append(
             {
@@ -128,39 +108,44 @@ def score(
         "stale_features": [",".join(names) for names in served.stale],
         "model_name": [model.name] * n,
         "model_version": [model.version] * n,
-        "probability": probabilities,
-        "delayed": delayed,
+        "prediction": values,
+        **({"decision": decisions} if binary else {}),
         "latency_ms": [latency_ms] * n,
     }
     return Scored(responses=responses, log_columns=log_columns, rows=n, status_counts=served.status_counts())
 
 
-def shadow_columns(reader: ServiceReader, model: ServingModel, bodies: list[PredictRequest]) -> list[float]:
-    """The challenger's probabilities for every row (features of its own service), for the log only."""
+def shadow_columns(
+    reader: ServiceReader, model: ServingModel, bodies: list[Any], contract: Contract
+) -> list[float]:
+    """The challenger's predictions for every row (features of its own service), for the log only."""
     now = datetime.now(UTC)
-    _, probability = _read_and_predict(reader, model, [row for body in bodies for row in _rows(body, now)])
-    return [float(p) for p in probability]
+    rows = [row for body in bodies for row in contract.shape(body, now)]
+    _, predicted = _read_and_predict(reader, model, rows, contract)
+    return [float(p) for p in predicted]
 
 
 @dataclass
 class _Job:
-    body: PredictRequest
+    body: Any
     future: asyncio.Future[bytes]
 
 
 class Batcher:
     """Forms batches of concurrent requests and scores each batch: on the event loop when `inline`
-    (a local SQLite store: handing a batch to a thread and back cost more than scoring one flight),
+    (a local SQLite store: handing a batch to a thread and back cost more than scoring one row),
     else in a worker thread (Redis: network waits must not hold the loop)."""
 
     def __init__(
         self,
-        score_batch: Callable[[list[PredictRequest]], list[bytes | Exception]],
+        score_batch: Callable[[list[Any]], list[bytes | Exception]],
+        count_rows: Callable[[Any], int],
         max_rows: int,
         *,
         inline: bool = False,
     ) -> None:
         self._score = score_batch
+        self._count = count_rows
         self._max_rows = max_rows
         self._inline = inline
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
@@ -175,7 +160,7 @@ class Batcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def submit(self, body: PredictRequest) -> bytes:
+    async def submit(self, body: Any) -> bytes:
         """The request's response body (JSON), once its batch is scored."""
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(body, future))
@@ -184,11 +169,11 @@ class Batcher:
     async def _run(self) -> None:
         while True:
             jobs = [await self._queue.get()]
-            rows = len(jobs[0].body.flights)
+            rows = self._count(jobs[0].body)
             while not self._queue.empty() and rows < self._max_rows:
                 job = self._queue.get_nowait()
                 jobs.append(job)
-                rows += len(job.body.flights)
+                rows += self._count(job.body)
             try:
                 bodies = [job.body for job in jobs]
                 responses = (

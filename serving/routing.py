@@ -1,15 +1,15 @@
 """Which model answers which request: the champion, or in canary mode the challenger for the requests
 whose routing key hashes into its share; in shadow mode the challenger also scores every request for
-the log. Pure functions of the requests and the settings (no I/O)."""
+the log. Pure functions of the requests and the settings (no I/O); a request's routing key is the
+project's (`Contract.routing_key`)."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from serving.contract import Contract
 from serving.model import ServingModel
-from serving.schemas import PredictRequest
 
 Role = Literal["champion", "canary"]
 
@@ -23,24 +23,18 @@ class Group:
     role: Role
 
 
-def in_canary(body: PredictRequest, share: float) -> bool:
-    """Stable routing: the request's first aircraft (or flight id) hashed into [0, 1) below `share`."""
-    first = body.flights[0]
-    key = first.tailnum or first.flight_id or f"{first.carrier}-{first.origin}-{first.dest}"
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64 < share
-
-
 def route(
-    bodies: list[PredictRequest],
+    bodies: list[Any],
     champion: ServingModel,
     challenger: ServingModel | None,
     mode: str,
     canary_share: float,
+    contract: Contract,
 ) -> list[Group]:
     """The groups of a batch, each answered wholly by one model version (empty groups left out)."""
     if mode != "canary" or challenger is None:
         return [Group(champion, list(range(len(bodies))), "champion")]
-    chosen = [in_canary(body, canary_share) for body in bodies]
+    chosen = [contract.in_share(body, canary_share) for body in bodies]
     groups = [
         Group(champion, [i for i, c in enumerate(chosen) if not c], "champion"),
         Group(challenger, [i for i, c in enumerate(chosen) if c], "canary"),

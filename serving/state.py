@@ -11,7 +11,7 @@ from typing import Any
 from pydantic_core import to_json
 
 from featureloop.settings import Settings
-from featureloop.training.dataset import ENTITY_COLUMNS
+from serving.contract import Contract
 from serving.features import ServiceReader
 from serving.metrics import ServingMetrics
 from serving.model import ChampionWatcher, ServingModel
@@ -19,7 +19,6 @@ from serving.online_features import OnlineFeatures
 from serving.prediction_log import PredictionLog
 from serving.predictor import Batcher, score, shadow_columns
 from serving.routing import route, shadow_of
-from serving.schemas import PredictRequest
 from serving.sqlite_store import SqliteStoreFile
 
 logger = logging.getLogger(__name__)
@@ -33,6 +32,7 @@ class AppState:
 
     settings: Settings
     metrics: ServingMetrics
+    contract: Contract
     store: Any = None
     watcher: ChampionWatcher | None = None
     log: PredictionLog | None = None
@@ -70,12 +70,12 @@ class AppState:
         if model is None:
             return False
         try:
-            self.reader_for(model).read([dict.fromkeys(ENTITY_COLUMNS, "")], [datetime.now(UTC)])
+            self.reader_for(model).read([dict.fromkeys(self.contract.entity_keys, "")], [datetime.now(UTC)])
         except Exception:
             return False
         return True
 
-    def score_batch(self, bodies: list[PredictRequest]) -> list[bytes | Exception]:
+    def score_batch(self, bodies: list[Any]) -> list[bytes | Exception]:
         """Score a batch, log and count it, and encode each request's response (or the error that
         request gets). Each request is answered wholly by one model version: the champion, or in
         canary mode the challenger for the requests its hash selects."""
@@ -84,11 +84,15 @@ class AppState:
         mode = self.settings.serving_mode
         shadow = shadow_of(mode, challenger)
         responses: list[bytes | Exception] = [b""] * len(bodies)
-        for group in route(bodies, self.watcher.current, challenger, mode, self.settings.canary_share):
+        for group in route(
+            bodies, self.watcher.current, challenger, mode, self.settings.canary_share, self.contract
+        ):
             model, indexes = group.model, group.indexes
             requests = [bodies[i] for i in indexes]
             try:
-                scored = score(self.reader_for(model), model, requests, self.settings.decision_threshold)
+                scored = score(
+                    self.reader_for(model), model, requests, self.contract, self.settings.decision_threshold
+                )
             except Exception as exc:  # only this group's requests fail (a canary must not fail the rest)
                 for i in indexes:
                     responses[i] = exc
@@ -105,16 +109,14 @@ class AppState:
                 responses[i] = to_json(response, inf_nan_mode="null")
         return responses
 
-    def _shadow(
-        self, challenger: ServingModel, group: list[PredictRequest], log_columns: dict[str, list[Any]]
-    ) -> None:
+    def _shadow(self, challenger: ServingModel, group: list[Any], log_columns: dict[str, list[Any]]) -> None:
         """Score the challenger for the log; its failures are counted and never reach the caller."""
         try:
-            shadow = shadow_columns(self.reader_for(challenger), challenger, group)
+            shadow = shadow_columns(self.reader_for(challenger), challenger, group, self.contract)
         except Exception as exc:
             logger.warning("shadow scoring with version %s failed: %s", challenger.version, exc)
             self.metrics.errors.labels("/predict", "shadow").inc()
             return
         log_columns["shadow_model_version"] = [challenger.version] * len(shadow)
-        log_columns["shadow_probability"] = shadow
+        log_columns["shadow_prediction"] = shadow
         self.metrics.predictions.labels(challenger.version, "shadow").inc(len(shadow))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,9 @@ def fit_weekly(
     from featureloop.featurestore.store import import_feast_unchecked, open_store
     from featureloop.params import TrainParams
     from featureloop.settings import Settings
+    from featureloop.training.dataset import known_times
     from featureloop.training.fit import fit_candidate
-    from featureloop.training.training_set import TrainingSet, load_training_set
+    from featureloop.training.training_set import load_training_set
 
     settings = Settings.model_validate_json(settings_json)
     params = TrainParams.model_validate_json(params_json)
@@ -65,10 +66,10 @@ def fit_weekly(
         settings.offline_dir,
         params.model_copy(update={"train_start": first, "train_end": max(week_starts)}),
     )
-    flights = pd.read_parquet(
-        settings.offline_dir / "flights.parquet", columns=["flight_id", "outcome_known_ts"]
-    )
-    frame = whole.frame.merge(flights, on="flight_id", how="left")
+    spine = whole.spec.spine
+    rows = pd.read_parquet(whole.source)
+    known = pd.DataFrame({spine.id: rows[spine.id], "__known_at": known_times(rows, whole.spec)})
+    frame = whole.frame.merge(known, on=spine.id, how="left")
     fitted = []
     with threadpool_limits(1):  # one core: the replay and serving use the other
         for start in week_starts:
@@ -76,14 +77,9 @@ def fit_weekly(
             part = frame[
                 (frame[TIME_COLUMN] >= begin)
                 & (frame[TIME_COLUMN] < pd.Timestamp(start))
-                & (frame["outcome_known_ts"] <= pd.Timestamp(start))
-            ].drop(columns=["outcome_known_ts"])
-            candidate = fit_candidate(
-                TrainingSet(
-                    part.reset_index(drop=True), whole.service_features, whole.lineage, whole.request_features
-                ),
-                params,
-            )
+                & (frame["__known_at"] <= pd.Timestamp(start))
+            ].drop(columns=["__known_at"])
+            candidate = fit_candidate(replace(whole, frame=part.reset_index(drop=True)), params)
             fitted.append(
                 pickle.dumps(
                     Fitted(start, candidate.pipeline, candidate.numeric, candidate.categorical, len(part))
@@ -138,7 +134,7 @@ def score_policies(
 ) -> pd.DataFrame:
     """The frame with one probability column per policy (`p_<policy>`) and its replay week."""
     out = frame.copy()
-    out["p_drift-triggered"] = frame["probability"].astype(float)
+    out["p_drift-triggered"] = frame["prediction"].astype(float)
     pipeline, numeric, categorical = never
     out["p_never"] = pipeline.predict_proba(model_input(frame, numeric, categorical))[:, 1]
     out["p_weekly"] = np.nan

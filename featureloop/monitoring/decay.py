@@ -64,15 +64,15 @@ def labelled_predictions(
     con = con or session()
     pid = quote_identifier(id_column)
     served = (
-        f"(SELECT {pid} AS __id, arg_max(probability, served_at) AS probability FROM {log_relation} "
+        f"(SELECT {pid} AS __id, arg_max(prediction, served_at) AS prediction FROM {log_relation} "
         f"WHERE {pid} IS NOT NULL GROUP BY {pid})"
     )
     (n_served,) = con.execute(f"SELECT count(*) FROM {served}").fetchall()[0]
     rows = con.execute(
-        f"SELECT f.__label::INTEGER AS label, s.probability FROM {served} s JOIN {outcomes} f USING (__id) "
+        f"SELECT f.__label::INTEGER AS label, s.prediction FROM {served} s JOIN {outcomes} f USING (__id) "
         f"WHERE f.__label IS NOT NULL AND f.__known_at <= {quote_literal(as_of.isoformat())}::TIMESTAMPTZ"
     ).fetchnumpy()
-    return np.asarray(rows["label"], dtype=int), np.asarray(rows["probability"], dtype=float), int(n_served)
+    return np.asarray(rows["label"], dtype=int), np.asarray(rows["prediction"], dtype=float), int(n_served)
 
 
 def measure_decay(

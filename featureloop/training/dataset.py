@@ -14,17 +14,8 @@ import pandas as pd
 from featureloop.params import Label, ModelFamily, parameter_label
 from featureloop.project.spec import ProjectSpec
 
-# Serving's request fields and keys (serving derives them from the project's spec in a later step;
-# training already does: build_entity_frame).
-REQUEST_FEATURES: tuple[str, ...] = ("distance", "sched_hour", "day_of_week")
-
-
-ENTITY_COLUMNS: tuple[str, ...] = ("tailnum", "origin", "carrier", "route")
-
-
-ID_COLUMN = "flight_id"
-
-
+# The entity frame's columns: the spine's id (its own name), then these two beside the keys and
+# the request fields.
 TIME_COLUMN = "event_timestamp"
 
 
@@ -97,14 +88,12 @@ def build_entity_frame(
         known = f" by {labels_as_of.isoformat()}" if labels_as_of is not None else ""
         data = f"the data covers {_day(sched.min())} .. {_day(sched.max())} UTC" if len(sched) else "no data"
         raise TrainingDataError(
-            f"gives no labelled flights to train on ({len(window)} scheduled in the window, none landed{known}; "
+            f"gives no labelled rows to train on ({len(window)} in the window, no outcome known{known}; "
             f"{data}): use a window inside the data",
             about,
         )
     keys = [k for k in spec.spine.entity_keys if k not in spec.spine.derived_keys or k in labelled.columns]
-    frame = labelled[[spec.spine.id, *keys, *spec.spine.request_features]].rename(
-        columns={spec.spine.id: ID_COLUMN}
-    )
+    frame = labelled[[spec.spine.id, *keys, *spec.spine.request_features]].copy()
     for key, template in spec.spine.derived_keys.items():
         if key not in frame.columns:
             frame[key] = [template.format_map(row) for row in labelled.to_dict("records")]
@@ -113,12 +102,12 @@ def build_entity_frame(
     if spec.task.type == "binary" and frame[LABEL_COLUMN].nunique() < 2:
         only = int(frame[LABEL_COLUMN].iloc[0])
         raise TrainingDataError(
-            f"gives {len(frame):,} labelled flights, and the label `{spec.task.label}` is "
+            f"gives {len(frame):,} labelled rows, and the label `{spec.task.label}` is "
             f"{'true' if only else 'false'} for all of them (one class only, {only}): use a wider window, "
             "or a label with both outcomes (task.label in the project's spec)",
             about,
         )
-    return frame.sort_values([TIME_COLUMN, ID_COLUMN], kind="stable").reset_index(drop=True)
+    return frame.sort_values([TIME_COLUMN, spec.spine.id], kind="stable").reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -128,9 +117,12 @@ class Split:
     holdout: pd.DataFrame
 
 
-def split_by_time(frame: pd.DataFrame, validation_fraction: float, holdout_fraction: float) -> Split:
-    """Oldest rows to train, then validation, then the most recent slice as holdout; no time overlaps."""
-    ordered = frame.sort_values([TIME_COLUMN, ID_COLUMN], kind="stable").reset_index(drop=True)
+def split_by_time(
+    frame: pd.DataFrame, validation_fraction: float, holdout_fraction: float, id_column: str
+) -> Split:
+    """Oldest rows to train, then validation, then the most recent slice as holdout; no time overlaps
+    (ties in time in the order of `id_column`, the spine's id)."""
+    ordered = frame.sort_values([TIME_COLUMN, id_column], kind="stable").reset_index(drop=True)
     times = ordered[TIME_COLUMN]
     cut_val = times.quantile(1 - validation_fraction - holdout_fraction)
     cut_hold = times.quantile(1 - holdout_fraction)
@@ -150,9 +142,22 @@ class SliceNeed:
     why: str
 
 
-def slice_needs(family: ModelFamily, hyperparameters: Mapping[str, Any]) -> dict[str, SliceNeed]:
+def slice_needs(
+    family: ModelFamily, hyperparameters: Mapping[str, Any], task: str = "binary"
+) -> dict[str, SliceNeed]:
     """What each slice of the split needs for the training steps to run (and give their figures)."""
-    train = SliceNeed(2, 1, f"the {family} fit needs a delayed and an on-time flight")
+    if task == "regression":
+        rows = 2
+        settings = {"early_stopping": True, "validation_fraction": 0.1, **hyperparameters}
+        if family == "hist_gradient_boosting" and settings["early_stopping"] is True:
+            share = settings["validation_fraction"]
+            rows = math.floor(1 / float(share)) + 1 if share is not None and float(share) < 1 else 2
+        return {
+            "train": SliceNeed(rows, 0, f"the {family} fit needs {rows} rows"),
+            "validation": SliceNeed(2, 0, "its R2 needs 2 rows"),
+            "holdout": SliceNeed(2, 0, "the gate's R2 needs 2 rows"),
+        }
+    train = SliceNeed(2, 1, f"the {family} fit needs a row of each label class")
     if family == "hist_gradient_boosting":
         settings = {"early_stopping": True, "validation_fraction": 0.1, **hyperparameters}
         if settings["early_stopping"] is True and settings["validation_fraction"] is not None:
@@ -166,8 +171,8 @@ def slice_needs(family: ModelFamily, hyperparameters: Mapping[str, Any]) -> dict
             )
     return {
         "train": train,
-        "validation": SliceNeed(2, 1, "its ROC AUC needs a delayed and an on-time flight"),
-        "holdout": SliceNeed(2, 1, "the gate's ROC AUC needs a delayed and an on-time flight"),
+        "validation": SliceNeed(2, 1, "its ROC AUC needs a row of each label class"),
+        "holdout": SliceNeed(2, 1, "the gate's ROC AUC needs a row of each label class"),
     }
 
 
@@ -184,10 +189,13 @@ def check_split(
     holdout_fraction: float,
     needs: Mapping[str, SliceNeed],
     about: Mapping[str, object],
+    *,
+    id_column: str,
+    task: str = "binary",
 ) -> Split:
     """The time split of a training set (or of its entity rows, before any feature is fetched), or a
     named error when a slice has fewer rows or label classes than a step needs."""
-    split = split_by_time(frame, validation_fraction, holdout_fraction)
+    split = split_by_time(frame, validation_fraction, holdout_fraction, id_column)
     shares = {
         "train": 1 - validation_fraction - holdout_fraction,
         "validation": validation_fraction,
@@ -195,17 +203,22 @@ def check_split(
     }
     for name, need in needs.items():
         part: pd.DataFrame = getattr(split, name)
-        positives = int(part[LABEL_COLUMN].sum())
-        least = min(positives, len(part) - positives)
+        positives = int(part[LABEL_COLUMN].sum()) if task == "binary" else 0
+        least = min(positives, len(part) - positives) if task == "binary" else 0
         if len(part) >= need.rows and least >= need.per_class:
             continue
         # The window that would give this slice enough rows at the same share (ties in time aside).
         window = math.ceil(max(need.rows, 2 * need.per_class) / shares[name])
+        has = (
+            f"{len(part):,} ({positives:,} positive, {len(part) - positives:,} negative)"
+            if task == "binary"
+            else f"{len(part):,}"
+        )
+        least_of_each = f", {need.per_class} of each" if task == "binary" else ""
         raise TrainingDataError(
-            f"gives {len(frame):,} labelled flights; its {SLICE_NAMES[name].format(share=shares[name])} "
-            f"has {len(part):,} ({positives:,} delayed, {len(part) - positives:,} on time), and {need.why} "
-            f"(at least {need.rows} rows, {need.per_class} of each): use a wider window, "
-            f"with at least {window:,} labelled flights",
+            f"gives {len(frame):,} labelled rows; its {SLICE_NAMES[name].format(share=shares[name])} "
+            f"has {has}, and {need.why} (at least {need.rows} rows{least_of_each}): use a wider window, "
+            f"with at least {window:,} labelled rows",
             about,
         )
     return split
@@ -226,9 +239,9 @@ def columns_without_values(frame: pd.DataFrame, columns: list[str]) -> list[str]
     return [c for c in columns if not frame[c].notna().any()]
 
 
-def frame_digest(frame: pd.DataFrame) -> str:
-    """A content hash of a training set, independent of row order."""
-    ordered = frame.sort_values([ID_COLUMN, TIME_COLUMN], kind="stable").reset_index(drop=True)
+def frame_digest(frame: pd.DataFrame, id_column: str) -> str:
+    """A content hash of a training set, independent of row order (`id_column`: the spine's id)."""
+    ordered = frame.sort_values([id_column, TIME_COLUMN], kind="stable").reset_index(drop=True)
     ordered = ordered[sorted(ordered.columns)]
     digest = hashlib.sha256()
     digest.update(",".join(ordered.columns).encode())

@@ -41,6 +41,8 @@ class Candidate:
     calibration: list[dict[str, float]] = field(repr=False, default_factory=list)
     # Service features without a single value in the training slice: not model inputs this time.
     left_out: tuple[str, ...] = ()
+    id_column: str = "id"  # the spine's id column of the split's frames
+    task: str = "binary"
 
     @property
     def holdout_window(self) -> tuple[str, str]:
@@ -50,13 +52,16 @@ class Candidate:
 
 def fit_candidate(training_set: TrainingSet, params: TrainParams) -> Candidate:
     """Split by time, fit the pipeline, measure it (and the prior-rate baseline) on validation and holdout."""
-    needs = slice_needs(params.model_family, params.hyperparameters)
+    task = training_set.spec.task.type
+    needs = slice_needs(params.model_family, params.hyperparameters, task)
     split = check_split(
         training_set.frame,
         params.validation_fraction,
         params.holdout_fraction,
         needs,
         training_window(params),
+        id_column=training_set.spec.spine.id,
+        task=task,
     )
     columns, categorical = feature_columns(
         training_set.frame, training_set.service_features, training_set.request_features
@@ -82,5 +87,14 @@ def fit_candidate(training_set: TrainingSet, params: TrainParams) -> Candidate:
     holdout_p = pipeline.predict_proba(model_input(split.holdout, numeric, categorical))[:, 1]
     calibration = calibration_table(holdout_y, holdout_p)
     return Candidate(
-        pipeline, numeric, categorical, split, metrics, profile, calibration, left_out=tuple(left_out)
+        pipeline,
+        numeric,
+        categorical,
+        split,
+        metrics,
+        profile,
+        calibration,
+        left_out=tuple(left_out),
+        id_column=training_set.spec.spine.id,
+        task=task,
     )

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def score_version(
-    store: FeatureStore, version: VersionInfo, holdout: pd.DataFrame, training_service: str
+    store: FeatureStore, version: VersionInfo, holdout: pd.DataFrame, training_service: str, id_column: str
 ) -> dict[str, float]:
     """A registered model's metrics on a labelled window, with the features of its own service."""
     from featureloop.training.registry import load_model
@@ -35,7 +35,7 @@ def score_version(
     frame = holdout
     if service != training_service:
         keep = [c for c in holdout.columns if c not in set(inputs["numeric"]) | set(inputs["categorical"])]
-        frame = fetch_features(store, holdout[keep], service)
+        frame = fetch_features(store, holdout[keep], service, id_column)
     model = load_model(version.uri)
     proba = model.predict_proba(model_input(frame, inputs["numeric"], inputs["categorical"]))[:, 1]
     return evaluate(frame[LABEL_COLUMN].to_numpy(), proba)
@@ -53,7 +53,9 @@ def gate_and_promote(
 
     champion = get_alias(client, challenger.name, CHAMPION)
     champion_metrics = (
-        score_version(store, champion, candidate.split.holdout, params.feature_service) if champion else None
+        score_version(store, champion, candidate.split.holdout, params.feature_service, candidate.id_column)
+        if champion
+        else None
     )
     decision = decide(
         candidate.metrics["holdout"], champion_metrics, candidate.metrics["baseline_holdout"], params.gate

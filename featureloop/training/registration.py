@@ -66,13 +66,13 @@ def register_candidate(
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
         dataset = from_pandas(
             training_set.frame,
-            source=(offline_dir / "flights.parquet").resolve().as_uri(),
+            source=training_set.source.resolve().as_uri(),
             targets=LABEL_COLUMN,
             name=f"{params.feature_service}@{params.train_start.date()}..{params.train_end.date()}",
             digest=training_set.lineage["training_set_digest"],
         )
     # MLflow would infer the dataset's schema value by value over the whole frame (7 s for two
-    # months of flights); the same schema comes from the rows that show each column's type and gaps.
+    # months of the worked example); the same schema comes from the rows that show each column's type and gaps.
     dataset.__dict__["schema"] = dataset_schema(training_set.frame)
     inputs = {"numeric": candidate.numeric, "categorical": candidate.categorical}
     # The run names its process: a later train tells a version still being tagged by a live run

@@ -19,7 +19,6 @@ from featureloop.params import TrainParams
 from featureloop.project.spec import ProjectSpec, load_spec, spec_hash
 from featureloop.settings import PROJECT_ROOT
 from featureloop.training.dataset import (
-    ID_COLUMN,
     TIME_COLUMN,
     Split,
     TrainingDataError,
@@ -41,6 +40,8 @@ class TrainingSet:
     service_features: list[str]
     lineage: dict[str, str]
     request_features: list[str]  # the request fields the model takes as inputs (the spec's)
+    spec: ProjectSpec  # the project it was built for (its task, its spine's id)
+    source: Path  # the spine's table the rows come from
 
 
 def service_features(store: FeatureStore, name: str) -> tuple[list[str], list[str]]:
@@ -61,13 +62,14 @@ def service_features(store: FeatureStore, name: str) -> tuple[list[str], list[st
     return features, views
 
 
-def fetch_features(store: FeatureStore, entity: pd.DataFrame, service: str) -> pd.DataFrame:
-    """Point-in-time features of a service for entity rows, in the entity frame's row order."""
+def fetch_features(store: FeatureStore, entity: pd.DataFrame, service: str, id_column: str) -> pd.DataFrame:
+    """Point-in-time features of a service for entity rows, in the entity frame's row order
+    (`id_column`: the spine's id, which with the prediction time names a row)."""
     job = store.get_historical_features(entity_df=entity, features=store.get_feature_service(service))
     got = job.to_df()
     features, _ = service_features(store, service)
-    # Feast reorders rows: join back on the flight and its prediction time.
-    merged = entity.merge(got[[ID_COLUMN, TIME_COLUMN, *features]], on=[ID_COLUMN, TIME_COLUMN], how="left")
+    # Feast reorders rows: join back on the id and the prediction time.
+    merged = entity.merge(got[[id_column, TIME_COLUMN, *features]], on=[id_column, TIME_COLUMN], how="left")
     if len(merged) != len(entity):
         raise RuntimeError(
             f"Feast returned {len(got)} rows for {len(entity)} entity rows: keys are not unique"
@@ -95,6 +97,11 @@ def code_version() -> str:
     return f"{sha[:12]}-dirty" if dirty else sha[:12]
 
 
+def path_of_spine(offline_dir: Path, spec: ProjectSpec) -> Path:
+    """The spine's table in the offline store."""
+    return offline_dir / f"{spec.spine.table}.parquet"
+
+
 def training_window(params: TrainParams) -> dict[str, object]:
     """The window's bounds, as a failed check of the window's rows names them."""
     return {"train_start": params.train_start, "train_end": params.train_end}
@@ -104,7 +111,7 @@ def training_spine(offline_dir: Path, params: TrainParams, spec: ProjectSpec) ->
     """The window's labelled prediction events (keys, prediction times, request fields, labels: the
     spec's spine and label) split by time, checked against what every training step needs: the
     check before any feature is fetched."""
-    path = offline_dir / f"{spec.spine.table}.parquet"
+    path = path_of_spine(offline_dir, spec)
     if not path.exists():
         raise TrainingDataError(
             f"no prediction events to train on: {path} does not exist; run `featureloop prepare` "
@@ -113,9 +120,15 @@ def training_spine(offline_dir: Path, params: TrainParams, spec: ProjectSpec) ->
     entity = build_entity_frame(
         pd.read_parquet(path), spec, params.train_start, params.train_end, params.labels_as_of
     )
-    needs = slice_needs(params.model_family, params.hyperparameters)
+    needs = slice_needs(params.model_family, params.hyperparameters, spec.task.type)
     return check_split(
-        entity, params.validation_fraction, params.holdout_fraction, needs, training_window(params)
+        entity,
+        params.validation_fraction,
+        params.holdout_fraction,
+        needs,
+        training_window(params),
+        id_column=spec.spine.id,
+        task=spec.task.type,
     )
 
 
@@ -135,7 +148,7 @@ def load_training_set(
     features, views = service_features(store, params.feature_service)
     spine = spine or training_spine(offline_dir, params, spec)
     entity = pd.concat([spine.train, spine.validation, spine.holdout], ignore_index=True)
-    frame = fetch_features(store, entity, params.feature_service)
+    frame = fetch_features(store, entity, params.feature_service, spec.spine.id)
     service_version = hashlib.sha256(",".join(sorted(features)).encode()).hexdigest()[:12]
     lineage = {
         "feature_service": params.feature_service,
@@ -150,10 +163,15 @@ def load_training_set(
         "project": spec.name,
         "project_spec_hash": spec_hash(spec),
         "labels_as_of": params.labels_as_of.isoformat() if params.labels_as_of else "all landed",
-        "training_set_digest": frame_digest(frame),
+        "training_set_digest": frame_digest(frame, spec.spine.id),
         "training_rows": str(len(frame)),
         "code_version": code_version(),
     }
     return TrainingSet(
-        frame=frame, service_features=features, lineage=lineage, request_features=spec.spine.request_features
+        frame=frame,
+        service_features=features,
+        lineage=lineage,
+        request_features=spec.spine.request_features,
+        spec=spec,
+        source=path_of_spine(offline_dir, spec),
     )

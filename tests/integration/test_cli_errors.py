@@ -109,9 +109,9 @@ def test_a_window_trains_and_registers_and_bad_options_are_sentences(cli: Cli) -
     # feature is fetched; the sentence gives the rows, the need and a size that would do.
     short = assert_named(cli.run("train", "--start", "2013-01-10T14:00", "--end", "2013-01-10T17:00"))
     assert re.fullmatch(
-        r"error: --start 2013-01-10T14:00 --end 2013-01-10T17:00 gives \d+ labelled flights; its "
-        r"(training slice|validation slice|holdout) \(.*\) has \d+ \(\d+ delayed, \d+ on time\), and .* needs? "
-        r".* \(at least \d+ rows, \d of each\): use a wider window, with at least [\d,]+ labelled flights",
+        r"error: --start 2013-01-10T14:00 --end 2013-01-10T17:00 gives \d+ labelled rows; its "
+        r"(training slice|validation slice|holdout) \(.*\) has \d+ \(\d+ positive, \d+ negative\), and .* needs? "
+        r".* \(at least \d+ rows, \d of each\): use a wider window, with at least [\d,]+ labelled rows",
         short,
     ), short
     assert cli.versions() == ["1"]  # nothing of the failures was registered

@@ -111,7 +111,7 @@ def hostile_logs(draw: st.DrawFn, template: pa.Table, version: str) -> tuple[pa.
             times[i] = datetime.now(UTC) + timedelta(minutes=draw(st.integers(0, 600)))
     if draw(st.booleans()):  # every served feature missing
         features = [c for c in table.column_names if c not in ("request_id", "served_at", "event_timestamp",
-                    "model_name", "model_version", "probability", "delayed", "latency_ms", "flight_id",
+                    "model_name", "model_version", "prediction", "decision", "latency_ms", "flight_id",
                     "missing_features", "stale_features", "tailnum", "origin", "dest", "carrier")]  # fmt: skip
         for name in features:
             columns[name] = [None] * n

@@ -28,16 +28,19 @@ from pydantic import SecretStr
 
 from featureloop.featurestore.materialization import materialize_window
 from featureloop.params import TrainParams
-from featureloop.settings import Settings
+from featureloop.project.spec import load_spec
+from featureloop.settings import PROJECT_ROOT, Settings
 from featureloop.training.model import model_input
 from featureloop.training.pipeline import run_training
 from featureloop.training.registry import CHAMPION, connect, load_model
 from serving.app import create_app
+from serving.contract import build_contract
 from tests.integration.conftest import FeastEnv, free_port, serve_app
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
+CONTRACT = build_contract(load_spec(PROJECT_ROOT / "feature_repo"))
 WINDOW = {"train_start": datetime(2013, 1, 1, tzinfo=UTC), "train_end": datetime(2013, 1, 30, tzinfo=UTC)}
 
 
@@ -520,7 +523,7 @@ def test_served_rows_reach_the_prediction_log(served: Served) -> None:
     ).df()
     assert len(rows) == 3
     assert set(rows["model_version"]) == {response["model_version"]}
-    assert rows["probability"].tolist() == pytest.approx([p["probability"] for p in response["predictions"]])
+    assert rows["prediction"].tolist() == pytest.approx([p["probability"] for p in response["predictions"]])
     assert rows["carrier_flights_7d"].notna().all() and rows["latency_ms"].gt(0).all()
 
 
@@ -737,9 +740,6 @@ def challenger(served: Served) -> str:
 def test_canary_answers_a_stable_share_of_aircraft_with_the_challenger(
     served: Served, challenger: str
 ) -> None:
-    from serving.routing import in_canary
-    from serving.schemas import PredictRequest
-
     settings = served.settings.model_copy(update={"serving_mode": "canary", "canary_share": 0.5})
     flights = _flights(served, 40)
     with serve_app(create_app(settings)) as url, httpx.Client(timeout=30) as http:
@@ -749,7 +749,11 @@ def test_canary_answers_a_stable_share_of_aircraft_with_the_challenger(
     assert first == again  # the same aircraft always meets the same model
     assert set(first) == {served.first_version, challenger}
     for flight, version in zip(flights, first, strict=True):
-        expected = challenger if in_canary(PredictRequest(flights=[flight]), 0.5) else served.first_version
+        expected = (
+            challenger
+            if CONTRACT.in_share(CONTRACT.request_model(flights=[flight]), 0.5)
+            else served.first_version
+        )
         assert version == expected
     assert f'featureloop_predictions_total{{model_version="{challenger}",role="canary"}}' in text
 
@@ -769,8 +773,8 @@ def test_shadow_scores_with_the_challenger_but_answers_with_the_champion(
     ).df()
     assert len(rows) == 4  # the app flushed the log on shutdown
     assert set(rows["shadow_model_version"]) == {challenger}
-    assert rows["shadow_probability"].between(0, 1).all()
-    assert not np.allclose(rows["shadow_probability"], rows["probability"])  # a different model scored them
+    assert rows["shadow_prediction"].between(0, 1).all()
+    assert not np.allclose(rows["shadow_prediction"], rows["prediction"])  # a different model scored them
     assert f'featureloop_predictions_total{{model_version="{challenger}",role="shadow"}} 4.0' in text
 
 

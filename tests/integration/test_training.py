@@ -107,7 +107,7 @@ def test_lineage_rebuilds_the_same_training_set(settings: Settings) -> None:
         tags["label"] == "arr_delay > 15" and tags["task"] == "binary" and tags["project"] == "flight_delay"
     )
     assert tags["project_spec_hash"] == spec_hash(load_spec(settings.feature_repo))
-    assert frame_digest(rebuilt.frame) == tags["training_set_digest"]
+    assert frame_digest(rebuilt.frame, "flight_id") == tags["training_set_digest"]
     run = client.get_run(summary["run_id"])
     assert run.inputs.dataset_inputs[0].dataset.digest == tags["training_set_digest"]
     profile = client.download_artifacts(summary["run_id"], "reference_profile.json")
@@ -136,7 +136,7 @@ def test_no_training_row_uses_a_feature_observed_after_its_prediction_time(
     ("change", "message"),
     [
         ({"train_start": datetime(2014, 6, 1, tzinfo=UTC), "train_end": datetime(2014, 7, 1, tzinfo=UTC)},
-         "gives no labelled flights"),
+         "gives no labelled rows"),
         ({"feature_service": "flight_delay_v99"}, "feature_service='flight_delay_v99' is not a feature service"),
     ],
 )  # fmt: skip

@@ -72,7 +72,7 @@ def test_labels_join_only_outcomes_known_by_then_and_the_last_prediction_per_fli
     log = pd.DataFrame(
         {
             "flight_id": ["a", "a", "b", "c"],
-            "probability": [0.1, 0.9, 0.2, 0.5],
+            "prediction": [0.1, 0.9, 0.2, 0.5],
             "served_at": pd.to_datetime(
                 ["2013-05-01T08:00Z", "2013-05-01T09:00Z", "2013-05-01T08:00Z", "2013-05-01T08:00Z"], utc=True
             ),
@@ -116,7 +116,7 @@ def test_an_outcome_known_a_fixed_time_later_and_any_label_expression(tmp_path: 
     log = pd.DataFrame(
         {
             "customer_order": ["o1", "o2", "o3"],
-            "probability": [0.7, 0.2, 0.4],
+            "prediction": [0.7, 0.2, 0.4],
             "served_at": spine["ordered_at"],
         }
     )

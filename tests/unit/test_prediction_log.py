@@ -33,9 +33,9 @@ def test_chunks_with_different_columns_and_all_null_columns_land_in_one_table(tm
     log.start()
     log.append(_chunk(0, 2))  # temp all null: widens to the other chunks' float
     for start in range(2, 602, 3):  # more than one conversion step
-        log.append(_chunk(start, 3, shadow_probability=[0.5] * 3))
+        log.append(_chunk(start, 3, shadow_prediction=[0.5] * 3))
     log.close()
-    rows = _read(tmp_path, "request_id, temp, shadow_probability")
+    rows = _read(tmp_path, "request_id, temp, shadow_prediction")
     assert len(rows) == 2 + 600 and sum(written) == 602
     assert rows[0] == ("r0", None, None) and ("r2", 2.0, 0.5) in rows
     assert len(list(tmp_path.rglob("*.parquet"))) == 1  # closed before the 60 s flush: one file

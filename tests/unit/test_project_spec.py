@@ -14,7 +14,6 @@ from featureloop.params import TrainParams
 from featureloop.project.__main__ import SCHEMA_PATH, render
 from featureloop.project.spec import ProjectSpec, SpecError, load_spec, parse_duration
 from featureloop.settings import PROJECT_ROOT
-from featureloop.training.dataset import ENTITY_COLUMNS, ID_COLUMN, REQUEST_FEATURES
 
 REPO = PROJECT_ROOT / "feature_repo"
 
@@ -25,14 +24,12 @@ def _flights() -> dict[str, Any]:
     return loaded
 
 
-def test_the_worked_examples_spec_declares_what_serving_assumes_today() -> None:
-    """Training and decay read the spec; serving's request model and keys follow in a later step:
-    until then they must agree with it."""
+def test_the_worked_examples_spec_declares_what_its_scorecard_was_measured_with() -> None:
     spec = load_spec(REPO)
     assert spec.feature_service == TrainParams().feature_service
-    assert spec.spine.id == ID_COLUMN
-    assert tuple(spec.spine.entity_keys) == ENTITY_COLUMNS
-    assert tuple(spec.spine.request_features) == REQUEST_FEATURES
+    assert spec.spine.id == "flight_id"
+    assert spec.spine.entity_keys == ["tailnum", "origin", "carrier", "route"]
+    assert spec.spine.request_features == ["distance", "sched_hour", "day_of_week"]
     assert spec.task.label == "arr_delay > 15"  # the demo's scorecard was measured with it
     assert spec.spine.derived_keys == {"route": "{origin}-{dest}"}
     assert spec.task.outcome_known.column == "outcome_known_ts" and spec.task.outcome_known.after is None

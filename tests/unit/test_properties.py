@@ -18,7 +18,9 @@ from pydantic import ValidationError
 from data.schema import ORIGINS, WEATHER, YEAR_END, YEAR_START
 from data.tables import WEATHER_FEATURES
 from data.validate import validate_table
-from serving.schemas import Flight, PredictRequest
+from featureloop.project.spec import load_spec
+from featureloop.settings import PROJECT_ROOT
+from serving.contract import build_contract
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
 JSON = st.recursive(
@@ -28,6 +30,8 @@ JSON = st.recursive(
     ),
     max_leaves=20,
 )
+CONTRACT = build_contract(load_spec(PROJECT_ROOT / "feature_repo"))  # the worked example's request
+Flight, PredictRequest = CONTRACT.row_model, CONTRACT.request_model
 FIELDS = list(Flight.model_fields)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -56,9 +57,11 @@ def test_entity_frame_labels_landed_flights_and_skips_the_unlanded() -> None:
 
 
 def test_window_without_labelled_rows_is_a_named_error() -> None:
-    with pytest.raises(TrainingDataError, match=r"gives no labelled flights .* none landed; the data covers"):
+    with pytest.raises(
+        TrainingDataError, match=r"gives no labelled rows .* no outcome known; the data covers"
+    ):
         build_entity_frame(_flights([None, None]), SPEC, JAN, FEB)
-    with pytest.raises(TrainingDataError, match="no labelled flights"):
+    with pytest.raises(TrainingDataError, match="no labelled rows"):
         build_entity_frame(_flights([10.0]), SPEC, FEB, datetime(2013, 3, 1, tzinfo=UTC))
 
 
@@ -71,7 +74,7 @@ def test_label_with_one_class_is_a_named_error() -> None:
 
 def test_split_by_time_keeps_the_most_recent_rows_for_holdout_without_overlap() -> None:
     frame = build_entity_frame(_flights([float(20 * (i % 2)) for i in range(100)]), SPEC, JAN, FEB)
-    split = split_by_time(frame.sample(frac=1.0, random_state=0), 0.2, 0.1)
+    split = split_by_time(frame.sample(frac=1.0, random_state=0), 0.2, 0.1, "flight_id")
     assert (len(split.train), len(split.validation), len(split.holdout)) == (70, 20, 10)
     assert split.train[TIME_COLUMN].max() < split.validation[TIME_COLUMN].min()
     assert split.validation[TIME_COLUMN].max() < split.holdout[TIME_COLUMN].min()
@@ -91,10 +94,10 @@ def test_metrics_match_hand_computed_values() -> None:
 
 def test_digest_ignores_row_order_but_not_values() -> None:
     frame = build_entity_frame(_flights([0.0, 30.0, 20.0]), SPEC, JAN, FEB)
-    assert frame_digest(frame) == frame_digest(frame.iloc[::-1])
+    assert frame_digest(frame, "flight_id") == frame_digest(frame.iloc[::-1], "flight_id")
     changed = frame.copy()
     changed.loc[0, "distance"] = 201.0
-    assert frame_digest(changed) != frame_digest(frame)
+    assert frame_digest(changed, "flight_id") != frame_digest(frame, "flight_id")
 
 
 def test_model_input_is_float_for_numbers_and_strings_or_nan_for_categories() -> None:
@@ -144,7 +147,7 @@ def test_entity_frame_with_labels_as_of_keeps_only_outcomes_known_by_then() -> N
     as_of = flights["sched_dep_ts"].iloc[1] + pd.Timedelta(hours=3)  # flights 0 and 1 have landed
     frame = build_entity_frame(flights, SPEC, JAN, FEB, labels_as_of=as_of.to_pydatetime())
     assert frame["flight_id"].tolist() == ["F0", "F1"]
-    with pytest.raises(TrainingDataError, match="none landed by"):
+    with pytest.raises(TrainingDataError, match="no outcome known by"):
         build_entity_frame(flights, SPEC, JAN, FEB, labels_as_of=datetime(2013, 1, 1, tzinfo=UTC))
 
 
@@ -187,18 +190,18 @@ def test_a_slice_short_of_a_class_is_named_with_its_rows_and_what_it_needs() -> 
     needs = slice_needs("logistic_regression", {})
     about = {"train_start": JAN, "train_end": FEB}
     with pytest.raises(TrainingDataError) as raised:
-        check_split(frame, 0.2, 0.1, needs, about)
+        check_split(frame, 0.2, 0.1, needs, about, id_column="flight_id")
     assert raised.value.describe(
         lambda name, _v: {"train_start": "--start 2013-01", "train_end": "--end 2013-02"}[name]
     ) == (
-        "--start 2013-01 --end 2013-02 gives 100 labelled flights; its holdout (the latest 10%, on which the "
-        "gate compares models) has 10 (0 delayed, 10 on time), and the gate's ROC AUC needs a delayed and an "
-        "on-time flight (at least 2 rows, 1 of each): use a wider window, with at least 20 labelled flights"
+        "--start 2013-01 --end 2013-02 gives 100 labelled rows; its holdout (the latest 10%, on which the "
+        "gate compares models) has 10 (0 positive, 10 negative), and the gate's ROC AUC needs a row of each "
+        "label class (at least 2 rows, 1 of each): use a wider window, with at least 20 labelled rows"
     )
     assert str(raised.value).startswith(
         "train_start=2013-01-01T00:00:00+00:00 train_end=2013-02-01T00:00:00+00:00 gives"
     )
-    split = check_split(_labelled([i % 2 for i in range(100)]), 0.2, 0.1, needs, about)
+    split = check_split(_labelled([i % 2 for i in range(100)]), 0.2, 0.1, needs, about, id_column="flight_id")
     assert (len(split.train), len(split.validation), len(split.holdout)) == (70, 20, 10)
 
 
@@ -234,7 +237,9 @@ def test_a_feature_without_a_value_in_the_training_slice_is_left_out_of_the_mode
     frame = _labelled([int(v) for v in rng.random(400) < 0.3])
     frame["dense"] = rng.normal(size=len(frame)) + frame[LABEL_COLUMN]
     frame["sparse"] = np.where(np.arange(len(frame)) >= 300, 1.0, np.nan)  # values only after training
-    training_set = TrainingSet(frame, ["dense", "sparse"], {}, SPEC.spine.request_features)
+    training_set = TrainingSet(
+        frame, ["dense", "sparse"], {}, SPEC.spine.request_features, SPEC, Path("flights.parquet")
+    )
     for family in ("hist_gradient_boosting", "logistic_regression"):
         candidate = fit_candidate(
             training_set, TrainParams(train_start=JAN, train_end=FEB, model_family=family)
