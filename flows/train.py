@@ -16,6 +16,7 @@ from featureloop.params import RollbackParams, TrainParams
 from featureloop.settings import Settings
 from featureloop.steps import StepOptions
 from featureloop.training.pipeline import run_rollback, run_training_steps
+from featureloop.training.tasks import task_kind
 from flows.steps import PrefectSteps
 
 # Steps that can pass on a second try (the tracking store or the feature store away a moment).
@@ -29,15 +30,16 @@ TRAIN_STEP_OPTIONS = {
 
 
 def _markdown(summary: dict[str, Any]) -> str:
+    kind = task_kind(summary.get("task"))
     rows = "\n".join(
         f"| {name} | {summary['holdout'][name]:.4f} | {summary['baseline_holdout'][name]:.4f} | "
         + (f"{summary['champion_holdout'][name]:.4f}" if summary["champion_holdout"] else "-")
         + " |"
-        for name in ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
+        for name in kind.metric_names
     )
     return (
         f"# {summary['model']} version {summary['version']}\n\n**{summary['reason']}**\n\n"
-        f"| holdout metric | challenger | prior-rate baseline | champion |\n|---|---|---|---|\n{rows}\n\n"
+        f"| holdout metric | challenger | baseline ({kind.baseline}) | champion |\n|---|---|---|---|\n{rows}\n\n"
         f"Lineage: `{summary['lineage']}`\n"
     )
 

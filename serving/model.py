@@ -31,12 +31,15 @@ class ServingModel:
     feature_service: str
     load_seconds: float
     compiled: CompiledScorer | None = None
+    task: str = "binary"  # its lineage's: the probability of the positive label, or an estimate
 
     def predict_columns(self, columns: dict[str, list[Any]]) -> np.ndarray:
-        """Probabilities from column lists (request fields and served features)."""
+        """Predictions from column lists (request fields and served features)."""
         if self.compiled is not None:
             return self.compiled.predict(columns)
         x = model_input_from_columns(columns, self.numeric, self.categorical)
+        if self.task == "regression":
+            return np.asarray(self.pipeline.predict(x), dtype=float)
         return np.asarray(self.pipeline.predict_proba(x)[:, 1])
 
 
@@ -48,8 +51,9 @@ def load_version(name: str, version: str, tags: dict[str, str]) -> ServingModel:
     pipeline = load_model(f"models:/{name}/{version}")
     inputs = json.loads(tags["model_inputs"])
     numeric, categorical = list(inputs["numeric"]), list(inputs["categorical"])
+    task = tags.get("task", "binary")
     compiled = compile_pipeline(pipeline, numeric, categorical)
-    if compiled is not None and not agrees(compiled, pipeline):
+    if compiled is not None and not agrees(compiled, pipeline, task):
         compiled = None
     return ServingModel(
         name=name,
@@ -60,6 +64,7 @@ def load_version(name: str, version: str, tags: dict[str, str]) -> ServingModel:
         feature_service=tags["feature_service"],
         load_seconds=time.perf_counter() - start,
         compiled=compiled,
+        task=task,
     )
 
 

@@ -54,12 +54,16 @@ class CompiledScorer:
 
 
 def compile_pipeline(pipeline: Any, numeric: list[str], categorical: list[str]) -> CompiledScorer | None:
-    """A compiled scorer for our gradient-boosting pipeline, or None when the pipeline is another kind."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    """A compiled scorer for our gradient-boosting pipeline (classifier or regressor), or None when the
+    pipeline is another kind."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.preprocessing import OrdinalEncoder
 
     model, encode = pipeline.named_steps.get("model"), pipeline.named_steps.get("encode")
-    if not isinstance(model, HistGradientBoostingClassifier) or encode is None:
+    if (
+        not isinstance(model, HistGradientBoostingClassifier | HistGradientBoostingRegressor)
+        or encode is None
+    ):
         return None
     encoder = encode.named_transformers_.get("cat")
     if categorical and not isinstance(encoder, OrdinalEncoder):
@@ -81,7 +85,9 @@ def compile_pipeline(pipeline: Any, numeric: list[str], categorical: list[str]) 
     return CompiledScorer(numeric, categorical, codes, forest, config)
 
 
-def agrees(scorer: CompiledScorer, pipeline: Any, rows: int = 512, seed: int = 0) -> bool:
+def agrees(
+    scorer: CompiledScorer, pipeline: Any, task: str = "binary", rows: int = 512, seed: int = 0
+) -> bool:
     """Both paths on a sample with the model's categories, unseen ones and missing values."""
     rng = np.random.default_rng(seed)
     columns: dict[str, list[Any]] = {}
@@ -92,11 +98,11 @@ def agrees(scorer: CompiledScorer, pipeline: Any, rows: int = 512, seed: int = 0
     for name, codes in zip(scorer.categorical, scorer.codes, strict=True):
         choices = [*codes, "__unseen__", None]
         columns[name] = [choices[i] for i in rng.integers(0, len(choices), rows)]
-    expected = pipeline.predict_proba(model_input_from_columns(columns, scorer.numeric, scorer.categorical))[
-        :, 1
-    ]
+    x = model_input_from_columns(columns, scorer.numeric, scorer.categorical)
+    expected = pipeline.predict(x) if task == "regression" else pipeline.predict_proba(x)[:, 1]
     got = scorer.predict(columns)
-    worst = float(np.max(np.abs(expected - got)))
+    # Relative to the values' size: a regression's estimates are in the label's units.
+    worst = float(np.max(np.abs(expected - got) / np.maximum(1.0, np.abs(expected))))
     if worst > TOLERANCE:
         logger.warning("compiled scorer differs from scikit-learn by %.3g: using scikit-learn", worst)
         return False

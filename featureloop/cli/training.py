@@ -57,8 +57,13 @@ def print_train(summary: dict[str, Any]) -> None:
         f"\nmodel {summary['model']} version {summary['version']} "
         f"(train {rows['train']:,} / validation {rows['validation']:,} / holdout {rows['holdout']:,} rows)"
     )
-    typer.echo("holdout      challenger   baseline   champion")
-    for name in ("roc_auc", "pr_auc", "log_loss", "brier", "ece"):
+    from featureloop.training.tasks import task_kind
+
+    kind = task_kind(summary.get("task"))
+    typer.echo(
+        f"holdout      challenger   baseline   champion   (baseline: the training slice's {kind.baseline})"
+    )
+    for name in kind.metric_names:
         champion = summary["champion_holdout"]
         other = f"{champion[name]:10.4f}" if champion else "         -"
         typer.echo(
@@ -108,7 +113,7 @@ def train(
         rows = summary["rows"]
         typer.echo(
             f"checked: train {rows['train']:,} / validation {rows['validation']:,} / holdout "
-            f"{rows['holdout']:,} labelled flights, feature service {summary['feature_service']}; "
+            f"{rows['holdout']:,} labelled rows, feature service {summary['feature_service']}; "
             "nothing was trained"
         )
         return

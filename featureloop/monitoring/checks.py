@@ -36,6 +36,7 @@ class Champion:
     reference: dict[str, Any]
     holdout: dict[str, float]
     label: str | None  # the label expression it was trained on (None: a model from before the spec)
+    task: str = "binary"
 
 
 def load_champion(settings: Settings, client: MlflowClient | None = None) -> tuple[MlflowClient, Champion]:
@@ -50,7 +51,7 @@ def load_champion(settings: Settings, client: MlflowClient | None = None) -> tup
         raise NoWindow(f"model {settings.model_name!r} has no champion: train and promote one first")
     holdout = {
         k: version.metric(k)
-        for k in ("roc_auc", "ece", "n", "positive_rate")
+        for k in ("roc_auc", "ece", "n", "positive_rate", "mae", "rmse", "r2", "mae_se", "rmse_se")
         if f"holdout.{k}" in version.tags
     }
     return client, Champion(
@@ -58,6 +59,7 @@ def load_champion(settings: Settings, client: MlflowClient | None = None) -> tup
         reference=load_reference_profile(client, version),
         holdout=holdout,
         label=version.tags.get("label"),
+        task=version.tags.get("task", "binary"),
     )
 
 
@@ -105,7 +107,9 @@ def check_labels(
     if not champion.holdout:
         return {"decayed": None, "labelled": len(labels), "served": served,
                 "reason": "the champion recorded no holdout metrics; no decay verdict"}  # fmt: skip
-    summary = decay_summary(measure_decay(labels, probabilities, served, champion.holdout, params.decay))
+    summary = decay_summary(
+        measure_decay(labels, probabilities, served, champion.holdout, params.decay, champion.task)
+    )
     summary["labels_as_of"] = as_of.isoformat()
     return summary
 
@@ -168,6 +172,8 @@ def conclude(
         "auc": metrics.get("roc_auc"),
         "ece": metrics.get("ece"),
         "holdout_auc": champion.holdout.get("roc_auc"),
+        "mae": metrics.get("mae"),
+        "holdout_mae": champion.holdout.get("mae"),
         "labelled": decay.get("labelled", 0),
         "decayed": decay.get("decayed"),
         "skew_mismatches": skew["mismatches"] if skew else None,

@@ -3,9 +3,11 @@
 A prediction's outcome becomes known after it was scored, when the project's spec says (a column
 of the spine, e.g. a flight's gate arrival, or a fixed time after the prediction). A drift run at
 time `as_of` joins the prediction log with the spine's rows (on the spine's id) whose outcome was
-known by then, labels them with the spec's label expression, and measures the serving model on them: ROC AUC and calibration (ECE), against the same
-figures on the model's training holdout. A drop beyond the configured margins is decay: a retrain
-reason of its own, whatever the feature distributions say.
+known by then, labels them with the spec's label expression, and measures the serving model on them
+against the same figures on the model's training holdout: ROC AUC and calibration (ECE) for a binary
+task, MAE and RMSE for regression. A loss beyond the configured margins (and, for the headline
+figure, beyond sampling noise) is decay: a retrain reason of its own, whatever the feature
+distributions say.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from featureloop.monitoring.thresholds import DecayConfig
 from featureloop.project.spec import OutcomeKnown, Spine
 from featureloop.sql import quote_identifier, quote_literal, session
-from featureloop.training.metrics import calibration_table, evaluate
+from featureloop.training.metrics import calibration_table, evaluate, evaluate_regression
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def labelled_predictions(
     *,
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Labels and probabilities of the window's served predictions whose outcome was known by
+    """Labels and predictions of the window's served predictions whose outcome was known by
     `as_of` (`outcomes`: `outcomes_sql`; the last prediction served for an id counts), and how many
     distinct ids were served."""
     con = con or session()
@@ -69,20 +71,28 @@ def labelled_predictions(
     )
     (n_served,) = con.execute(f"SELECT count(*) FROM {served}").fetchall()[0]
     rows = con.execute(
-        f"SELECT f.__label::INTEGER AS label, s.prediction FROM {served} s JOIN {outcomes} f USING (__id) "
+        f"SELECT f.__label::DOUBLE AS label, s.prediction FROM {served} s JOIN {outcomes} f USING (__id) "
         f"WHERE f.__label IS NOT NULL AND f.__known_at <= {quote_literal(as_of.isoformat())}::TIMESTAMPTZ"
     ).fetchnumpy()
-    return np.asarray(rows["label"], dtype=int), np.asarray(rows["prediction"], dtype=float), int(n_served)
+    return np.asarray(rows["label"], dtype=float), np.asarray(rows["prediction"], dtype=float), int(n_served)
 
 
 def measure_decay(
-    labels: np.ndarray, probabilities: np.ndarray, served: int, holdout: dict[str, float], config: DecayConfig
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    served: int,
+    holdout: dict[str, float],
+    config: DecayConfig,
+    task: str = "binary",
 ) -> Decay:
-    """ROC AUC and calibration on the labelled predictions, against the training holdout's."""
+    """The task's metrics on the labelled predictions, against the training holdout's."""
     n = len(labels)
     if n < config.min_labels:
         reason = f"{n} labelled predictions < {config.min_labels} (of {served} served); no decay verdict"
         return Decay(None, n, served, reason, holdout=holdout)
+    if task == "regression":
+        return _regression_decay(labels, probabilities, served, holdout, config)
+    labels = labels.astype(int)
     if len(np.unique(labels)) < 2:
         return Decay(
             None,
@@ -116,6 +126,41 @@ def measure_decay(
         f"ECE {metrics['ece']:.3f} (holdout {holdout['ece']:.3f}): within margins"
     )
     return Decay(bool(reasons), n, served, reason, metrics, holdout, calibration_table(labels, probabilities))
+
+
+def _regression_decay(
+    labels: np.ndarray, predicted: np.ndarray, served: int, holdout: dict[str, float], config: DecayConfig
+) -> Decay:
+    """MAE and RMSE against the holdout's, each rise as a share of the holdout's figure, counted only
+    beyond sampling noise (1.96 standard errors of the difference of the two windows' figures)."""
+    n = len(labels)
+    metrics = evaluate_regression(labels, predicted)
+    if "mae" not in holdout:
+        return Decay(None, n, served, "the champion's holdout has no MAE; no decay verdict", metrics, holdout)
+    rise = metrics["mae"] - holdout["mae"]
+    noise = 1.96 * math.hypot(metrics["mae_se"], holdout.get("mae_se", 0.0))
+    metrics["mae_rise_noise"] = noise
+    reasons = []
+    if holdout["mae"] > 0 and rise / holdout["mae"] > config.max_mae_rise and rise > noise:
+        reasons.append(
+            f"MAE {metrics['mae']:.4g} is {rise / holdout['mae']:.0%} above the holdout's {holdout['mae']:.4g}"
+        )
+    rmse_rise = metrics["rmse"] - holdout.get("rmse", metrics["rmse"])
+    rmse_noise = 1.96 * math.hypot(metrics["rmse_se"], holdout.get("rmse_se", 0.0))
+    metrics["rmse_rise_noise"] = rmse_noise
+    if (
+        holdout.get("rmse", 0) > 0
+        and rmse_rise / holdout["rmse"] > config.max_rmse_rise
+        and rmse_rise > rmse_noise
+    ):
+        reasons.append(
+            f"RMSE {metrics['rmse']:.4g} is {rmse_rise / holdout['rmse']:.0%} above the holdout's {holdout['rmse']:.4g}"
+        )
+    reason = "; ".join(reasons) or (
+        f"MAE {metrics['mae']:.4g} (holdout {holdout['mae']:.4g}, noise +/- {noise:.3g}), "
+        f"RMSE {metrics['rmse']:.4g} (holdout {holdout.get('rmse', float('nan')):.4g}): within margins"
+    )
+    return Decay(bool(reasons), n, served, reason, metrics, holdout)
 
 
 def auc_standard_error(auc: float, n: float, positive_rate: float) -> float:

@@ -118,6 +118,9 @@ def gauges_text(report: dict[str, Any]) -> str:
     gauge("featureloop_window_roc_auc", "ROC AUC on the last window's labelled predictions.").labels(
         version
     ).set(math.nan if summary["auc"] is None else summary["auc"])
+    gauge("featureloop_window_mae", "MAE on the last window's labelled predictions (regression).").labels(
+        version
+    ).set(math.nan if summary.get("mae") is None else summary["mae"])
     gauge("featureloop_skew_mismatches", "Online values that differ from the offline store's.").labels(
         version
     ).set(math.nan if summary["skew_mismatches"] is None else summary["skew_mismatches"])
@@ -189,7 +192,7 @@ def log_to_mlflow(
         "event": float(summary["event"]),
         "labelled": summary["labelled"],
     }
-    metrics |= {k: summary[k] for k in ("auc", "ece", "skew_mismatches") if summary[k] is not None}
+    metrics |= {k: summary[k] for k in ("auc", "ece", "mae", "skew_mismatches") if summary.get(k) is not None}
     for name, value in metrics.items():
         client.log_metric(run.info.run_id, name, float(value))
     client.log_artifact(run.info.run_id, paths["json"])
@@ -208,7 +211,12 @@ def markdown(report: dict[str, Any], paths: dict[str, str]) -> str:
         f"| {f['name']} | {'yes' if f['drifted'] else 'no'} | {f['p_value']:.2e} | {f['psi']:.4f} | {'; '.join(f['notes'])} |"
         for f in top
     )
-    auc = f"{s['auc']:.3f}" if s["auc"] is not None else "-"
+    if s.get("mae") is not None or s.get("holdout_mae") is not None:
+        mae = f"{s['mae']:.4g}" if s.get("mae") is not None else "-"
+        quality = f"window MAE {mae} on {s['labelled']:,} labels (holdout {s.get('holdout_mae')})"
+    else:
+        auc = f"{s['auc']:.3f}" if s["auc"] is not None else "-"
+        quality = f"window ROC AUC {auc} on {s['labelled']:,} labels (holdout {s['holdout_auc']})"
     return (
         f"# Drift: model {s['model']} v{s['model_version']}, {s['window_start'][:16]} .. {s['window_end'][:16]}\n\n"
         f"- window: {s['rows']:,} rows"
@@ -223,8 +231,7 @@ def markdown(report: dict[str, Any], paths: dict[str, str]) -> str:
             else ""
         )
         + f"; drift {label} ({s['share']:.0%} of features); {s['persistence']}\n"
-        f"- delayed labels (v{s['model_version']}'s own rows): {decay}; window ROC AUC {auc} on {s['labelled']:,} labels "
-        f"(holdout {s['holdout_auc']})\n"
+        f"- delayed labels (v{s['model_version']}'s own rows): {decay}; {quality}\n"
         f"- skew mismatches: {s['skew_mismatches']}\n"
         f"- event `{EVENT}`: {'sent: ' + '; '.join(s['reasons']) if s['event'] else 'not sent'}\n"
         f"- report: `{paths['html']}`\n\n"

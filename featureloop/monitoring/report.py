@@ -144,8 +144,17 @@ def render(report: dict[str, Any], history: list[dict[str, Any]]) -> str:
         ),
         line_svg(
             {
-                "window ROC AUC": [h.get("auc") for h in trend],
-                "holdout ROC AUC": [h.get("holdout_auc") for h in trend],
+                **(
+                    {
+                        "window MAE": [h.get("mae") for h in trend],
+                        "holdout MAE": [h.get("holdout_mae") for h in trend],
+                    }
+                    if any(h.get("holdout_mae") is not None for h in trend)
+                    else {
+                        "window ROC AUC": [h.get("auc") for h in trend],
+                        "holdout ROC AUC": [h.get("holdout_auc") for h in trend],
+                    }
+                ),
             },
             labels,
             "Model quality on delayed labels",
@@ -160,7 +169,7 @@ def render(report: dict[str, Any], history: list[dict[str, Any]]) -> str:
                 "mean predicted": [c["mean_predicted"] for c in table],
             },
             [f"{c['bin_low']:.1f}" for c in table],
-            "Observed delay rate against predicted probability (bins)",
+            "Observed positive rate against predicted probability (bins)",
             1.0,
         )
     skew_rows = "".join(

@@ -53,3 +53,11 @@ class DecayConfig(BaseModel):
         description="Holdout ROC AUC minus window AUC beyond this (and beyond sampling noise).",
     )
     max_ece_rise: float = Field(0.05, ge=0, le=1, description="Window ECE minus holdout ECE beyond this.")
+    max_mae_rise: float = Field(
+        0.1,
+        ge=0,
+        description="Regression: window MAE above the holdout's by this share of it (and beyond sampling noise).",
+    )
+    max_rmse_rise: float = Field(
+        0.2, ge=0, description="Regression: window RMSE above the holdout's by this share of it."
+    )

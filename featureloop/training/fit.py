@@ -1,6 +1,7 @@
 """Fit a challenger on the training set and measure it: the time split, the model inputs, the fit,
-its metrics (and the prior-rate baseline's) on validation and holdout, its calibration, and the
-reference profile that drift checks compare served features against."""
+its metrics (and the baseline's: the training slice's positive rate or mean for every row) on
+validation and holdout, its calibration (binary), and the reference profile that drift checks
+compare served features against."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from featureloop.training.dataset import (
     feature_columns,
     slice_needs,
 )
-from featureloop.training.metrics import calibration_table, evaluate
+from featureloop.training.metrics import calibration_table
 from featureloop.training.model import build_pipeline, model_input
+from featureloop.training.tasks import task_kind
 from featureloop.training.training_set import TrainingSet, training_window
 
 if TYPE_CHECKING:
@@ -51,8 +53,9 @@ class Candidate:
 
 
 def fit_candidate(training_set: TrainingSet, params: TrainParams) -> Candidate:
-    """Split by time, fit the pipeline, measure it (and the prior-rate baseline) on validation and holdout."""
+    """Split by time, fit the pipeline, measure it (and the baseline) on validation and holdout."""
     task = training_set.spec.task.type
+    kind = task_kind(task)
     needs = slice_needs(params.model_family, params.hyperparameters, task)
     split = check_split(
         training_set.frame,
@@ -71,21 +74,25 @@ def fit_candidate(training_set: TrainingSet, params: TrainParams) -> Candidate:
     # "window shape cannot be larger than input array shape"): this model goes without it.
     left_out = columns_without_values(split.train, columns)
     numeric = [c for c in columns if c not in left_out]
-    pipeline = build_pipeline(params.model_family, numeric, categorical, dict(params.hyperparameters))
+    pipeline = build_pipeline(params.model_family, numeric, categorical, dict(params.hyperparameters), task)
     y_train = split.train[LABEL_COLUMN].to_numpy()
     if params.shuffle_labels:
         y_train = np.random.default_rng(0).permutation(y_train)
     pipeline.fit(model_input(split.train, numeric, categorical), y_train)
     prior = float(y_train.mean())
     metrics: dict[str, dict[str, float]] = {}
+    predicted: dict[str, np.ndarray] = {}
     for name, part in (("validation", split.validation), ("holdout", split.holdout)):
         y = part[LABEL_COLUMN].to_numpy()
-        metrics[name] = evaluate(y, pipeline.predict_proba(model_input(part, numeric, categorical))[:, 1])
-        metrics[f"baseline_{name}"] = evaluate(y, np.full(len(y), prior))
+        predicted[name] = kind.predict(pipeline, model_input(part, numeric, categorical))
+        metrics[name] = kind.evaluate(y, predicted[name])
+        metrics[f"baseline_{name}"] = kind.evaluate(y, np.full(len(y), prior))
     profile = build_profile(split.train, columns, categorical)  # the data's profile, every feature
-    holdout_y = split.holdout[LABEL_COLUMN].to_numpy()
-    holdout_p = pipeline.predict_proba(model_input(split.holdout, numeric, categorical))[:, 1]
-    calibration = calibration_table(holdout_y, holdout_p)
+    calibration = (
+        calibration_table(split.holdout[LABEL_COLUMN].to_numpy(), predicted["holdout"])
+        if task == "binary"
+        else []
+    )
     return Candidate(
         pipeline,
         numeric,

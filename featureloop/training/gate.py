@@ -17,6 +17,16 @@ class GateConfig(BaseModel):
     min_auc_over_baseline: float = Field(
         0.02, description="ROC AUC a first model must add over the prior-rate baseline (AUC 0.5)."
     )
+    # Regression tasks: MAE and RMSE relative to the other side's (0.01 is 1%).
+    min_mae_gain: float = Field(
+        0.005, ge=0, description="Regression: share of the champion's MAE the challenger must cut."
+    )
+    max_rmse_increase: float = Field(
+        0.02, ge=0, description="Regression: tolerated RMSE rise, as a share of the champion's."
+    )
+    min_mae_gain_over_baseline: float = Field(
+        0.02, description="Regression: share of the training-mean baseline's MAE a first model must cut."
+    )
 
 
 @dataclass(frozen=True)
@@ -35,14 +45,65 @@ def _check(name: str, passed: bool, challenger: float, reference: float, limit: 
     return {"check": name, "passed": passed, "challenger": challenger, "reference": reference, "limit": limit}
 
 
+def _relative(challenger: float, reference: float) -> float:
+    """The challenger's change as a share of the reference (0 when the reference is 0)."""
+    return (challenger - reference) / reference if reference else 0.0
+
+
+def _regression_checks(
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    baseline: dict[str, float],
+    config: GateConfig,
+) -> list[dict[str, Any]]:
+    if champion is None:
+        return [
+            _check(
+                "mae_below_baseline",
+                _relative(challenger["mae"], baseline["mae"]) <= -config.min_mae_gain_over_baseline,
+                challenger["mae"],
+                baseline["mae"],
+                f"<= -{config.min_mae_gain_over_baseline:.1%}",
+            ),
+            _check(
+                "rmse_not_worse_than_baseline",
+                challenger["rmse"] <= baseline["rmse"],
+                challenger["rmse"],
+                baseline["rmse"],
+                "<= baseline",
+            ),
+        ]
+    return [
+        _check(
+            "mae_gain",
+            _relative(challenger["mae"], champion["mae"]) <= -config.min_mae_gain,
+            challenger["mae"],
+            champion["mae"],
+            f"<= -{config.min_mae_gain:.1%}",
+        ),
+        _check(
+            "rmse_guardrail",
+            _relative(challenger["rmse"], champion["rmse"]) <= config.max_rmse_increase,
+            challenger["rmse"],
+            champion["rmse"],
+            f"<= +{config.max_rmse_increase:.1%}",
+        ),
+    ]
+
+
 def decide(
     challenger: dict[str, float],
     champion: dict[str, float] | None,
     baseline: dict[str, float],
     config: GateConfig,
+    task: str = "binary",
 ) -> Decision:
-    """Compare metrics measured on the same window that neither model was trained on."""
-    if champion is None:
+    """Compare metrics measured on the same window that neither model was trained on (the task's:
+    ROC AUC, log loss and calibration for binary; MAE and RMSE for regression)."""
+    if task == "regression":
+        checks = _regression_checks(challenger, champion, baseline, config)
+        reference = "the champion" if champion is not None else "the training-mean baseline"
+    elif champion is None:
         gain = challenger["roc_auc"] - baseline["roc_auc"]
         checks = [
             _check(

@@ -41,3 +41,23 @@ def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "positive_rate": float(y.mean()),
         "n": float(len(y)),
     }
+
+
+def evaluate_regression(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE and R2, with their standard errors (decay's noise: MAE's is the mean absolute
+    error's; RMSE's by the delta method from the mean squared error's) and the label's mean."""
+    y = np.asarray(y, dtype=float)
+    predicted = np.asarray(predicted, dtype=float)
+    errors = np.abs(y - predicted)
+    n = len(y)
+    spread = float(np.var(y))
+    rmse = float(np.sqrt(np.mean(errors**2)))
+    return {
+        "mae": float(errors.mean()),
+        "rmse": rmse,
+        "r2": float(1 - np.mean(errors**2) / spread) if spread > 0 else float("nan"),
+        "mae_se": float(errors.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+        "rmse_se": float((errors**2).std(ddof=1) / np.sqrt(n) / (2 * rmse)) if n > 1 and rmse > 0 else 0.0,
+        "label_mean": float(y.mean()),
+        "n": float(n),
+    }

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -18,9 +18,14 @@ from featureloop.params import ModelFamily
 
 
 def build_pipeline(
-    family: ModelFamily, numeric: list[str], categorical: list[str], hyperparameters: dict[str, Any]
+    family: ModelFamily,
+    numeric: list[str],
+    categorical: list[str],
+    hyperparameters: dict[str, Any],
+    task: str = "binary",
 ) -> Pipeline:
-    """A scikit-learn pipeline that takes a frame with missing values and unseen categories."""
+    """A scikit-learn pipeline that takes a frame with missing values and unseen categories: a
+    classifier for a binary task, a regressor for regression (gradient boosting only)."""
     if family == "hist_gradient_boosting":
         encode = ColumnTransformer(
             [
@@ -50,10 +55,13 @@ def build_pipeline(
             "random_state": 0,
             **hyperparameters,
         }
-        model: Any = HistGradientBoostingClassifier(
+        estimator = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
+        model: Any = estimator(
             categorical_features=list(range(len(numeric), len(numeric) + len(categorical))), **params
         )
     else:
+        if task == "regression":
+            raise ValueError(f"{family} cannot fit a regression task: use hist_gradient_boosting")
         encode = ColumnTransformer(
             [
                 (

@@ -20,6 +20,7 @@ from featureloop.training.fit import Candidate, fit_candidate
 from featureloop.training.gate import Decision
 from featureloop.training.promotion import gate_and_promote
 from featureloop.training.registration import register_candidate
+from featureloop.training.tasks import task_kind
 from featureloop.training.training_set import load_training_set, service_features, training_spine
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def run_training_steps(
     rows = {name: len(getattr(spine, name)) for name in ("train", "validation", "holdout")}
     steps.info(
         f"window {params.train_start.date()} .. {params.train_end.date()}: {sum(rows.values()):,} labelled "
-        f"flights (train {rows['train']:,} / validation {rows['validation']:,} / holdout {rows['holdout']:,})"
+        f"rows (train {rows['train']:,} / validation {rows['validation']:,} / holdout {rows['holdout']:,})"
     )
     if check_only:
         store = steps("open_feature_store", open_store, settings)
@@ -67,7 +68,9 @@ def run_training_steps(
     candidate = steps("fit", fit_candidate, training_set, params)
     if candidate.left_out:
         steps.info(f"left out (no value in the training slice): {', '.join(candidate.left_out)}")
-    steps.info(f"fitted {params.model_family}: holdout ROC AUC {candidate.metrics['holdout']['roc_auc']:.4f}")
+    steps.info(
+        f"fitted {params.model_family}: holdout {task_kind(candidate.task).describe(candidate.metrics['holdout'])}"
+    )
     version = steps(
         "register",
         register_candidate,
@@ -110,6 +113,7 @@ def summarize(
     return {
         "model": version.name,
         "version": version.version,
+        "task": candidate.task,
         "run_id": version.run_id,
         "rows": {name: len(getattr(candidate.split, name)) for name in ("train", "validation", "holdout")},
         "holdout": candidate.metrics["holdout"],

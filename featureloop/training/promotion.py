@@ -13,8 +13,8 @@ from featureloop.params import TrainParams
 from featureloop.training.dataset import LABEL_COLUMN
 from featureloop.training.fit import Candidate
 from featureloop.training.gate import Decision, decide
-from featureloop.training.metrics import evaluate
 from featureloop.training.model import model_input
+from featureloop.training.tasks import task_kind
 from featureloop.training.training_set import fetch_features
 
 if TYPE_CHECKING:
@@ -37,8 +37,9 @@ def score_version(
         keep = [c for c in holdout.columns if c not in set(inputs["numeric"]) | set(inputs["categorical"])]
         frame = fetch_features(store, holdout[keep], service, id_column)
     model = load_model(version.uri)
-    proba = model.predict_proba(model_input(frame, inputs["numeric"], inputs["categorical"]))[:, 1]
-    return evaluate(frame[LABEL_COLUMN].to_numpy(), proba)
+    kind = task_kind(version.tags.get("task"))
+    predicted = kind.predict(model, model_input(frame, inputs["numeric"], inputs["categorical"]))
+    return kind.evaluate(frame[LABEL_COLUMN].to_numpy(), predicted)
 
 
 def gate_and_promote(
@@ -52,14 +53,27 @@ def gate_and_promote(
     from featureloop.training.registry import CHAMPION, get_alias, promote, record_decision
 
     champion = get_alias(client, challenger.name, CHAMPION)
+    champion_task = champion.tags.get("task", "binary") if champion else candidate.task
     champion_metrics = (
         score_version(store, champion, candidate.split.holdout, params.feature_service, candidate.id_column)
-        if champion
+        if champion and champion_task == candidate.task
         else None
     )
-    decision = decide(
-        candidate.metrics["holdout"], champion_metrics, candidate.metrics["baseline_holdout"], params.gate
-    )
+    if champion_task != candidate.task:
+        decision = Decision(
+            False,
+            f"not promoted: the champion (version {champion.version if champion else '?'}) predicts a "
+            f"{champion_task} task and this version a {candidate.task} one, which cannot be compared; "
+            "register a project's models under a model name of their own (FEATURELOOP_MODEL_NAME)",
+        )
+    else:
+        decision = decide(
+            candidate.metrics["holdout"],
+            champion_metrics,
+            candidate.metrics["baseline_holdout"],
+            params.gate,
+            candidate.task,
+        )
     record = decision.as_dict()
     record["champion_version"] = champion.version if champion else None
     holdout_start, holdout_end = candidate.holdout_window

@@ -15,6 +15,7 @@ from featureloop.params import TrainParams
 from featureloop.training.dataset import LABEL_COLUMN
 from featureloop.training.fit import Candidate
 from featureloop.training.model import model_input
+from featureloop.training.tasks import task_kind
 from featureloop.training.training_set import TrainingSet
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def register_candidate(
     from featureloop.training.registry import VersionInfo, creator_tags
 
     x_example = model_input(candidate.split.holdout.head(200), candidate.numeric, candidate.categorical)
-    signature = infer_signature(x_example, candidate.pipeline.predict_proba(x_example)[:, 1])
+    signature = infer_signature(x_example, task_kind(candidate.task).predict(candidate.pipeline, x_example))
     with warnings.catch_warnings():
         # MLflow registers the local-file source twice and warns that a path is ambiguous between them.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
