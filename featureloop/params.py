@@ -87,17 +87,19 @@ class TrainParams(BaseModel):
     """What to train on, how to label it, which model, and how strict the promotion gate is."""
 
     feature_service: str = Field(
-        "flight_delay_v1", description="Feast feature service: the serving contract."
+        "", description="Feast feature service: the serving contract; default: the project spec's."
     )
-    train_start: datetime = Field(
-        datetime(2013, 1, 1, tzinfo=UTC), description="First scheduled departure (UTC)."
+    train_start: datetime | None = Field(
+        None,
+        description="First prediction time (UTC); default: train_end minus the spec's training.window.",
     )
-    train_end: datetime = Field(
-        datetime(2013, 3, 1, tzinfo=UTC), description="End of the window (exclusive, UTC)."
+    train_end: datetime | None = Field(
+        None,
+        description="End of the window (exclusive, UTC); default: just after the last labelled prediction.",
     )
     labels_as_of: datetime | None = Field(
         None,
-        description="Only flights whose outcome was known by then are labelled (UTC); default: all landed.",
+        description="Only outcomes known by then are labels (UTC); default: every known outcome.",
     )
     model_family: ModelFamily = "hist_gradient_boosting"
     hyperparameters: dict[str, float | int | str] = Field(default_factory=dict)
@@ -110,9 +112,22 @@ class TrainParams(BaseModel):
     @model_validator(mode="after")
     def _window(self) -> Self:
         _utc_in_range(self, "train_start", "train_end", "labels_as_of")
-        if self.train_end <= self.train_start:
+        if self.train_start is not None and self.train_end is not None and self.train_end <= self.train_start:
             raise _order(self, "train_start", "train_end", "before", _WINDOW_ADVICE)
         return self
+
+    @property
+    def start(self) -> datetime:
+        """train_start, once resolved (`featureloop.training.training_set.resolve_params`)."""
+        if self.train_start is None:
+            raise ValueError("train_start is not resolved yet: resolve_params fills it from the project")
+        return self.train_start
+
+    @property
+    def end(self) -> datetime:
+        if self.train_end is None:
+            raise ValueError("train_end is not resolved yet: resolve_params fills it from the project")
+        return self.train_end
 
 
 class RollbackParams(BaseModel):

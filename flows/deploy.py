@@ -33,7 +33,7 @@ from flows.retrain import retrain
 from flows.train import rollback, train
 
 
-def retrain_trigger(train_days: int) -> DeploymentEventTrigger:
+def retrain_trigger(train_days: int | None) -> DeploymentEventTrigger:
     """`retrain` on each `featureloop.drift.detected`, up to the event's window end."""
     return DeploymentEventTrigger(
         name="retrain when drift or decay is detected",
@@ -50,7 +50,7 @@ def retrain_trigger(train_days: int) -> DeploymentEventTrigger:
 
 
 def deployments(
-    materialize_every: float | None, drift_every: float | None, retrain_days: int = 56
+    materialize_every: float | None, drift_every: float | None, retrain_days: int | None = None
 ) -> list[Any]:
     """The deployments; schedules in minutes (None: on demand only)."""
 
@@ -83,7 +83,10 @@ def main() -> None:
     )
     parser.add_argument("--materialize-every", type=float, default=15.0, help="minutes")
     parser.add_argument("--drift-every", type=float, default=24 * 60.0, help="minutes")
-    parser.add_argument("--retrain-days", type=int, default=56, help="days before the drifted window's end")
+    parser.add_argument(
+        "--retrain-days", type=int, default=None,
+        help="days before the drifted window's end (default: the spec's training.window)",
+    )  # fmt: skip
     parser.add_argument("--no-schedules", action="store_true", help="deploy everything on demand only")
     args = parser.parse_args()
     if args.no_schedules:

@@ -15,6 +15,8 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field, model_validator
 
 from featureloop.params import TrainParams, as_utc
+from featureloop.project.spec import load_spec, parse_duration
+from featureloop.settings import Settings
 from flows.train import train
 
 
@@ -22,7 +24,9 @@ class RetrainParams(BaseModel):
     """Which recent window to train on, and why (the event's figures, for the record)."""
 
     window_end: datetime | None = Field(None, description="Train up to here (UTC); default: now.")
-    train_days: int = Field(56, ge=1, description="Days of flights before window_end to train on.")
+    train_days: int | None = Field(
+        None, ge=1, description="Days before window_end to train on; default: the spec's training.window."
+    )
     reason: str = Field("manual", description="Why: the drift event's reasons, or a person's note.")
     train: TrainParams = Field(
         default_factory=lambda: TrainParams(), description="Everything else about training."
@@ -40,12 +44,17 @@ def retrain(params: RetrainParams | None = None) -> dict[str, Any]:
     """Train on the recent window, register, gate and promote when the challenger is better."""
     params = params or RetrainParams()
     end = params.window_end or datetime.now(UTC)
-    # Only outcomes known by the window's end: a flight that lands after it is not a label yet.
+    span = (
+        timedelta(days=params.train_days)
+        if params.train_days is not None
+        else parse_duration(load_spec(Settings().feature_repo).training.window)
+    )
+    # Only outcomes known by the window's end: an outcome known after it is not a label yet.
     window = params.train.model_copy(
-        update={"train_start": end - timedelta(days=params.train_days), "train_end": end, "labels_as_of": end}
+        update={"train_start": end - span, "train_end": end, "labels_as_of": end}
     )
     get_run_logger().info(
-        "retraining on %s .. %s because: %s", window.train_start.isoformat(), end.isoformat(), params.reason
+        "retraining on %s .. %s because: %s", window.start.isoformat(), end.isoformat(), params.reason
     )
     summary = train(TrainParams.model_validate(window.model_dump()))
     return {**summary, "reason_for_retraining": params.reason}

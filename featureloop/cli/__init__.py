@@ -1,10 +1,12 @@
 """The `featureloop` command: the loop's steps by name, one module per group of commands.
 
 - `feature_store`: prepare, apply, materialize (the data into Feast's offline and online stores);
+- `init`: a new project that works as it is (to start from and edit);
 - `project`: validate (the project's spec against the registry and its tables);
 - `training`: train, rollback (MLflow's registry and the champion alias);
 - `monitoring`: drift (drift, decay and skew of served predictions);
 - `demo`: the loop end to end on the 2013 flights;
+- `serving`: serve (the serving app of the project's champion);
 - `stack`: up, down, status (the local stack of processes).
 Nothing heavy (Feast, Prefect, MLflow) is imported at start-up: each command imports what it needs.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import typer
 
-from featureloop.cli import demo, feature_store, monitoring, project, stack, training
+from featureloop.cli import demo, feature_store, init, monitoring, project, serving, stack, training
 
 app = typer.Typer(
     help="featureloop: a Feast feature store loop (prepare, apply, materialize, ...).",
@@ -22,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 for command in (
+    init.init,
     feature_store.prepare,
     feature_store.apply,
     feature_store.materialize,
@@ -29,6 +32,7 @@ for command in (
     training.train,
     training.rollback,
     monitoring.drift,
+    serving.serve,
     demo.demo,
     stack.up,
     stack.down,

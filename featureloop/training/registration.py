@@ -69,7 +69,7 @@ def register_candidate(
             training_set.frame,
             source=training_set.source.resolve().as_uri(),
             targets=LABEL_COLUMN,
-            name=f"{params.feature_service}@{params.train_start.date()}..{params.train_end.date()}",
+            name=f"{params.feature_service}@{params.start.date()}..{params.end.date()}",
             digest=training_set.lineage["training_set_digest"],
         )
     # MLflow would infer the dataset's schema value by value over the whole frame (7 s for two

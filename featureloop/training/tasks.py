@@ -42,9 +42,9 @@ class TaskKind:
 
 
 BINARY = TaskKind(
-    "binary", "roc_auc", "ROC AUC", True, ("roc_auc", "pr_auc", "log_loss", "brier", "ece"), "prior rate"
+    "binary", "roc_auc", "ROC AUC", True, ("roc_auc", "pr_auc", "log_loss", "brier", "ece"), "positive rate"
 )
-REGRESSION = TaskKind("regression", "mae", "MAE", False, ("mae", "rmse", "r2"), "training mean")
+REGRESSION = TaskKind("regression", "mae", "MAE", False, ("mae", "rmse", "r2"), "mean")
 KINDS: dict[str, TaskKind] = {"binary": BINARY, "regression": REGRESSION}
 
 

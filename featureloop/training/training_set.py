@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,24 +103,79 @@ def path_of_spine(offline_dir: Path, spec: ProjectSpec) -> Path:
     return offline_dir / f"{spec.spine.table}.parquet"
 
 
-def training_window(params: TrainParams) -> dict[str, object]:
-    """The window's bounds, as a failed check of the window's rows names them."""
-    return {"train_start": params.train_start, "train_end": params.train_end}
-
-
-def training_spine(offline_dir: Path, params: TrainParams, spec: ProjectSpec) -> Split:
-    """The window's labelled prediction events (keys, prediction times, request fields, labels: the
-    spec's spine and label) split by time, checked against what every training step needs: the
-    check before any feature is fetched."""
+def spine_table(offline_dir: Path, spec: ProjectSpec) -> Path:
+    """The spine's table, or a named error when it is not there."""
     path = path_of_spine(offline_dir, spec)
     if not path.exists():
         raise TrainingDataError(
             f"no prediction events to train on: {path} does not exist; run `featureloop prepare` "
             "(or point FEATURELOOP_DATA_DIR at a prepared data folder)"
         )
-    entity = build_entity_frame(
-        pd.read_parquet(path), spec, params.train_start, params.train_end, params.labels_as_of
+    return path
+
+
+def training_window(params: TrainParams) -> dict[str, object]:
+    """The window's bounds, as a failed check of the window's rows names them."""
+    return {"train_start": params.train_start, "train_end": params.train_end}
+
+
+TRAINING_FIELDS = ("model_family", "hyperparameters", "validation_fraction", "holdout_fraction")
+
+
+def resolve_params(params: TrainParams, spec: ProjectSpec, offline_dir: Path) -> TrainParams:
+    """`params` with what its caller left to the project filled in: the spec's feature service, its
+    training section (for the fields not given), and the window: it ends just after the last
+    prediction with a known outcome (by `labels_as_of`, when given) and spans the spec's
+    training.window."""
+    from featureloop.project.spec import parse_duration
+
+    update: dict[str, object] = {}
+    if not params.feature_service:
+        update["feature_service"] = spec.feature_service
+    for name in TRAINING_FIELDS:
+        if name not in params.model_fields_set:
+            update[name] = getattr(spec.training, name)
+    if params.train_start is None or params.train_end is None:
+        end = params.train_end or last_labelled(offline_dir, spec, params.labels_as_of)
+        start = params.train_start or end - parse_duration(spec.training.window)
+        if start >= end:
+            raise TrainingDataError(
+                f"is not before the end of the known outcomes ({end.isoformat()}), where the window "
+                "ends when no end is given: use an earlier start, or give the end too",
+                {"train_start": start},
+            )
+        update["train_start"], update["train_end"] = start, end
+    return TrainParams.model_validate({**params.model_dump(), **update}) if update else params
+
+
+def last_labelled(offline_dir: Path, spec: ProjectSpec, labels_as_of: datetime | None) -> datetime:
+    """Just after the latest prediction time whose label is known (by `labels_as_of`, when given)."""
+    from featureloop.project.outcomes import known_at_sql
+    from featureloop.sql import quote_identifier, quote_literal, session
+
+    path = spine_table(offline_dir, spec)
+    known = (
+        f" AND {known_at_sql(spec.spine, spec.task.outcome_known)} <= {quote_literal(labels_as_of.isoformat())}::TIMESTAMPTZ"
+        if labels_as_of is not None
+        else ""
     )
+    with session() as con:
+        (latest,) = con.execute(
+            f"SELECT max({quote_identifier(spec.spine.time)}) FROM read_parquet({quote_literal(str(path))}) "
+            f"WHERE ({spec.task.label}) IS NOT NULL{known}"
+        ).fetchone() or (None,)
+    if latest is None:
+        raise TrainingDataError(f"{path.name} holds no prediction with a known outcome: nothing to train on")
+    return pd.Timestamp(latest).tz_convert("UTC").to_pydatetime() + timedelta(seconds=1)
+
+
+def training_spine(offline_dir: Path, params: TrainParams, spec: ProjectSpec) -> Split:
+    """The window's labelled prediction events (keys, prediction times, request fields, labels: the
+    spec's spine and label) split by time, checked against what every training step needs: the
+    check before any feature is fetched."""
+    path = spine_table(offline_dir, spec)
+    params = resolve_params(params, spec, offline_dir)
+    entity = build_entity_frame(pd.read_parquet(path), spec, params.start, params.end, params.labels_as_of)
     needs = slice_needs(params.model_family, params.hyperparameters, spec.task.type)
     return check_split(
         entity,
@@ -145,6 +201,7 @@ def load_training_set(
     from featureloop.dataset_versions import read_manifest
 
     spec = spec or load_spec(Path(str(store.repo_path)))
+    params = resolve_params(params, spec, offline_dir)
     features, views = service_features(store, params.feature_service)
     spine = spine or training_spine(offline_dir, params, spec)
     entity = pd.concat([spine.train, spine.validation, spine.holdout], ignore_index=True)
@@ -156,8 +213,8 @@ def load_training_set(
         "feature_views": ",".join(views),
         "feast_registry_hash": _registry_hash(store),
         "dataset_version": read_manifest(offline_dir)["dataset_version"],
-        "train_start": params.train_start.isoformat(),
-        "train_end": params.train_end.isoformat(),
+        "train_start": params.start.isoformat(),
+        "train_end": params.end.isoformat(),
         "label": spec.task.label,
         "task": spec.task.type,
         "project": spec.name,

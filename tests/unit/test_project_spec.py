@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import yaml
 
-from featureloop.params import TrainParams
 from featureloop.project.__main__ import SCHEMA_PATH, render
 from featureloop.project.spec import ProjectSpec, SpecError, load_spec, parse_duration
 from featureloop.settings import PROJECT_ROOT
@@ -26,7 +25,7 @@ def _flights() -> dict[str, Any]:
 
 def test_the_worked_examples_spec_declares_what_its_scorecard_was_measured_with() -> None:
     spec = load_spec(REPO)
-    assert spec.feature_service == TrainParams().feature_service
+    assert spec.feature_service == "flight_delay_v1" and spec.training.window == "56d"
     assert spec.spine.id == "flight_id"
     assert spec.spine.entity_keys == ["tailnum", "origin", "carrier", "route"]
     assert spec.spine.request_features == ["distance", "sched_hour", "day_of_week"]
