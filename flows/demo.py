@@ -38,6 +38,8 @@ from flows.replay import WEEK, Week
 REPLAY_START = datetime(2013, 3, 1, 5, tzinfo=UTC)  # midnight, 1 March 2013, in New York
 REPLAY_END = datetime(2014, 1, 1, 5, tzinfo=UTC)
 TRAIN_DAYS = 56
+# The first model: January and February 2013 (UTC), the champion the replay starts from.
+FIRST_TRAIN = {"train_start": datetime(2013, 1, 1, tzinfo=UTC), "train_end": datetime(2013, 3, 1, tzinfo=UTC)}
 
 
 def reset_replay_state(settings: Settings) -> None:

@@ -57,7 +57,11 @@ def demo(
             typer.echo(f"== 3/{steps} materialize: load the online store", err=True)
             loaded = run_materialize(settings, clock, REPLAY_START if replay else None, None, None)
             typer.echo(f"== 4/{steps} train: January-February 2013, register, gate, promote", err=True)
-            trained = run_train(settings, clock)
+            from flows.demo import FIRST_TRAIN
+
+            trained = run_train(
+                settings, clock, train_start=FIRST_TRAIN["train_start"], train_end=FIRST_TRAIN["train_end"]
+            )
             if replay:
                 from flows.demo import force_champion, run_replay_phase
 
