@@ -62,9 +62,7 @@ class Settings(BaseSettings):
     serving_token: SecretStr | None = Field(
         default=None, description="Bearer token every serving endpoint but /health requires (unset: none)."
     )
-    predict_max_batch: int = Field(
-        default=1000, ge=1, le=100_000, description="Most flights in one /predict."
-    )
+    predict_max_batch: int = Field(default=1000, ge=1, le=100_000, description="Most rows in one /predict.")
     max_request_bytes: int = Field(
         default=4_000_000, ge=1024, description="Largest request body serving reads; larger ones get a 413."
     )
@@ -88,7 +86,10 @@ class Settings(BaseSettings):
         "(each view of each entity is one); emptied whenever the database changes. 0: none.",
     )
     decision_threshold: float = Field(
-        default=0.5, gt=0, lt=1, description="Probability above which a flight is 'delayed'."
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="Probability at or above which a binary project's decision is yes.",
     )
     event_time_earliest: datetime = Field(
         default=datetime(1970, 1, 1, tzinfo=UTC),

@@ -1,7 +1,7 @@
 """A compiled scoring path for the gradient-boosting pipeline, checked against scikit-learn at load.
 
 scikit-learn walks its 100-300 trees one Python call at a time and builds a column transformer's
-frames per request: ~3 ms for one flight. Here the ordinal encoding is a dictionary lookup per
+frames per request: ~3 ms for one row (the worked example). Here the ordinal encoding is a dictionary lookup per
 categorical column and the trees are evaluated by Treelite's GTIL (the fitted model imported, not
 re-trained): ~0.1 ms. When the model is loaded, both paths score a sample built from the model's own
 categories with missing and unseen values; if they differ anywhere by more than 1e-9 the fast path

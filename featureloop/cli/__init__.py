@@ -5,7 +5,7 @@
 - `project`: validate (the project's spec against the registry and its tables);
 - `training`: train, rollback (MLflow's registry and the champion alias);
 - `monitoring`: drift (drift, decay and skew of served predictions);
-- `demo`: the loop end to end on the 2013 flights;
+- `demo`: the worked example's loop end to end (the 2013 New York flights);
 - `serving`: serve (the serving app of the project's champion);
 - `stack`: up, down, status (the local stack of processes).
 Nothing heavy (Feast, Prefect, MLflow) is imported at start-up: each command imports what it needs.

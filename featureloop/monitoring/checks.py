@@ -30,7 +30,7 @@ EVENT = "featureloop.drift.detected"
 @dataclass(frozen=True)
 class Champion:
     """What a window is checked against: the champion's version, its reference profile, its holdout
-    metrics and the delay after which a flight's outcome counts as known."""
+    metrics, the label it was trained on and its task."""
 
     version: VersionInfo
     reference: dict[str, Any]

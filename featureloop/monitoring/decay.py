@@ -1,7 +1,7 @@
 """Delayed labels: the served predictions of a window joined with the outcomes known so far.
 
 A prediction's outcome becomes known after it was scored, when the project's spec says (a column
-of the spine, e.g. a flight's gate arrival, or a fixed time after the prediction). A drift run at
+of the spine, e.g. when a delivery was confirmed, or a fixed time after the prediction). A drift run at
 time `as_of` joins the prediction log with the spine's rows (on the spine's id) whose outcome was
 known by then, labels them with the spec's label expression, and measures the serving model on them
 against the same figures on the model's training holdout: ROC AUC and calibration (ECE) for a binary

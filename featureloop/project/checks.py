@@ -119,7 +119,7 @@ def check_spine_table(spec: ProjectSpec, offline_dir: Path) -> list[str]:
         if spec.task.type == "binary" and label_type != "BOOLEAN":
             problems.append(
                 f"task.label: a binary task needs a true/false expression; {spec.task.label!r} gives {label_type} "
-                "(write a comparison, e.g. arr_delay > 15)"
+                "(write a comparison, e.g. days_to_pay > 30)"
             )
         numeric = ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "BIGINT", "HUGEINT", "SMALLINT", "TINYINT")
         if spec.task.type == "regression" and not label_type.upper().startswith(numeric):

@@ -69,7 +69,7 @@ class Task(SpecModel):
     whose label is NULL has no outcome yet and is not trained on."""
 
     type: Literal["binary", "regression"]
-    label: str = Field(..., min_length=1, examples=["arr_delay > 15", "next_month_price"])
+    label: str = Field(..., min_length=1, examples=["days_to_pay > 30", "next_month_price"])
     outcome_known: OutcomeKnown
 
 
@@ -108,7 +108,7 @@ class Serving(SpecModel):
     decision_field: str = Field(
         "positive",
         pattern=NAME.pattern,
-        description="Binary tasks: the name of the yes/no answer beside the probability (e.g. delayed).",
+        description="Binary tasks: the name of the yes/no answer beside the probability (e.g. late).",
     )
 
 

@@ -62,7 +62,7 @@ class Spine(SpecModel):
     request_fields: list[RequestField] = Field(default_factory=list)
     derived_keys: dict[str, str] = Field(
         default_factory=dict,
-        description='Keys built from request fields, as a template: {"route": "{origin}-{dest}"}.',
+        description='Keys built from request fields, as a template: {"lane": "{from_city}-{to_city}"}.',
     )
 
     @field_validator("time_zone")
@@ -103,7 +103,7 @@ class Spine(SpecModel):
             used = template_fields(template)
             if not used:
                 raise ValueError(
-                    f"derived key {key!r}: {template!r} uses no request field; write e.g. '{{origin}}-{{dest}}'"
+                    f"derived key {key!r}: {template!r} uses no request field; write e.g. '{{from_city}}-{{to_city}}'"
                 )
             unknown = sorted(set(used) - set(names))
             if unknown:
@@ -123,8 +123,10 @@ class Spine(SpecModel):
 
 
 def template_fields(template: str) -> list[str]:
-    """The request fields a derived key's template names ("{origin}-{dest}" -> origin, dest)."""
+    """The request fields a derived key's template names ("{from_city}-{to_city}" -> both)."""
     try:
         return [name for _, name, _, _ in string.Formatter().parse(template) if name]
     except ValueError as exc:
-        raise ValueError(f"{template!r} is not a template: {exc}; write e.g. '{{origin}}-{{dest}}'") from exc
+        raise ValueError(
+            f"{template!r} is not a template: {exc}; write e.g. '{{from_city}}-{{to_city}}'"
+        ) from exc

@@ -1,4 +1,4 @@
-"""The training set through Feast: the window's labelled flights (the spine), their point-in-time
+"""The training set through Feast: the window's labelled prediction events (the spine), their point-in-time
 features from the feature service, and the lineage that rebuilds the same set later.
 
 The frame shaping underneath (entity rows, time splits, what each step needs) is pure and lives in

@@ -78,7 +78,7 @@ BAD = [
     (
         "spine.derived_keys",
         {"route": "origin-dest"},
-        r"uses no request field; write e\.g\. '\{origin\}-\{dest\}'",
+        r"uses no request field; write e\.g\. '\{from_city\}-\{to_city\}'",
     ),
     ("spine.derived_keys", {"origin": "{dest}"}, r"derived key 'origin' is also a request field"),
     ("serving.canary_key", "aircraft", r"serving\.canary_key 'aircraft' is not a request field"),
