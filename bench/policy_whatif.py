@@ -70,7 +70,7 @@ def main() -> None:
     starts = pd.DatetimeIndex([pd.Timestamp(w) for w in weeks])
     scored = whole[times >= starts[0]].copy()
     scored["week"] = starts.searchsorted(times[times >= starts[0]], side="right") - 1
-    scored["month"] = local_month(times[times >= starts[0]])
+    scored["month"] = local_month(times[times >= starts[0]], "America/New_York")
     scored = scored.reset_index(drop=True)
     in_week = [(scored["week"] == w).to_numpy() for w in range(len(weeks))]
     predictions = {

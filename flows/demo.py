@@ -105,7 +105,7 @@ def scorecard(
     settings: Settings, weeks: list[Week], first_version: str, weekly: list[bytes]
 ) -> dict[str, Any]:
     """Per month and in total: verdicts, top drifted features, AUC of each policy, retrains."""
-    from featureloop.backtest.policies import LOCAL_TZ, auc_by, label_outcomes, read_served, score_policies
+    from featureloop.backtest.policies import label_outcomes, metric_by, read_served, score_policies
     from featureloop.project.spec import load_spec
     from featureloop.training.registry import connect, get_version, load_model
 
@@ -113,24 +113,25 @@ def scorecard(
     first = get_version(client, settings.model_name, first_version)
     inputs = json.loads(first.tags["model_inputs"])
     never = (load_model(first.uri), inputs["numeric"], inputs["categorical"])
-    flights = pd.read_parquet(settings.offline_dir / "flights.parquet")
-    served = read_served(settings.prediction_log_dir, weeks[0].start, weeks[-1].end)
-    frame = label_outcomes(served, flights, load_spec(settings.feature_repo))
+    spec = load_spec(settings.feature_repo)
+    spine = pd.read_parquet(settings.offline_dir / f"{spec.spine.table}.parquet")
+    served = read_served(settings.prediction_log_dir, weeks[0].start, weeks[-1].end, spec.spine.id)
+    frame = label_outcomes(served, spine, spec)
     starts = pd.DatetimeIndex([pd.Timestamp(w.start) for w in weeks])
 
     def week_of(times: pd.Series) -> pd.Series:
         position = starts.searchsorted(pd.to_datetime(times, utc=True), side="right") - 1
         return pd.Series(starts[position], index=times.index)
 
-    scored = score_policies(frame, never, [pickle.loads(b) for b in weekly], week_of)
-    months = auc_by(scored, "month")
-    per_week = auc_by(scored, "week")
+    scored = score_policies(frame, never, [pickle.loads(b) for b in weekly], week_of, spec.task.type)
+    months = metric_by(scored, "month", spec.task.type)
+    per_week = metric_by(scored, "week", spec.task.type)
     # Weeks count in the month (New York time) they start in.
     by_month: defaultdict[str, dict[str, Any]] = defaultdict(
         lambda: {"weeks": 0, "drifted": 0, "features": Counter(), "retrains": 0, "promotions": 0}
     )
     for w in weeks:
-        entry = by_month[pd.Timestamp(w.start).tz_convert(LOCAL_TZ).strftime("%Y-%m")]
+        entry = by_month[pd.Timestamp(w.start).tz_convert(spec.spine.time_zone).strftime("%Y-%m")]
         entry["weeks"] += 1
         entry["drifted"] += bool(w.drift.get("drifted"))
         entry["features"].update(w.drift.get("drifted_features") or [])
@@ -172,7 +173,7 @@ def print_scorecard(card: dict[str, Any], echo: Callable[[str], None]) -> None:
     for row in card["months"]:
         features = ", ".join(row["top_features"]) or "-"
         echo(
-            f"{row['month']}  {row['flights']:>7,}  {row['drifted_weeks']} of {row['weeks']:<9} {features[:42]:<42} "
+            f"{row['month']}  {row['rows']:>7,}  {row['drifted_weeks']} of {row['weeks']:<9} {features[:42]:<42} "
             f"{row['drift-triggered']:8.4f} {row['never']:6.4f} {row['weekly']:7.4f}  {row['retrains']} ({row['promotions']})"
         )
     t = card["totals"]
@@ -193,7 +194,7 @@ def write_report(path: Path, card: dict[str, Any], weeks: list[Week]) -> Path:
     )  # fmt: skip
     head = "<tr><th>month</th><th>flights</th><th>drifted weeks</th><th>top drifted features</th><th>AUC loop</th><th>never</th><th>weekly</th><th>retrains (promoted)</th></tr>"
     body = "".join(
-        f"<tr><td>{r['month']}</td><td>{r['flights']:,}</td><td>{r['drifted_weeks']} of {r['weeks']}</td>"
+        f"<tr><td>{r['month']}</td><td>{r['rows']:,}</td><td>{r['drifted_weeks']} of {r['weeks']}</td>"
         f"<td>{escape(', '.join(r['top_features']) or '-')}</td><td>{r['drift-triggered']:.4f}</td>"
         f"<td>{r['never']:.4f}</td><td>{r['weekly']:.4f}</td><td>{r['retrains']} ({r['promotions']})</td></tr>"
         for r in card["months"]

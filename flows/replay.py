@@ -1,7 +1,7 @@
 """`make demo`'s replay: 2013 week by week through the running loop, as production would live it.
 
 Hour by hour the online store is brought up to the hour (`featureloop.backtest.replay.OnlineFeed`) and that
-hour's flights are sent to the serving app over HTTP as a product service would; serving answers
+hour's prediction events (the project's spine) are sent to the serving app over HTTP as a product service would; serving answers
 from the champion and logs what it served. At the end of each week the `drift` flow (a Prefect flow
 run) checks the week's served predictions against the champion's reference, and its decay check
 uses the outcomes known by then (delayed labels). When it sends `featureloop.drift.detected`, the
@@ -33,6 +33,7 @@ import pandas as pd
 from featureloop.backtest.replay import OnlineFeed, Requests, steps
 from featureloop.operations.services import free_port
 from featureloop.params import DriftParams
+from featureloop.project.spec import load_spec
 from featureloop.settings import PROJECT_ROOT, Settings
 
 WEEK = timedelta(days=7)
@@ -129,6 +130,8 @@ def serving_process(settings: Settings, log: Path, timeout: float = 120) -> Iter
     env = {
         **os.environ,
         "FEATURELOOP_DATA_DIR": str(settings.data_dir),
+        "FEATURELOOP_FEATURE_REPO": str(settings.feature_repo),
+        "FEATURELOOP_MODEL_NAME": settings.model_name,
         "FEATURELOOP_PREDICTION_LOG_FLUSH_SECONDS": "0.5",
         "FEATURELOOP_MODEL_RELOAD_SECONDS": "0.25",
         # The replay writes the store between (and beside) its requests: a read waits for a commit
@@ -211,11 +214,12 @@ def replay(
     sent = 0
     # Serving boots (imports, model load) while the requests and the feed are prepared.
     with serving_process(settings, settings.data_dir / "replay" / "serving.log") as ready:
-        flights = pd.read_parquet(settings.offline_dir / "flights.parquet")
-        requests = Requests(flights, start, end, HOUR, share)
+        spec = load_spec(settings.feature_repo)
+        spine = pd.read_parquet(settings.offline_dir / f"{spec.spine.table}.parquet")
+        requests = Requests(spine, spec, start, end, HOUR, share)
         feed = OnlineFeed(store, requests)
         report(
-            f"replay: {len(requests):,} flights from {start.date()} to {end.date()}, "
+            f"replay: {len(requests):,} predictions from {start.date()} to {end.date()}, "
             f"{feed.rows():,} online rows to load"
         )
         deployment_id = register_retrain(train_days)
@@ -237,7 +241,9 @@ def replay(
                     rows = requests.at(i)
                     try:
                         for chunk in range(0, len(rows), settings.predict_max_batch):
-                            body = {"flights": rows[chunk : chunk + settings.predict_max_batch]}
+                            body = {
+                                spec.serving.batch_field: rows[chunk : chunk + settings.predict_max_batch]
+                            }
                             response = client.post("/predict", json=body)
                             if response.status_code != 200:
                                 raise RuntimeError(

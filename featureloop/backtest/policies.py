@@ -7,7 +7,8 @@ serving answered.
   with the outcomes known by then, by the same fit as the `train` flow, scores that week's rows.
 
 All three see the same served feature values (the log's), so differences are the models', not the
-features'. ROC AUC is measured per month on the flights whose outcome is known.
+features'. The task's headline metric (ROC AUC, or MAE for regression) is measured per month (in the
+project's time zone) on the served rows whose outcome is known.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import pandas as pd
 from featureloop.project.spec import ProjectSpec
 from featureloop.training.dataset import LABEL_COLUMN, TIME_COLUMN
 from featureloop.training.model import model_input
+from featureloop.training.tasks import task_kind
 
-LOCAL_TZ = "America/New_York"
 POLICIES = ("drift-triggered", "never", "weekly")
 
 
@@ -88,19 +89,19 @@ def fit_weekly(
     return fitted
 
 
-def local_month(times: pd.Series) -> pd.Series:
-    """ "YYYY-MM" of each time in New York (pandas' strftime formats each value in Python: 8 s for
+def local_month(times: pd.Series, zone: str) -> pd.Series:
+    """ "YYYY-MM" of each time in `zone` (pandas' strftime formats each value in Python: 8 s for
     the replay's 285,000 rows; this formats each distinct month once)."""
-    local = pd.to_datetime(times, utc=True).dt.tz_convert(LOCAL_TZ)
+    local = pd.to_datetime(times, utc=True).dt.tz_convert(zone)
     codes = local.dt.year * 100 + local.dt.month
     names = {code: f"{code // 100}-{code % 100:02d}" for code in codes.dropna().unique()}
     return codes.map(names)
 
 
-def read_served(log_dir: Path, start: datetime, end: datetime) -> pd.DataFrame:
-    """Every flight served with a prediction time in [start, end) (the last answer per flight)."""
+def read_served(log_dir: Path, start: datetime, end: datetime, id_column: str) -> pd.DataFrame:
+    """Every prediction served with a prediction time in [start, end) (the last answer per id)."""
 
-    from featureloop.sql import quote_literal, session
+    from featureloop.sql import quote_identifier, quote_literal, session
 
     pattern = quote_literal(str(log_dir / "**" / "*.parquet"))
     query = (
@@ -108,21 +109,21 @@ def read_served(log_dir: Path, start: datetime, end: datetime) -> pd.DataFrame:
         f"WHERE event_timestamp >= {quote_literal(start.isoformat())}::TIMESTAMPTZ "
         f"AND event_timestamp < {quote_literal(end.isoformat())}::TIMESTAMPTZ "
         "AND coalesce(role, 'champion') = 'champion' "
-        "QUALIFY row_number() OVER (PARTITION BY flight_id ORDER BY served_at DESC) = 1"
+        f"QUALIFY row_number() OVER (PARTITION BY {quote_identifier(id_column)} ORDER BY served_at DESC) = 1"
     )
     with session() as con:
         return con.sql(query).df()
 
 
 def label_outcomes(served: pd.DataFrame, spine: pd.DataFrame, spec: ProjectSpec) -> pd.DataFrame:
-    """The served rows whose outcome is known, with the spec's label; the month in New York time."""
+    """The served rows whose outcome is known, with the spec's label; the month in the spec's zone."""
     from featureloop.training.dataset import labels_of
 
     label = labels_of(spine, spec)
     outcomes = pd.DataFrame({spec.spine.id: spine[spec.spine.id], LABEL_COLUMN: label}).dropna()
     frame = served.merge(outcomes, on=spec.spine.id, how="inner")
-    frame[LABEL_COLUMN] = frame[LABEL_COLUMN].astype(int)
-    frame["month"] = local_month(frame[TIME_COLUMN])
+    frame[LABEL_COLUMN] = frame[LABEL_COLUMN].astype(int if spec.task.type == "binary" else float)
+    frame["month"] = local_month(frame[TIME_COLUMN], spec.spine.time_zone)
     return frame.reset_index(drop=True)
 
 
@@ -131,35 +132,42 @@ def score_policies(
     never: tuple[Any, list[str], list[str]],
     weekly: list[Fitted],
     week_of: Callable[[pd.Series], pd.Series],
+    task: str = "binary",
 ) -> pd.DataFrame:
-    """The frame with one probability column per policy (`p_<policy>`) and its replay week."""
+    """The frame with one prediction column per policy (`p_<policy>`) and its replay week."""
+    kind = task_kind(task)
     out = frame.copy()
     out["p_drift-triggered"] = frame["prediction"].astype(float)
     pipeline, numeric, categorical = never
-    out["p_never"] = pipeline.predict_proba(model_input(frame, numeric, categorical))[:, 1]
+    out["p_never"] = kind.predict(pipeline, model_input(frame, numeric, categorical))
     out["p_weekly"] = np.nan
     out["week"] = weeks = week_of(frame[TIME_COLUMN])
     for fitted in weekly:
         mask = (weeks == pd.Timestamp(fitted.week_start)).to_numpy()
         if mask.any():
             part = frame[mask]
-            out.loc[mask, "p_weekly"] = fitted.pipeline.predict_proba(
-                model_input(part, fitted.numeric, fitted.categorical)
-            )[:, 1]
+            out.loc[mask, "p_weekly"] = kind.predict(
+                fitted.pipeline, model_input(part, fitted.numeric, fitted.categorical)
+            )
     return out
 
 
-def auc_by(scored: pd.DataFrame, period: str) -> pd.DataFrame:
-    """ROC AUC per period (a column: `month`, `week`) and policy, and the labelled count."""
-    from sklearn.metrics import roc_auc_score
+def metric_by(scored: pd.DataFrame, period: str, task: str = "binary") -> pd.DataFrame:
+    """The task's headline metric (ROC AUC; MAE for regression) per period (a column: `month`,
+    `week`) and policy, and the labelled count (`rows`)."""
+    from sklearn.metrics import mean_absolute_error, roc_auc_score
 
     rows = []
     for key, part in scored.groupby(period, sort=True):
         y = part[LABEL_COLUMN].to_numpy()
-        row: dict[str, Any] = {period: key, "flights": len(part)}
+        row: dict[str, Any] = {period: key, "rows": len(part)}
         for policy in POLICIES:
             p = part[f"p_{policy}"].to_numpy(dtype=float)
             ok = ~np.isnan(p)
-            row[policy] = float(roc_auc_score(y[ok], p[ok])) if len(np.unique(y[ok])) == 2 else float("nan")
+            if task == "regression":
+                row[policy] = float(mean_absolute_error(y[ok], p[ok])) if ok.any() else float("nan")
+            else:
+                two = len(np.unique(y[ok])) == 2
+                row[policy] = float(roc_auc_score(y[ok], p[ok])) if two else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)

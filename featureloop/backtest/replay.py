@@ -2,9 +2,9 @@
 sent, hour by hour, and an online store that is as fresh at each hour as production keeps it.
 
 Serving answers from the online store, so a replay must load it as time passes, as the scheduled
-`materialize` deployment does in production: weather is hourly (TTL 3 hours) and the rolling
-statistics change every time a flight lands, so a store loaded once a week would serve week-old or
-expired features. Before the requests of each step, `OnlineFeed` writes, for every entity those
+`materialize` deployment does in production: features change by the hour (the worked example's
+weather, with a TTL of 3 hours, and rolling statistics that change every time a flight lands), so a
+store loaded once a week would serve week-old or expired features. Before the requests of each step, `OnlineFeed` writes, for every entity those
 requests will read, the latest offline row at or before the step's start: exactly what an hourly
 materialisation would hold for them (rows chosen by one DuckDB ASOF join per view, with Feast's
 tie-break on the created time; bytes written by the engine's SQLite writer, never an older value
@@ -28,16 +28,7 @@ import pyarrow as pa
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-REQUEST_COLUMNS = (
-    "flight_id",
-    "tailnum",
-    "origin",
-    "dest",
-    "carrier",
-    "distance",
-    "sched_hour",
-    "day_of_week",
-)
+    from featureloop.project.spec import ProjectSpec
 
 
 def steps(start: datetime, end: datetime, step: timedelta) -> Iterator[datetime]:
@@ -48,57 +39,73 @@ def steps(start: datetime, end: datetime, step: timedelta) -> Iterator[datetime]
         t += step
 
 
+def _json_ready(values: pd.Series, kind: str) -> list[Any]:
+    """A spine column as /predict sends it: None where missing, plain Python values otherwise."""
+    if kind == "timestamp":
+        stamps = pd.to_datetime(values, utc=True)
+        return [None if pd.isna(t) else t.isoformat() for t in stamps]
+    if kind in ("int", "bool") and not values.isna().any():
+        return values.astype(int if kind == "int" else bool).tolist()
+    if kind == "float":
+        return [None if pd.isna(v) else float(v) for v in values.tolist()]
+    return values.astype(object).where(values.notna(), None).tolist()
+
+
 class Requests:
-    """The flights scheduled in [start, end), as /predict rows, grouped by replay step; with `share`
-    below 1, a fixed sample of them (by a hash of the flight id: the same flights every run)."""
+    """The spine's prediction events in [start, end), as /predict rows (the project's request fields,
+    its id, the prediction time as `event_timestamp`), grouped by replay step; with `share` below 1, a
+    fixed sample of them (by a hash of the id: the same rows every run)."""
 
     def __init__(
-        self, flights: pd.DataFrame, start: datetime, end: datetime, step: timedelta, share: float = 1.0
+        self,
+        spine: pd.DataFrame,
+        spec: ProjectSpec,
+        start: datetime,
+        end: datetime,
+        step: timedelta,
+        share: float = 1.0,
     ) -> None:
         if not 0 < share <= 1:
             raise ValueError(f"share must be in (0, 1], not {share}")
-        sched = flights["sched_dep_ts"]
-        keep = (sched >= pd.Timestamp(start)) & (sched < pd.Timestamp(end))
+        time_column, id_column = spec.spine.time, spec.spine.id
+        times = spine[time_column]
+        keep = (times >= pd.Timestamp(start)) & (times < pd.Timestamp(end))
         if share < 1:
-            hashed = pd.util.hash_pandas_object(flights["flight_id"], index=False).to_numpy()
+            hashed = pd.util.hash_pandas_object(spine[id_column], index=False).to_numpy()
             keep &= (hashed % 1_000_000) < share * 1_000_000
-        due = flights[keep].sort_values("sched_dep_ts", kind="stable")
-        stamps = due["sched_dep_ts"].dt.tz_convert(UTC)
+        due = spine[keep].sort_values(time_column, kind="stable")
+        stamps = due[time_column].dt.tz_convert(UTC)
         seconds = stamps.to_numpy(dtype="datetime64[s]")
         self.start, self.step = start, step
         self.index = ((stamps - pd.Timestamp(start)) // step).to_numpy(dtype=np.int64)
-        columns = {
-            "flight_id": due["flight_id"].tolist(),
-            "tailnum": due["tailnum"].astype(object).where(due["tailnum"].notna(), None).tolist(),
-            "origin": due["origin"].tolist(),
-            "dest": due["dest"].tolist(),
-            "carrier": due["carrier"].tolist(),
-            "distance": due["distance"].astype(float).tolist(),
-            "sched_hour": due["sched_hour"].astype(int).tolist(),
-            "day_of_week": due["day_of_week"].astype(int).tolist(),
-            "event_timestamp": np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00").tolist(),
-        }
+        columns = {id_column: due[id_column].astype(str).tolist()}
+        for field in spec.spine.request_fields:
+            columns[field.name] = _json_ready(due[field.name], field.type)
+        columns["event_timestamp"] = np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00").tolist()
         names = list(columns)
         self.rows: list[dict[str, Any]] = [
             dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)
         ]
-        # The keys serving reads, per step (serving reads an unknown aircraft as "").
-        self.keys = pa.table(
-            {
-                "step": self.index,
-                "step_time": pd.Timestamp(start) + self.index * pd.Timedelta(step),
-                "tailnum": due["tailnum"].fillna("").to_numpy(dtype=object),
-                "origin": due["origin"].to_numpy(dtype=object),
-                "carrier": due["carrier"].to_numpy(dtype=object),
-                "route": (due["origin"] + "-" + due["dest"]).to_numpy(dtype=object),
-            }
-        )
+        # The keys serving reads, per step: an absent optional text key reads as "" (no entity), a
+        # derived key is built by its template, as serving builds them.
+        keys: dict[str, Any] = {
+            "step": self.index,
+            "step_time": pd.Timestamp(start) + self.index * pd.Timedelta(step),
+        }
+        derived = spec.spine.derived_keys
+        for key in spec.spine.entity_keys:
+            if key in derived:
+                template = derived[key]
+                keys[key] = np.array([template.format_map(row) for row in self.rows], dtype=object)
+            else:
+                keys[key] = due[key].astype(object).where(due[key].notna(), "").to_numpy(dtype=object)
+        self.keys = pa.table(keys)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def at(self, step: int) -> list[dict[str, Any]]:
-        """The flights of step `step` (scheduled in [start + step * step, ...+ step))."""
+        """The rows of step `step` (prediction times in [start + step * step, ...+ step))."""
         lo, hi = np.searchsorted(self.index, [step, step + 1], side="left")
         return self.rows[int(lo) : int(hi)]
 

@@ -135,7 +135,7 @@ def test_the_loop_beats_never_retraining_after_the_drift_and_the_weekly_policy_f
     assert card["totals"]["drift-triggered"]["retrains"] == sum(
         w.retrain is not None for w in replayed["weeks"]
     )
-    assert sum(m["flights"] for m in card["months"]) == card["labelled"]
+    assert sum(m["rows"] for m in card["months"]) == card["labelled"]
     for row in card["months"]:
         assert 0.5 < row["never"] < 1 and 0.5 < row["weekly"] < 1 and 0.5 < row["drift-triggered"] < 1
     assert any(line.startswith("week 2013-01-15") for line in replayed["lines"])

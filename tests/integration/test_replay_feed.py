@@ -12,6 +12,7 @@ import pytest
 
 from data.prepare import prepare_dataset
 from data.synthetic import SyntheticSpec, generate, write_raw
+from featureloop.project.spec import load_spec
 from featureloop.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def test_before_each_step_online_values_equal_the_offline_point_in_time_values(
     store = open_store(settings)
     materialize_window(store, START)
     flights = pd.read_parquet(settings.offline_dir / "flights.parquet")
-    requests = Requests(flights, START, START + 2 * 24 * HOUR, HOUR)
+    requests = Requests(flights, load_spec(settings.feature_repo), START, START + 2 * 24 * HOUR, HOUR)
     feed = OnlineFeed(store, requests)
     assert {v.view.name for v in feed.views} == {
         p.name for p in store.get_feature_service(SERVICE).feature_view_projections
