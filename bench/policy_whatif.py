@@ -46,15 +46,18 @@ def main() -> None:
     from featureloop.monitoring.profiles import build_profile
     from featureloop.monitoring.thresholds import DriftConfig
     from featureloop.params import TrainParams
+    from featureloop.project.spec import load_spec
     from featureloop.settings import Settings
     from featureloop.training.dataset import LABEL_COLUMN, TIME_COLUMN
     from featureloop.training.model import model_input
     from featureloop.training.training_set import load_training_set
-    from flows.demo import REPLAY_END, REPLAY_START, TRAIN_DAYS
+    from flows.backtest import plan
 
     clock = time.perf_counter()
     import_feast_unchecked()
     settings = Settings()
+    the = plan(load_spec(settings.feature_repo), settings.offline_dir)  # make demo's replay
+    REPLAY_START, REPLAY_END, TRAIN_DAYS = the.start, the.end, the.train_days
     weeks = list(steps(REPLAY_START, REPLAY_END, timedelta(days=7)))
     models = [
         pickle.loads(b)

@@ -54,7 +54,7 @@ class Week:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def register_retrain(train_days: int) -> UUID:
+def register_retrain(train_days: int | None) -> UUID:
     """The `retrain` deployment and its automation on `featureloop.drift.detected` (no runner polls it:
     the replay executes the runs the automation creates)."""
     from flows.deploy import retrain_trigger
@@ -202,12 +202,14 @@ def replay(
     end: datetime,
     drift_params: Callable[[datetime, datetime], DriftParams],
     *,
-    train_days: int = 56,
+    step: timedelta = WEEK,
+    train_days: int | None = None,
     share: float = 1.0,
     report: Callable[[str], None] = print,
     on_week: Callable[[Week], None] = lambda _w: None,
 ) -> list[Week]:
-    """Replay [start, end) week by week; PREFECT_API_URL must point at a Prefect server."""
+    """Replay [start, end), a drift run every `step` (retrains on `train_days`; default: the spec's
+    training.window); PREFECT_API_URL must point at a Prefect server."""
     from flows.drift import drift
 
     weeks: list[Week] = []
@@ -228,8 +230,8 @@ def replay(
         with httpx.Client(base_url=ready(), timeout=60) as client, ThreadPoolExecutor(1) as writer:
             version = client.get("/ready").json()["model_version"]
             feed.before(0)
-            for week_start in steps(start, end, WEEK):
-                week_end = min(week_start + WEEK, end)
+            for week_start in steps(start, end, step):
+                week_end = min(week_start + step, end)
                 t0 = time.perf_counter()
                 served = 0
                 first = (week_start - start) // HOUR

@@ -5,7 +5,8 @@
 - `project`: validate (the project's spec against the registry and its tables);
 - `training`: train, rollback (MLflow's registry and the champion alias);
 - `monitoring`: drift (drift, decay and skew of served predictions);
-- `demo`: the worked example's loop end to end (the 2013 New York flights);
+- `backtest`: a project's history replayed through the loop beside reference policies; `demo`, the
+  worked example's (the 2013 New York flights);
 - `serving`: serve (the serving app of the project's champion);
 - `stack`: up, down, status (the local stack of processes).
 Nothing heavy (Feast, Prefect, MLflow) is imported at start-up: each command imports what it needs.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import typer
 
-from featureloop.cli import demo, feature_store, init, monitoring, project, serving, stack, training
+from featureloop.cli import backtest, feature_store, init, monitoring, project, serving, stack, training
 
 app = typer.Typer(
     help="featureloop: a Feast feature store loop (prepare, apply, materialize, ...).",
@@ -33,7 +34,8 @@ for command in (
     training.rollback,
     monitoring.drift,
     serving.serve,
-    demo.demo,
+    backtest.backtest,
+    backtest.demo,
     stack.up,
     stack.down,
     stack.status,

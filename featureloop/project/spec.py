@@ -11,11 +11,11 @@ backtest. Nothing here imports Feast: `featureloop.project.checks` compares a sp
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from featureloop.monitoring.thresholds import DecayConfig, DriftConfig
 from featureloop.project.spine import NAME, RequestField, SpecModel, Spine, template_fields
@@ -112,10 +112,31 @@ class Serving(SpecModel):
     )
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    """A time without an offset is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Window(SpecModel):
+    start: datetime
+    end: datetime
+
+    _times = field_validator("start", "end")(_utc)
+
+
 class Backtest(SpecModel):
-    step: Duration = "7d"
-    first_train: Duration = "60d"
-    schedule_every: Duration = "7d"
+    """`featureloop backtest`: the history replayed through the loop, and the reference policies."""
+
+    start: datetime | None = Field(None, description="First prediction replayed; default: first_train in.")
+    end: datetime | None = Field(None, description="End of the replay (exclusive); default: the data's end.")
+    step: Duration = Field("7d", description="Each drift run's window: the replay checks drift every step.")
+    first_train: Duration = Field("60d", description="The first champion learns from this span before start.")
+    first_model: Window | None = Field(None, description="The first champion's window, when not first_train.")
+    schedule_every: Duration = Field("7d", description="The scheduled policy retrains this often.")
+
+    _times = field_validator("start", "end")(_utc)
 
 
 class ProjectSpec(SpecModel):

@@ -40,7 +40,7 @@ def replayed(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> 
     from featureloop.featurestore.store import apply_repo, open_store
     from featureloop.params import TrainParams
     from featureloop.training.pipeline import run_training
-    from flows.demo import force_champion, reset_replay_state, run_replay_phase
+    from flows.backtest import force_champion, reset_replay_state, run_replay_phase
 
     root = tmp_path_factory.mktemp("demo")
     raw = write_raw(generate(SPEC), root / "raw")
@@ -138,13 +138,13 @@ def test_the_loop_beats_never_retraining_after_the_drift_and_the_weekly_policy_f
     assert sum(m["rows"] for m in card["months"]) == card["labelled"]
     for row in card["months"]:
         assert 0.5 < row["never"] < 1 and 0.5 < row["weekly"] < 1 and 0.5 < row["drift-triggered"] < 1
-    assert any(line.startswith("week 2013-01-15") for line in replayed["lines"])
+    assert any(line.startswith("window 2013-01-15") for line in replayed["lines"])
 
 
 def test_the_scorecard_prints_a_table_and_the_report_is_written(
     replayed: dict[str, Any], tmp_path: Any
 ) -> None:
-    from flows.demo import print_scorecard, write_report
+    from flows.backtest import print_scorecard, write_report
 
     out: list[str] = []
     print_scorecard(replayed["card"], out.append)
