@@ -84,13 +84,14 @@ def scorecard(
         "labelled": len(frame),
         "metric": "AUC" if spec.task.type == "binary" else "MAE",
         "rows_are": spec.spine.table,
+        "windows_are": "weeks" if spec.backtest.step == "7d" else "windows",
     }
 
 
 def print_scorecard(card: dict[str, Any], echo: Callable[[str], None]) -> None:
-    metric, rows_are = card["metric"], card["rows_are"]
+    metric, rows_are, windows = card["metric"], card["rows_are"], card.get("windows_are", "windows")
     echo(
-        f"\nmonth    {rows_are[:7]:>7}  drift (weeks)  top drifted features                       {metric} loop  never  weekly  retrains (promoted)"
+        f"\nmonth    {rows_are:>7}  drift ({windows})  top drifted features                       {metric} loop  never  weekly  retrains (promoted)"
     )
     for row in card["months"]:
         features = ", ".join(row["top_features"]) or "-"

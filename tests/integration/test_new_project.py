@@ -121,3 +121,44 @@ def test_init_refuses_a_folder_that_is_not_empty_and_writes_nothing(in_project: 
     result = CliRunner().invoke(app, ["init", "taken"])
     assert result.exit_code != 0 and "is not empty: nothing was written" in result.output
     assert [p.name for p in (in_project / "taken").iterdir()] == ["notes.txt"]
+
+
+def test_the_scaffolded_projects_backtest_replays_it_and_scores_the_policies_in_mae(
+    in_project: Path, prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`featureloop backtest`'s phases on the sensor project: its spine replayed hour by hour over
+    HTTP across the change, a drift run every two days, and the scorecard in the task's metric."""
+    from flows.backtest import force_champion, plan, reset_replay_state, run_replay_phase
+    from flows.scorecard import print_scorecard
+
+    _run("init", "fleet")
+    monkeypatch.chdir(in_project / "fleet")
+    _run("prepare")
+    settings = Settings()
+    from featureloop.project.spec import load_spec
+
+    the = plan(load_spec(settings.feature_repo), settings.offline_dir)
+    # The data: hourly from 2024-01-01 to 2024-03-30 23:00; first_train 30d.
+    assert (the.start, the.end) == (
+        datetime(2024, 1, 31, tzinfo=UTC),
+        datetime(2024, 3, 30, 23, 0, 1, tzinfo=UTC),
+    )
+    start, end = datetime(2024, 2, 28, tzinfo=UTC), datetime(2024, 3, 3, tzinfo=UTC)
+    reset_replay_state(settings)
+    _run("apply")
+    _run("materialize", "--end", start.isoformat())
+    first = _run("train", "--end", start.isoformat())
+    assert "promoted" in first.output
+    force_champion(settings, "1")
+    lines: list[str] = []
+    weeks, card = run_replay_phase(settings, "1", lines.append, None, start=start, end=end)
+    assert [w.served for w in weeks] == [30 * 48, 30 * 48]  # every reading of every two-day window
+    assert card["metric"] == "MAE" and card["labelled"] == 30 * 96
+    months = {m["month"]: m for m in card["months"]}
+    assert set(months) == {"2024-02", "2024-03"} and months["2024-02"]["rows"] == 30 * 48
+    # After the change (2024-03-01) half the fleet wears twice as fast: the first model's error grows.
+    assert months["2024-03"]["never"] > months["2024-02"]["never"]
+    out: list[str] = []
+    print_scorecard(card, out.append)
+    assert "readings  drift (windows)" in out[0] and out[-1].startswith("totals: mean monthly MAE")
+    assert any(line.startswith("window 2024-02-28") for line in lines)
