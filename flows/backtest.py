@@ -182,10 +182,11 @@ def run_replay_phase(
     def progress(w: Week) -> None:
         d = w.drift
         verdict = {True: "DRIFT", False: "no drift", None: "no verdict"}[d.get("drifted")]
-        auc = f"{d['auc']:.3f}" if d.get("auc") is not None else "-"
+        name, value = ("MAE", d.get("mae")) if spec.task.type == "regression" else ("AUC", d.get("auc"))
+        figure = f"{value:.4g}" if value is not None else "-"
         line = (
             f"window {w.start.date()}: {w.served:,} {spec.spine.table} served by v{w.serving_version}, {verdict} "
-            f"({100 * (d.get('share') or 0):.0f}% of features), AUC {auc}"
+            f"({100 * (d.get('share') or 0):.0f}% of features), {name} {figure}"
         )
         if w.retrain:
             line += f"; event -> retrain v{w.retrain['version']} {'PROMOTED' if w.retrain['promoted'] else 'kept out'}"

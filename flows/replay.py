@@ -33,11 +33,10 @@ import pandas as pd
 from featureloop.backtest.replay import OnlineFeed, Requests, steps
 from featureloop.operations.services import free_port
 from featureloop.params import DriftParams
-from featureloop.project.spec import load_spec
+from featureloop.project.spec import load_spec, parse_duration
 from featureloop.settings import PROJECT_ROOT, Settings
 
 WEEK = timedelta(days=7)
-HOUR = timedelta(hours=1)
 
 
 @dataclass
@@ -218,7 +217,8 @@ def replay(
     with serving_process(settings, settings.data_dir / "replay" / "serving.log") as ready:
         spec = load_spec(settings.feature_repo)
         spine = pd.read_parquet(settings.offline_dir / f"{spec.spine.table}.parquet")
-        requests = Requests(spine, spec, start, end, HOUR, share)
+        feed_every = parse_duration(spec.backtest.feed_every)
+        requests = Requests(spine, spec, start, end, feed_every, share)
         feed = OnlineFeed(store, requests)
         report(
             f"replay: {len(requests):,} predictions from {start.date()} to {end.date()}, "
@@ -226,7 +226,7 @@ def replay(
         )
         deployment_id = register_retrain(train_days)
         seen = deployment_runs(deployment_id)
-        last = -(-(end - start) // HOUR) - 1
+        last = -(-(end - start) // feed_every) - 1
         with httpx.Client(base_url=ready(), timeout=60) as client, ThreadPoolExecutor(1) as writer:
             version = client.get("/ready").json()["model_version"]
             feed.before(0)
@@ -234,8 +234,8 @@ def replay(
                 week_end = min(week_start + step, end)
                 t0 = time.perf_counter()
                 served = 0
-                first = (week_start - start) // HOUR
-                for i in range(first, first + -(-(week_end - week_start) // HOUR)):
+                first = (week_start - start) // feed_every
+                for i in range(first, first + -(-(week_end - week_start) // feed_every)):
                     if i > 0:
                         feed.before(i, "late")  # its early rows went in while step i - 1 was answered
                     # The next step's rows for entities this step does not read, written meanwhile.

@@ -85,13 +85,18 @@ def scorecard(
         "metric": "AUC" if spec.task.type == "binary" else "MAE",
         "rows_are": spec.spine.table,
         "windows_are": "weeks" if spec.backtest.step == "7d" else "windows",
+        # The scheduled policy's name: `weekly` (the worked example's), else its period.
+        "scheduled_as": "weekly"
+        if spec.backtest.schedule_every == "7d"
+        else f"every {spec.backtest.schedule_every}",
     }
 
 
 def print_scorecard(card: dict[str, Any], echo: Callable[[str], None]) -> None:
     metric, rows_are, windows = card["metric"], card["rows_are"], card.get("windows_are", "windows")
+    scheduled = card.get("scheduled_as", "weekly")
     echo(
-        f"\nmonth    {rows_are:>7}  drift ({windows})  top drifted features                       {metric} loop  never  weekly  retrains (promoted)"
+        f"\nmonth    {rows_are:>7}  drift ({windows})  top drifted features                       {metric} loop  never  {scheduled}  retrains (promoted)"
     )
     for row in card["months"]:
         features = ", ".join(row["top_features"]) or "-"
@@ -103,7 +108,7 @@ def print_scorecard(card: dict[str, Any], echo: Callable[[str], None]) -> None:
     echo(
         f"totals: mean monthly {metric}  drift-triggered {t['drift-triggered']['mean']:.4f} with "
         f"{t['drift-triggered']['retrains']} retrains ({card['promotions']} promoted), "
-        f"never {t['never']['mean']:.4f} with 0, weekly {t['weekly']['mean']:.4f} with {t['weekly']['retrains']}"
+        f"never {t['never']['mean']:.4f} with 0, {scheduled} {t['weekly']['mean']:.4f} with {t['weekly']['retrains']}"
     )
 
 
@@ -117,7 +122,7 @@ def write_report(path: Path, card: dict[str, Any], weeks: list[Week]) -> Path:
     )  # fmt: skip
     head = (
         f"<tr><th>month</th><th>{escape(card['rows_are'])}</th><th>drifted windows</th><th>top drifted features</th>"
-        f"<th>{card['metric']} loop</th><th>never</th><th>weekly</th><th>retrains (promoted)</th></tr>"
+        f"<th>{card['metric']} loop</th><th>never</th><th>{escape(card.get('scheduled_as', 'weekly'))}</th><th>retrains (promoted)</th></tr>"
     )
     body = "".join(
         f"<tr><td>{r['month']}</td><td>{r['rows']:,}</td><td>{r['drifted_weeks']} of {r['weeks']}</td>"

@@ -135,6 +135,10 @@ class Backtest(SpecModel):
     first_train: Duration = Field("60d", description="The first champion learns from this span before start.")
     first_model: Window | None = Field(None, description="The first champion's window, when not first_train.")
     schedule_every: Duration = Field("7d", description="The scheduled policy retrains this often.")
+    feed_every: Duration = Field(
+        "1h",
+        description="How often the replay brings the online store up to date (a scheduled materialisation).",
+    )
 
     _times = field_validator("start", "end")(_utc)
 
