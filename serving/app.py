@@ -129,7 +129,14 @@ def create_app(
             on_swap=lambda m: _record_swap(metrics, m),
             on_error=lambda _e: metrics.tracking_errors.inc(),
         )
-        check_keys_buildable(state.store, watcher.load_now().feature_service, contract)  # or refuse to start
+        champion = watcher.load_now()
+        check_keys_buildable(state.store, champion.feature_service, contract)  # or refuse to start
+        if champion.task != contract.task:
+            raise UnservableService(
+                f"the champion (version {champion.version}) predicts a {champion.task} task and the "
+                f"project's spec declares {contract.task}: serve the project's own model "
+                "(FEATURELOOP_MODEL_NAME) or fix task.type in its spec"
+            )
         watcher.start()
         state.watcher = watcher
         if settings.serving_mode != "champion":

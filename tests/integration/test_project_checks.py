@@ -193,3 +193,31 @@ def test_serving_refuses_to_start_on_a_service_joined_on_a_key_no_request_builds
         UnservableService, match=r"joins on \['gate_id'\], which no /predict request can build"
     ):
         asyncio.run(start())
+
+
+def test_serving_refuses_a_champion_of_another_task_than_the_spec_declares(feast_env: FeastEnv) -> None:
+    """A regression model under the worked example's (binary) spec would be answered with the wrong
+    response model: serving does not start, and says which model to serve."""
+    import asyncio
+
+    from serving.app import UnservableService, create_app
+    from serving.model import ServingModel
+
+    class RegressionModels:
+        def resolver(self, alias: str) -> Any:
+            return lambda: ("7", {}) if alias == "champion" else None
+
+        def load(self, version: str, tags: dict[str, str]) -> ServingModel:
+            return ServingModel("wear", version, None, [], [], "flight_delay_v1", 0.0, task="regression")
+
+    app = create_app(feast_env.settings, store=feast_env.store, models=RegressionModels())
+
+    async def start() -> None:
+        async with app.router.lifespan_context(app):
+            pass
+
+    with pytest.raises(
+        UnservableService,
+        match=r"version 7\) predicts a regression task and the project's spec declares binary",
+    ):
+        asyncio.run(start())
