@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 PRESENT, MISSING, STALE = "present", "missing", "stale"
+DUMMY_ENTITY_ID, DUMMY_ENTITY_VALUE = "__dummy_id", ""  # feast.feature_view's, for entity-less views
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,10 @@ class ServiceReader:
 
 
 def _key_getter(join_keys: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    """A row's join-key values as a tuple (None for a key the row lacks)."""
+    """A row's join-key values as a tuple (None for a key the row lacks); an entity-less
+    (system-wide) view's one key is Feast's dummy entity, the same for every row."""
+    if join_keys == [DUMMY_ENTITY_ID]:
+        return lambda _row: (DUMMY_ENTITY_VALUE,)
     if len(join_keys) == 1:
         (name,) = join_keys
         return lambda row: (row.get(name),)

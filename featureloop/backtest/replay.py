@@ -126,6 +126,7 @@ class OnlineFeed:
     def __init__(self, store: FeatureStore, requests: Requests) -> None:
 
         from featureloop.featurestore.codec import sqlite_table
+        from featureloop.featurestore.dummy import DUMMY_ENTITY_ID, key_select, real_keys
         from featureloop.sql import quote_identifier as q
         from featureloop.sql import quote_literal, session
 
@@ -150,12 +151,15 @@ class OnlineFeed:
                 if fv.name not in self.service_views:
                     continue
                 source: Any = fv.batch_source
-                keys = [c.name for c in fv.entity_columns]
+                # An entity-less view: Feast's dummy entity (the registry's copy lists no column).
+                keys = [c.name for c in fv.entity_columns] or [DUMMY_ENTITY_ID]
                 ts, created = source.timestamp_field, source.created_timestamp_column
-                columns = [*keys, *(f.name for f in fv.features), ts, *([created] if created else [])]
+                columns = [*(f.name for f in fv.features), ts, *([created] if created else [])]
+                # An entity-less view's key is Feast's dummy entity (featurestore.dummy): no column.
+                key_sql = ", ".join(key_select(k) for k in keys)
                 # One row per key and event time: the latest created (Feast's tie-break).
                 latest = (
-                    f"QUALIFY row_number() OVER (PARTITION BY {', '.join(q(k) for k in [*keys, ts])} "
+                    f"QUALIFY row_number() OVER (PARTITION BY {', '.join(q(k) for k in [*real_keys(keys), ts])} "
                     f"ORDER BY {q(created)} DESC NULLS LAST) = 1"
                     if created
                     else ""
@@ -164,10 +168,10 @@ class OnlineFeed:
                 key_list = ", ".join(f"n.{q(k)}" for k in keys)
                 previous = " AND ".join(f"p.{q(k)} = w.{q(k)}" for k in keys)
                 rows = con.sql(
-                    f"WITH needs AS (SELECT DISTINCT step, step_time, {', '.join(q(k) for k in keys)} FROM requests), "
-                    f"feature_rows AS (SELECT {', '.join(q(c) for c in columns)} "
+                    f"WITH needs AS (SELECT DISTINCT step, step_time, {key_sql} FROM requests), "
+                    f"feature_rows AS (SELECT {key_sql}, {', '.join(q(c) for c in columns)} "
                     f"FROM read_parquet({quote_literal(str(source.path))}) {latest}), "
-                    f"written AS (SELECT n.step, {', '.join(f'r.{q(c)}' for c in columns)} "
+                    f"written AS (SELECT n.step, {', '.join(f'r.{q(c)}' for c in [*keys, *columns])} "
                     f"FROM needs n ASOF JOIN feature_rows r ON {on} AND n.step_time >= r.{q(ts)} "
                     # A value already written at an earlier step is not written again.
                     f"QUALIFY r.{q(ts)} IS DISTINCT FROM lag(r.{q(ts)}) OVER (PARTITION BY {key_list} ORDER BY n.step)) "

@@ -38,6 +38,7 @@ from feast.infra.registry.base_registry import BaseRegistry
 
 from featureloop.featurestore import redis_writer, sqlite_writer
 from featureloop.featurestore.codec import can_encode_key, can_encode_values
+from featureloop.featurestore.dummy import key_select, real_keys
 from featureloop.sql import quote_identifier, quote_literal, session
 
 
@@ -106,19 +107,21 @@ class FastComputeEngine(LocalComputeEngine):
         ts = quote_identifier(source.timestamp_field)
         created = source.created_timestamp_column
         order = f"{ts} DESC" + (f", {quote_identifier(created)} DESC NULLS LAST" if created else "")
+        # An entity-less (system-wide) view is keyed by Feast's dummy entity (featurestore.dummy).
+        key_sql = [key_select(k) for k in keys]
+        by = ", ".join(quote_identifier(k) for k in real_keys(keys))
         columns = [
-            *keys,
             *[f.name for f in view.features],
             source.timestamp_field,
             *([created] if created else []),
         ]
         start, end = (t.astimezone(UTC).isoformat() for t in (task.start_time, task.end_time))
         query = (
-            f"SELECT {', '.join(quote_identifier(c) for c in columns)} "
+            f"SELECT {', '.join([*key_sql, *(quote_identifier(c) for c in columns)])} "
             f"FROM read_parquet({quote_literal(str(source.path))}) "
             f"WHERE {ts} >= {quote_literal(start)}::TIMESTAMPTZ AND {ts} <= {quote_literal(end)}::TIMESTAMPTZ "
-            f"QUALIFY row_number() OVER (PARTITION BY {', '.join(quote_identifier(k) for k in keys)} ORDER BY {order}) = 1 "
-            f"ORDER BY {', '.join(quote_identifier(k) for k in keys)}"
+            f"QUALIFY row_number() OVER ({f'PARTITION BY {by} ' if by else ''}ORDER BY {order}) = 1"
+            + (f" ORDER BY {by}" if by else "")
         )
         with session() as con:
             yield from con.sql(query).to_arrow_reader(self.chunk_rows)

@@ -141,7 +141,7 @@ def _view_sql(
     if ttl > timedelta(0) and not pd.isna(first):
         window += f" AND {ts} >= {quote_literal((first - ttl).isoformat())}::TIMESTAMPTZ"
     table = f"""
-        SELECT {", ".join(key_cols)}, {ts} AS __ts, {", ".join(feature_cols)}
+        SELECT {", ".join([*key_cols, f"{ts} AS __ts", *feature_cols])}
         FROM read_parquet({quote_literal(source.path)})
         WHERE {window}
         QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {order}) = 1

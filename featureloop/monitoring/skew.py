@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from featureloop.featurestore.dummy import key_select, real_keys
 from featureloop.sql import quote_identifier, quote_literal, session
 
 if TYPE_CHECKING:
@@ -51,10 +52,11 @@ def _expected_rows(
         f"({ts} >= {quote_literal(_utc(s).isoformat())}::TIMESTAMPTZ AND {ts} <= {quote_literal(_utc(e).isoformat())}::TIMESTAMPTZ)"
         for s, e in view.materialization_intervals
     )
-    key_list = ", ".join(quote_identifier(k) for k in keys)
-    columns = ", ".join(quote_identifier(c) for c in [*keys, *features])
+    key_list = ", ".join(quote_identifier(k) for k in real_keys(keys))
+    columns = ", ".join([*(key_select(k) for k in keys), *(quote_identifier(c) for c in features)])
+    partition = f"PARTITION BY {key_list} " if key_list else ""
     latest = (
-        f"SELECT {columns}, {ts} AS __ts, row_number() OVER (PARTITION BY {key_list} ORDER BY {order}) AS __rank "
+        f"SELECT {columns}, {ts} AS __ts, row_number() OVER ({partition}ORDER BY {order}) AS __rank "
         f"FROM read_parquet({quote_literal(str(source.path))}) WHERE {inside}"
     )
     # The sample is drawn after the filter (USING SAMPLE applies to the FROM clause, before WHERE).
