@@ -50,6 +50,23 @@ def served_rows() -> pd.DataFrame:
     return tables["readings"].merge(stats, on=["sensor_id", "read_at"], how="left")
 
 
+def seasonal(rows: pd.DataFrame, starts: np.ndarray, n: int, config: DriftConfig) -> float:
+    """Share of windows rows[s : s + n] flagged against the same hours a day earlier (30 rows an hour)."""
+    day = 24 * 30
+    return float(
+        np.mean(
+            [
+                flagged(
+                    build_profile(rows.iloc[s - day : s - day + n], FEATURES, []),
+                    rows.iloc[s : s + n],
+                    config,
+                )
+                for s in starts
+            ]
+        )
+    )
+
+
 def flagged(reference: dict, window: pd.DataFrame, config: DriftConfig, feature: str | None = None) -> bool:
     """The dataset verdict (or, with `feature`, that feature's) on one window."""
     with session() as con:
@@ -78,8 +95,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     print(
         f"{'window rows':>11}  {'PSI floor':>9}  {'no change, i.i.d.':>17}  {'no change, fleet':>16}  "
-        f"{'after the change':>16}  {'vibration, no change':>20}  {'vibration, after':>16}"
+        f"{'after the change':>16}  {'vibration, no change':>20}  {'vibration, after':>16}  "
+        f"{'seasonal 24h: no change':>23}  {'at the change':>13}"
     )
+    fleet_positions = np.flatnonzero(((day >= 30) & (day < 59)).to_numpy())
+    change_positions = np.flatnonzero((day == 60).to_numpy())
     for n in SIZES:
         for floor in FLOORS:
             config = DriftConfig(min_rows=min(n, 1000), min_psi=floor)
@@ -95,9 +115,11 @@ def main() -> None:
                 np.mean([flagged(reference, w, config, "vibration_mean_6h") for w in chosen])
                 for chosen in windows
             ]
+            rates.append(seasonal(rows, rng.choice(fleet_positions[: -n or None], args.windows), n, config))
+            rates.append(seasonal(rows, rng.choice(change_positions, args.windows), n, config))
             print(
                 f"{n:>11,}  {floor:>9}  {rates[0]:>17.0%}  {rates[1]:>16.0%}  {rates[2]:>16.0%}  "
-                f"{rates[3]:>20.0%}  {rates[4]:>16.0%}",
+                f"{rates[3]:>20.0%}  {rates[4]:>16.0%}  {rates[5]:>23.0%}  {rates[6]:>13.0%}",
                 flush=True,
             )
     print(

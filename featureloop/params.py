@@ -146,6 +146,13 @@ class DriftParams(BaseModel):
         24 * 7, gt=0, allow_inf_nan=False, description="Window length, ending at window_end."
     )
     window_start: datetime | None = Field(None, description="Overrides window_hours when given.")
+    seasonal_reference_hours: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Compare with the rows served one season earlier (24: the same hours yesterday; "
+        "168: last week; 8760: last year) instead of the training reference, when they are enough.",
+    )
     labels_as_of: datetime | None = Field(
         None, description="Outcomes known by this time count as labels; default: now."
     )
@@ -243,8 +250,10 @@ def drift_params_for(monitoring: Monitoring, **given: Any) -> DriftParams:
     form start from it; a DriftParams built by hand is taken as it is."""
     from featureloop.project.spec import parse_duration
 
+    season = monitoring.seasonal_reference
     defaults: dict[str, Any] = {
         "window_hours": parse_duration(monitoring.window).total_seconds() / 3600,
+        "seasonal_reference_hours": parse_duration(season).total_seconds() / 3600 if season else None,
         "drift": monitoring.drift,
         "decay": monitoring.decay,
         "persistence_k": monitoring.persistence_k,

@@ -82,7 +82,7 @@ def drift(
     s = report["summary"]
     typer.echo(
         f"model {s['model']} version {s['model_version']}, window {s['window_start'][:19]} .. {s['window_end'][:19]}: "
-        f"{s['rows']:,} rows"
+        f"{s['rows']:,} rows; reference: {s.get('reference', 'training')}"
     )
     typer.echo(f"{'feature':<32} {'drifted':<7} {'test':<10} {'p-value':>9} {'PSI':>8}  notes")
     for f in report["features"]:

@@ -71,16 +71,37 @@ def _in_memory(window: pa.Table) -> tuple[Any, str]:
     return con, "served_window"
 
 
-def check_window(champion: Champion, window: pa.Table, params: DriftParams) -> dict[str, Any]:
+def check_window(
+    champion: Champion, window: pa.Table, params: DriftParams, earlier: pa.Table | None = None
+) -> dict[str, Any]:
+    """Per-feature drift and the dataset verdict of the window, against the champion's training
+    reference, or (`earlier`: the rows served one season before) against the same phase of the
+    cycle, when that window holds at least `min_rows` rows."""
     from featureloop.monitoring.comparison import compare_window
+    from featureloop.monitoring.profiles import build_profile
     from featureloop.monitoring.window import rows_by_version
 
+    reference, described = champion.reference, "training"
+    if earlier is not None:
+        hours = params.seasonal_reference_hours
+        if earlier.num_rows >= params.drift.min_rows:
+            kinds = {name: f.get("kind") for name, f in champion.reference["features"].items()}
+            present = [name for name in kinds if name in earlier.column_names]
+            frame = earlier.select(present).to_pandas()
+            numeric = [n for n in present if kinds[n] == "numeric"]
+            reference = build_profile(frame, numeric, [n for n in present if n not in numeric])
+            described = f"seasonal: the {earlier.num_rows:,} rows served {hours:g} h earlier"
+        else:
+            described = (
+                f"training (the window {hours:g} h earlier holds {earlier.num_rows:,} rows "
+                f"< min_rows {params.drift.min_rows:,})"
+            )
     con, relation = _in_memory(window)
     with con:
         compared = compare_window(
-            champion.reference, relation, params.drift, weights=params.feature_weights or None, con=con
+            reference, relation, params.drift, weights=params.feature_weights or None, con=con
         )
-    return {**compared, "served_by": rows_by_version(window)}
+    return {**compared, "served_by": rows_by_version(window), "reference": described}
 
 
 def check_labels(
@@ -161,6 +182,7 @@ def conclude(
         "window_end": end.isoformat(),
         "rows": window["rows"],
         "served_by": window.get("served_by", {}),
+        "reference": window.get("reference", "training"),
         "rows_out_of_range": span.out_of_range,
         "drifted": window["verdict"]["drifted"],
         "share": window["verdict"]["share"],

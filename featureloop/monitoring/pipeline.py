@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from featureloop.monitoring.checks import check_labels, check_skew, check_window, conclude, load_champion
@@ -55,7 +56,11 @@ def drift_pipeline(
         )
     )
     served = steps("read_window", read_window, settings, start, end)
-    window = steps("check_window", check_window, champion, served, params)
+    earlier = None
+    if params.seasonal_reference_hours:
+        season = timedelta(hours=params.seasonal_reference_hours)
+        earlier = steps("read_seasonal_reference", read_window, settings, start - season, end - season)
+    window = steps("check_window", check_window, champion, served, params, earlier)
     by_version = ", ".join(f"v{v} {n:,}" for v, n in window["served_by"].items())
     steps.info(
         f"drift: {window['rows']:,} rows ({by_version or 'none'}), "

@@ -78,6 +78,9 @@ class Monitoring(SpecModel):
     many of the last windows must drift before the event fires, and the skew check's sample."""
 
     window: Duration = "7d"
+    seasonal_reference: Duration | None = Field(
+        None, description="Compare each window with the rows served one season earlier (24h, 7d, 365d)."
+    )
     drift: DriftConfig = Field(default_factory=DriftConfig)
     decay: DecayConfig = Field(default_factory=DecayConfig)
     persistence_k: int = Field(2, ge=1)
