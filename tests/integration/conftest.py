@@ -203,3 +203,24 @@ def postgres_server() -> Iterator[str]:
             capture_output=True,
         )  # fmt: skip
         shutil.rmtree(root, ignore_errors=True)
+
+
+def featureloop_ok(*args: str) -> Any:
+    """`featureloop ARGS` run in-process (typer's runner) in the working directory, as a user runs it
+    in a project's folder; its result, once it succeeded (else the failure shows its output)."""
+    from typer.testing import CliRunner
+
+    from featureloop.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, f"featureloop {' '.join(args)}:\n{result.output}"
+    return result
+
+
+def without_featureloop_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No FEATURELOOP_* setting of the test session's: a project's own .env configures it."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("FEATURELOOP_"):
+            monkeypatch.delenv(name)

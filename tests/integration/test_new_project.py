@@ -15,31 +15,23 @@ from pathlib import Path
 import duckdb
 import httpx
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from featureloop.cli import app
 from featureloop.settings import Settings
 from serving.app import create_app
-from tests.integration.conftest import serve_app
+from tests.integration.conftest import featureloop_ok, serve_app, without_featureloop_env
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 CHANGE = datetime(2024, 3, 14, tzinfo=UTC)
 
 
-def _run(*args: str) -> Result:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, f"featureloop {' '.join(args)}:\n{result.output}"
-    return result
-
-
 @pytest.fixture()
 def in_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh folder to init a project in, as the working directory, with no FEATURELOOP_* setting
     of the test session's (the project's .env is what configures it)."""
-    for name in list(os.environ):
-        if name.startswith("FEATURELOOP_"):
-            monkeypatch.delenv(name)
+    without_featureloop_env(monkeypatch)
     monkeypatch.setenv("FEATURELOOP_MODEL_RELOAD_SECONDS", "0.5")
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -50,15 +42,15 @@ def test_a_scaffolded_regression_project_trains_serves_drifts_and_retrains(
 ) -> None:
     from flows.retrain import RetrainParams, retrain
 
-    _run("init", "sensors")
+    featureloop_ok("init", "sensors")
     project = in_project / "sensors"
     monkeypatch.chdir(project)
-    _run("prepare")
-    assert "its spec agrees with the registry and the offline tables" in _run("apply").output
-    _run("validate")
-    first = _run("train", "--end", "2024-02-15").output
+    featureloop_ok("prepare")
+    assert "its spec agrees with the registry and the offline tables" in featureloop_ok("apply").output
+    featureloop_ok("validate")
+    first = featureloop_ok("train", "--end", "2024-02-15").output
     assert "mae" in first and "promoted: passed every check against the training-mean baseline" in first
-    _run("materialize", "--end", CHANGE.isoformat())
+    featureloop_ok("materialize", "--end", CHANGE.isoformat())
     settings = Settings()
     assert settings.model_name == "sensors" and settings.data_dir == project / "data"
     with serve_app(create_app(settings)) as url:
@@ -86,7 +78,7 @@ def test_a_scaffolded_regression_project_trains_serves_drifts_and_retrains(
             lambda: duckdb.sql(f"SELECT count(*) FROM read_parquet('{log}/**/*.parquet')").fetchall() == [(1441,)],
             timeout=30, what="the prediction log holding every answer", ignoring=(duckdb.Error,),
         )  # fmt: skip
-        drift = _run("drift", "--end", CHANGE.isoformat()).output
+        drift = featureloop_ok("drift", "--end", CHANGE.isoformat()).output
         # Half the fleet vibrates harder from 2024-03-01 and wears twice as fast under load.
         assert "vibration_max_6h                 yes" in drift and "DRIFT" in drift
         assert "MAE" in drift and "above the holdout's" in drift
@@ -100,13 +92,13 @@ def test_a_scaffolded_regression_project_trains_serves_drifts_and_retrains(
 
 
 def test_the_binary_scaffold_trains_and_answers_a_probability_and_its_decision(in_project: Path) -> None:
-    _run("init", "wear_alarm", "--task", "binary")
+    featureloop_ok("init", "wear_alarm", "--task", "binary")
     os.chdir(in_project / "wear_alarm")
-    _run("prepare")
-    _run("apply")
-    trained = _run("train", "--end", "2024-02-15").output
+    featureloop_ok("prepare")
+    featureloop_ok("apply")
+    trained = featureloop_ok("train", "--end", "2024-02-15").output
     assert "roc_auc" in trained and "promoted" in trained
-    _run("materialize", "--end", "2024-02-15")
+    featureloop_ok("materialize", "--end", "2024-02-15")
     with serve_app(create_app(Settings())) as url:
         row = {"sensor_id": "s01", "load": 0.9, "ambient_temp": 20.0}
         (prediction,) = httpx.post(f"{url}/predict", json={"readings": [row]}, timeout=30).json()[
@@ -131,9 +123,9 @@ def test_the_scaffolded_projects_backtest_replays_it_and_scores_the_policies_in_
     from flows.backtest import force_champion, plan, reset_replay_state, run_replay_phase
     from flows.scorecard import print_scorecard
 
-    _run("init", "fleet")
+    featureloop_ok("init", "fleet")
     monkeypatch.chdir(in_project / "fleet")
-    _run("prepare")
+    featureloop_ok("prepare")
     settings = Settings()
     from featureloop.project.spec import load_spec
 
@@ -145,9 +137,9 @@ def test_the_scaffolded_projects_backtest_replays_it_and_scores_the_policies_in_
     )
     start, end = datetime(2024, 2, 28, tzinfo=UTC), datetime(2024, 3, 3, tzinfo=UTC)
     reset_replay_state(settings)
-    _run("apply")
-    _run("materialize", "--end", start.isoformat())
-    first = _run("train", "--end", start.isoformat())
+    featureloop_ok("apply")
+    featureloop_ok("materialize", "--end", start.isoformat())
+    first = featureloop_ok("train", "--end", start.isoformat())
     assert "promoted" in first.output
     force_champion(settings, "1")
     lines: list[str] = []

@@ -5,19 +5,16 @@ finds no mismatch, and the backtest's feed and replay serve them hour by hour.""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
-from typer.testing import CliRunner, Result
 
-from featureloop.cli import app
 from featureloop.settings import Settings
 from serving.app import create_app
-from tests.integration.conftest import serve_app
+from tests.integration.conftest import featureloop_ok, serve_app, without_featureloop_env
 
 pytestmark = pytest.mark.integration
 
@@ -79,17 +76,9 @@ backtest: {step: 1d, first_train: 20d, schedule_every: 1d}
 """
 
 
-def _run(*args: str) -> Result:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, f"featureloop {' '.join(args)}:\n{result.output}"
-    return result
-
-
 @pytest.fixture()
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.startswith("FEATURELOOP_"):
-            monkeypatch.delenv(name)
+    without_featureloop_env(monkeypatch)
     repo = tmp_path / "feature_repo"
     repo.mkdir()
     (tmp_path / "prepare.py").write_text(PREPARE)
@@ -109,13 +98,13 @@ def test_a_project_of_system_wide_features_trains_serves_checks_skew_and_replays
     from featureloop.training.training_set import load_training_set
     from flows.backtest import force_champion, reset_replay_state, run_replay_phase
 
-    _run("prepare")
+    featureloop_ok("prepare")
     settings = Settings()
     reset_replay_state(settings)
-    _run("apply")
-    assert "no problems" in _run("validate").output
+    featureloop_ok("apply")
+    assert "no problems" in featureloop_ok("validate").output
     window = {"train_start": datetime(2024, 1, 2, tzinfo=UTC), "train_end": datetime(2024, 1, 21, tzinfo=UTC)}
-    trained = _run("train", "--start", "2024-01-02", "--end", "2024-01-21").output
+    trained = featureloop_ok("train", "--start", "2024-01-02", "--end", "2024-01-21").output
     assert "promoted" in trained
     # Point in time: each hour gets the grid's value of that hour (the view is hourly).
     frame = load_training_set(open_store(settings), settings.offline_dir, TrainParams(**window)).frame
@@ -125,13 +114,13 @@ def test_a_project_of_system_wide_features_trains_serves_checks_skew_and_replays
     expected = grid.reindex(pd.DatetimeIndex(frame["event_timestamp"])).to_numpy()
     assert frame["grid_load_mean_3h"].to_numpy() == pytest.approx(expected)
     start, end = datetime(2024, 1, 21, tzinfo=UTC), datetime(2024, 1, 23, tzinfo=UTC)
-    _run("materialize", "--end", start.isoformat())
+    featureloop_ok("materialize", "--end", start.isoformat())
     with serve_app(create_app(settings)) as url:
         row = {"hour_id": "x", "temp": 3.0, "event_timestamp": "2024-01-20T23:30:00Z"}
         (answer,) = httpx.post(f"{url}/predict", json={"hours": [row]}, timeout=30).json()["predictions"]
     assert answer["missing_features"] == [] and answer["prediction"] > 0
     # The engine wrote the one row where Feast reads it: the skew check compares it with Feast's read.
-    skew = _run("drift", "--end", start.isoformat(), "--hours", "1").output
+    skew = featureloop_ok("drift", "--end", start.isoformat(), "--hours", "1").output
     assert "0 mismatches (entities checked: grid 1)" in skew
     force_champion(settings, "1")
     lines: list[str] = []

@@ -6,33 +6,23 @@ says; its first model beats the training mean by far; its backtest's phases repl
 
 from __future__ import annotations
 
-import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from featureloop.cli import app
 from featureloop.settings import PROJECT_ROOT, Settings
+from tests.integration.conftest import featureloop_ok, without_featureloop_env
 
 pytestmark = pytest.mark.integration
 EXAMPLE = PROJECT_ROOT / "examples" / "txhousing"
 
 
-def _run(*args: str) -> Result:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, f"featureloop {' '.join(args)}:\n{result.output}"
-    return result
-
-
 @pytest.fixture()
 def example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the example (its data is written where it runs), as the working directory."""
-    for name in list(os.environ):
-        if name.startswith("FEATURELOOP_"):
-            monkeypatch.delenv(name)
+    without_featureloop_env(monkeypatch)
     folder = tmp_path / "txhousing"
     shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("data", "__pycache__"))
     monkeypatch.chdir(folder)
@@ -44,18 +34,18 @@ def test_the_housing_project_prepares_trains_and_replays_two_quarters(
 ) -> None:
     from flows.backtest import force_champion, reset_replay_state, run_replay_phase
 
-    prepared = _run("prepare").output
+    prepared = featureloop_ok("prepare").output
     assert "forecasts.parquet          8,556" in prepared and "city_market.parquet        8,602" in prepared
     settings = Settings()
     reset_replay_state(settings)  # nothing served yet (and no registry: apply writes it)
-    _run("apply")
-    assert "no problems" in _run("validate").output
+    featureloop_ok("apply")
+    assert "no problems" in featureloop_ok("validate").output
     assert settings.model_name == "txhousing"
-    trained = _run("train", "--start", "2005-01-01", "--end", "2008-01-01").output
+    trained = featureloop_ok("train", "--start", "2005-01-01", "--end", "2008-01-01").output
     mae, baseline = (float(v) for v in trained.split("\nmae")[1].split()[:2])
     assert mae < 0.5 * baseline and "promoted" in trained  # a city's last prices say much
     start, end = datetime(2008, 1, 1, tzinfo=UTC), datetime(2008, 7, 1, tzinfo=UTC)
-    _run("materialize", "--end", start.isoformat())
+    featureloop_ok("materialize", "--end", start.isoformat())
     force_champion(settings, "1")
     lines: list[str] = []
     weeks, card = run_replay_phase(settings, "1", lines.append, None, start=start, end=end)
