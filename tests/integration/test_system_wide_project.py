@@ -24,17 +24,13 @@ import pandas as pd
 
 
 def prepare(context):
-    from featureloop.dataset_versions import write_version
-
     t = pd.date_range("2024-01-01", periods=24 * 30, freq="h", tz="UTC")
     rng = np.random.default_rng(0)
     load = 100 + 20 * np.sin(2 * np.pi * np.arange(len(t)) / 24) + rng.normal(0, 3, len(t))
     grid = pd.DataFrame({"event_timestamp": t, "grid_load_mean_3h": pd.Series(load).rolling(3, min_periods=1).mean()})
     hours = pd.DataFrame({"hour_id": [f"h{i}" for i in range(len(t))], "at": t, "temp": rng.normal(10, 5, len(t)),
                           "next_load": np.r_[load[1:], np.nan]})
-    time_range = {"start": t.min().isoformat(), "end": t.max().isoformat()}
-    m = write_version({"grid": grid, "hours": hours}, context.versions_dir, context.offline_dir, {"time_range": time_range})
-    return {"version": m["dataset_version"], "files": m["files"], "time_range": time_range}
+    return context.write({"grid": grid, "hours": hours}, hours["at"], "a synthetic grid")
 """
 FEATURES = """
 import os

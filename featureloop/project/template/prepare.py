@@ -77,18 +77,8 @@ def generate(seed: int = 7) -> dict[str, pd.DataFrame]:
 
 
 def prepare(context: Any) -> dict[str, Any]:
-    """Write the tables as one dataset version (a `featureloop.project.prepare.PrepareContext` says
-    where) and say what was written: the version, its files and the time range."""
-    from featureloop.dataset_versions import write_version
-
+    """Write the tables as one dataset version (`context`: a featureloop.project.prepare.PrepareContext)
+    and say what was written: the version, its files and the time range."""
     context.report(f"generating {SENSORS} sensors x {DAYS} days of hourly readings")
     tables = generate()
-    times = tables["readings"]["read_at"]
-    time_range = {"start": times.min().isoformat(), "end": times.max().isoformat()}
-    manifest = write_version(
-        tables,
-        context.versions_dir,
-        context.offline_dir,
-        {"time_range": time_range, "source": "synthetic sensor fleet"},
-    )
-    return {"version": manifest["dataset_version"], "files": manifest["files"], "time_range": time_range}
+    return dict(context.write(tables, tables["readings"]["read_at"], "synthetic sensor fleet"))
