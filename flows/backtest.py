@@ -96,14 +96,12 @@ def reset_replay_state(settings: Settings) -> None:
 
 
 def window_drift_params(spec: ProjectSpec) -> Callable[[datetime, datetime], DriftParams]:
-    """The `drift` flow's form for one replayed window: the project's thresholds (`monitoring`);
-    outcomes known by the window's end count as labels; no skew check (the replay's store holds what
-    was asked for, not every entity)."""
+    """The `drift` flow's form for one replayed window: the project's thresholds (`monitoring`, its
+    skew sample too: the replay materialises every view up to the window's end before the run);
+    outcomes known by the window's end count as labels."""
 
     def form(start: datetime, end: datetime) -> DriftParams:
-        return drift_params_for(
-            spec.monitoring, window_start=start, window_end=end, labels_as_of=end, skew_sample=0
-        )
+        return drift_params_for(spec.monitoring, window_start=start, window_end=end, labels_as_of=end)
 
     return form
 
@@ -188,6 +186,8 @@ def run_replay_phase(
             f"window {w.start.date()}: {w.served:,} {spec.spine.table} served by v{w.serving_version}, {verdict} "
             f"({100 * (d.get('share') or 0):.0f}% of features), {name} {figure}"
         )
+        if d.get("skew_checked"):
+            line += f", skew {d['skew_mismatches']} mismatched values in {d['skew_checked']} entities"
         if w.retrain:
             line += f"; event -> retrain v{w.retrain['version']} {'PROMOTED' if w.retrain['promoted'] else 'kept out'}"
         parts = "+".join(

@@ -257,6 +257,7 @@ def replay(
                     served += len(rows)
                 sent += served
                 wait_logged(client, sent)
+                feed.materialize(week_end)  # the online store as of the window's end, recorded
                 t1 = time.perf_counter()
                 result = drift(drift_params(week_start, week_end))
                 t2 = time.perf_counter()

@@ -139,6 +139,7 @@ class OnlineFeed:
         # Its own connection, without fsync per commit: the store is a cache of the offline tables,
         # and a replay that dies is rerun from the start, which rebuilds it.
         # (Used by one thread at a time: the replay writes a step's early rows from a worker thread.)
+        self._store = store
         self._connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
         self._connection.execute("PRAGMA synchronous = OFF")
         self.views: list[_ViewRows] = []
@@ -217,6 +218,18 @@ class OnlineFeed:
                     rows = rows.filter(pa.array(keep))
                 written += upsert_sqlite_rows(self._connection, v.table, v.view, rows)
         return written
+
+    def materialize(self, end: datetime) -> list[dict[str, Any]]:
+        """Every service view's rows up to `end` loaded as the scheduled `materialize` run loads them
+        (incremental: from the end of the view's last interval), the interval recorded in Feast's
+        registry. The steps write only the entities their requests read; after this, every entity
+        holds its value as of `end`, so a skew check compares the whole store with what Feast
+        says was materialised, and a mismatch is a true one."""
+        from featureloop.featurestore.materialization import load_windows
+        from featureloop.steps import PlainSteps
+
+        views = sorted(self.service_views)
+        return load_windows(self._store, PlainSteps(), end, overlap=timedelta(0), feature_views=views)
 
     def close(self) -> None:
         self._connection.close()

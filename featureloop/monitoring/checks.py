@@ -199,6 +199,7 @@ def conclude(
         "labelled": decay.get("labelled", 0),
         "decayed": decay.get("decayed"),
         "skew_mismatches": skew["mismatches"] if skew else None,
+        "skew_checked": skew["checked"] if skew else None,  # entity rows compared, over the views
         "event": bool(reasons),
         "reasons": reasons,
     }

@@ -138,4 +138,5 @@ def check_service(store: FeatureStore, service: str, *, sample: int = 200, seed:
         for p in store.get_feature_service(service).feature_view_projections
     ]
     total = sum(f["mismatches"] for v in views for f in v.get("features", {}).values())
-    return {"service": service, "views": views, "mismatches": total, "skewed": total > 0}
+    checked = sum(v.get("checked", 0) for v in views)
+    return {"service": service, "views": views, "checked": checked, "mismatches": total, "skewed": total > 0}

@@ -145,6 +145,13 @@ def test_the_scaffolded_projects_backtest_replays_it_and_scores_the_policies_in_
     lines: list[str] = []
     weeks, card = run_replay_phase(settings, "1", lines.append, None, start=start, end=end)
     assert [w.served for w in weeks] == [30 * 48, 30 * 48]  # every reading of every two-day window
+    # The feed materialised each window's end as Feast records it: the skew check compared every
+    # sensor online with the offline store and found what is true, no mismatch.
+    assert [(w.drift["skew_checked"], w.drift["skew_mismatches"]) for w in weeks] == [(30, 0), (30, 0)]
+    from featureloop.featurestore.store import open_store
+
+    intervals = open_store(settings).get_feature_view("sensor_stats").materialization_intervals
+    assert max(e for _, e in intervals) == end
     assert card["metric"] == "MAE" and card["labelled"] == 30 * 96
     months = {m["month"]: m for m in card["months"]}
     assert set(months) == {"2024-02", "2024-03"} and months["2024-02"]["rows"] == 30 * 48
