@@ -18,7 +18,7 @@ from featureloop.monitoring.thresholds import DriftConfig
 
 pytestmark = pytest.mark.integration  # 400 seeded datasets: ~25 s, kept out of the unit tier
 
-CONFIG = DriftConfig()  # the defaults: min_rows 1000, share threshold 0.5
+CONFIG = DriftConfig()  # the defaults: min_rows 100, PSI floor 0.2, share threshold 0.5
 NUMERIC = [
     "temp",
     "dewp",
@@ -69,14 +69,16 @@ def test_no_drift_windows_rarely_get_a_drift_verdict(reference: dict[str, object
     assert sum(verdicts) / WINDOWS <= 0.05
 
 
-def test_a_quarter_sd_shift_in_the_most_important_feature_is_found(reference: dict[str, object]) -> None:
+def test_a_three_quarter_sd_shift_in_the_most_important_feature_is_found(
+    reference: dict[str, object],
+) -> None:
     """visib drives the synthetic delays (5 minutes per mile of visibility lost)."""
     con = duckdb.connect()
     start = pd.Timestamp("2013-01-01", tz="America/New_York")
     found = 0
     for seed in range(WINDOWS):
         spec = SyntheticSpec(
-            days=24, seed=seed, drift=Drift(at=start + pd.Timedelta(days=12), features=("visib",), shift=0.25)
+            days=24, seed=seed, drift=Drift(at=start + pd.Timedelta(days=12), features=("visib",), shift=0.75)
         )
         frame = _model_view(spec)
         after = frame[pd.to_datetime(frame["time_hour"]) >= spec.drift.at.tz_convert("UTC")]  # type: ignore[union-attr]
