@@ -28,8 +28,8 @@ class Settings(BaseSettings):
     profile: Literal["embedded", "scaleout"] = Field(
         default="embedded",
         description="embedded: SQLite online store, file registry, MLflow and Prefect on SQLite; "
-        "scaleout: Redis online store at redis_url, Feast's SQL registry, MLflow tracking and the "
-        "Prefect server on the PostgreSQL server at postgres_url.",
+        "scaleout: Redis online store at redis_url, Feast's SQL registry and the Prefect server on "
+        "the PostgreSQL server at postgres_url, MLflow through its tracking server at mlflow_url.",
     )
     redis_url: str = Field(
         default="127.0.0.1:6379",
@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     postgres_database_prefix: str = Field(
         default="featureloop",
         pattern=r"^[a-z_][a-z0-9_]{0,40}$",
-        description="Their names: <prefix>_feast, <prefix>_mlflow, <prefix>_prefect.",
+        description="Their names: <prefix>_feast, <prefix>_mlflow (+ _mlflow_auth), <prefix>_prefect.",
     )
     raw_dir: Path | None = Field(
         default=None,
@@ -52,7 +52,20 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=PROJECT_ROOT / "data", description="Root of prepared data.")
     feature_repo: Path = Field(default=PROJECT_ROOT / "feature_repo")
     mlflow_tracking_uri: str | None = Field(
-        default=None, description="MLflow tracking URI; default: sqlite under data_dir/mlflow."
+        default=None,
+        description="MLflow tracking URI; default: sqlite under data_dir/mlflow (embedded), the "
+        "tracking server at mlflow_url (scaleout).",
+    )
+    mlflow_url: str = Field(
+        default="http://127.0.0.1:5000",
+        pattern=r"^https?://[^/@\s]+(:\d+)?/?$",
+        description="The scale-out profile's MLflow tracking server: clients talk HTTP only (its backend "
+        "is PostgreSQL, its artifacts are proxied), with mlflow_username and mlflow_password.",
+    )
+    mlflow_username: str = Field(default="admin", description="The MLflow server's basic-auth user.")
+    mlflow_password: SecretStr | None = Field(
+        default=None,
+        description="Its password (at least 12 characters); the scale-out profile's server requires it.",
     )
     model_name: str = Field(
         default="", description="Registered model name in MLflow; default: the project spec's name."
@@ -184,20 +197,34 @@ class Settings(BaseSettings):
     def mlflow_dir(self) -> Path:
         return self.data_dir / "mlflow"
 
-    def postgres_database(self, part: Literal["feast", "mlflow", "prefect"], driver: str = "psycopg") -> str:
+    def postgres_database(
+        self, part: Literal["feast", "mlflow", "mlflow_auth", "prefect"], driver: str = "psycopg"
+    ) -> str:
         """The SQLAlchemy URL of one part's database on the scale-out profile's PostgreSQL server."""
         rest = self.postgres_url.partition("://")[2]
         return f"postgresql+{driver}://{rest}/{self.postgres_database_prefix}_{part}"
 
     @property
     def tracking_uri(self) -> str:
-        """The MLflow tracking URI: explicit; else PostgreSQL on the scale-out profile, SQLite in the
-        data folder on the embedded one."""
+        """The MLflow tracking URI: explicit; else the tracking server (mlflow_url) on the scale-out
+        profile, SQLite in the data folder on the embedded one."""
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         if self.profile == "scaleout":
+            return self.mlflow_url.rstrip("/")
+        return self.mlflow_backend_uri
+
+    @property
+    def mlflow_backend_uri(self) -> str:
+        """Where MLflow keeps runs and models: the database the tracking server (and `make up`'s UI)
+        serves; PostgreSQL on the scale-out profile, SQLite in the data folder on the embedded one."""
+        if self.profile == "scaleout":
             return self.postgres_database("mlflow")
         return f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_over_http(self) -> bool:
+        return self.tracking_uri.startswith(("http://", "https://"))
 
     @property
     def feast_registry_url(self) -> str | None:
@@ -210,9 +237,16 @@ class Settings(BaseSettings):
         return self.postgres_database("prefect", driver="asyncpg") if self.profile == "scaleout" else None
 
     @property
-    def artifact_location(self) -> str:
-        """Where new experiments keep their artifacts (local folder beside the SQLite store)."""
-        return (self.mlflow_dir / "artifacts").resolve().as_uri()
+    def artifact_location(self) -> str | None:
+        """Where new experiments keep their artifacts: a local folder beside the SQLite store; None
+        through a tracking server (it proxies them to its own `mlflow_artifacts_dir`)."""
+        return None if self.mlflow_over_http else self.mlflow_artifacts_dir.as_uri()
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        """The artifact store's folder: the clients' own on the embedded profile, only the tracking
+        server's on the scale-out one."""
+        return (self.mlflow_dir / "artifacts").resolve()
 
 
 def _project_name(feature_repo: Path) -> str:

@@ -108,9 +108,9 @@ def window_drift_params(spec: ProjectSpec) -> Callable[[datetime, datetime], Dri
 
 def force_champion(settings: Settings, version: str) -> None:
     """The replay starts from the first model, whatever an earlier backtest left as champion."""
-    from featureloop.training.registry import connect, get_version, promote
+    from featureloop.training.registry import get_version, open_tracking, promote
 
-    client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    client, _ = open_tracking(settings)
     promote(client, get_version(client, settings.model_name, version))
 
 

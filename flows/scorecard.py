@@ -26,9 +26,9 @@ def scorecard(
     retrains."""
     from featureloop.backtest.policies import label_outcomes, metric_by, read_served, score_policies
     from featureloop.project.spec import load_spec
-    from featureloop.training.registry import connect, get_version, load_model
+    from featureloop.training.registry import get_version, load_model, open_tracking
 
-    client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    client, _ = open_tracking(settings)
     first = get_version(client, settings.model_name, first_version)
     inputs = json.loads(first.tags["model_inputs"])
     never = (load_model(first.uri), inputs["numeric"], inputs["categorical"])

@@ -90,10 +90,10 @@ class RegistryModels:
         self._settings = settings
 
     def resolver(self, alias: str) -> Resolve:
-        from featureloop.training.registry import TrackingUnavailable, connect, get_alias
+        from featureloop.training.registry import TrackingUnavailable, get_alias, open_tracking
 
         settings = self._settings
-        client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+        client, _ = open_tracking(settings)
 
         def resolve() -> tuple[str, dict[str, str]] | None:
             try:

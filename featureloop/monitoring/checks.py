@@ -42,10 +42,10 @@ class Champion:
 def load_champion(settings: Settings, client: MlflowClient | None = None) -> tuple[MlflowClient, Champion]:
     """The tracking store (connected here unless given: fails fast, naming the URI) and the champion
     with its reference profile."""
-    from featureloop.training.registry import CHAMPION, connect, get_alias, load_reference_profile
+    from featureloop.training.registry import CHAMPION, get_alias, load_reference_profile, open_tracking
 
     if client is None:
-        client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+        client, _ = open_tracking(settings)
     version = get_alias(client, settings.model_name, CHAMPION)
     if version is None:
         raise NoWindow(f"model {settings.model_name!r} has no champion: train and promote one first")

@@ -168,11 +168,9 @@ def log_to_mlflow(
     client: MlflowClient, settings: Settings, report: dict[str, Any], paths: dict[str, str]
 ) -> str:
     """A run in the `<experiment>-drift` experiment: the key figures as metrics, both reports as artifacts."""
-    from featureloop.training.registry import connect
+    from featureloop.training.registry import open_tracking
 
-    _, experiment_id = connect(
-        settings.tracking_uri, settings.artifact_location, f"{settings.experiment}-drift"
-    )
+    _, experiment_id = open_tracking(settings, f"{settings.experiment}-drift")
     summary = report["summary"]
     run = client.create_run(
         experiment_id,

@@ -10,6 +10,7 @@ says where to look instead). featureloop.operations.stack starts and stops them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from featureloop.settings import PROJECT_ROOT, Settings
 
@@ -99,6 +101,65 @@ def prefect_service(port: int, env: dict[str, str], home: Path, database_url: st
     return Service("prefect", f"http://127.0.0.1:{port}", f"{api}/health", command, env)
 
 
+def mlflow_auth_config(settings: Settings, home: Path) -> Path:
+    """The basic-auth app's configuration (its users in PostgreSQL; anyone else is refused), written
+    under `home`; the admin's password is not in it (the server reads it from its environment)."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "basic_auth.ini"
+    path.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = {settings.postgres_database('mlflow_auth')}\n"
+        f"admin_username = {settings.mlflow_username}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "grant_default_workspace_access = false\n"
+    )
+    return path
+
+
+def prepare_mlflow_server(settings: Settings, home: Path) -> None:
+    """What the scale-out profile's tracking server needs before it starts: a password, its two
+    PostgreSQL databases (runs and models; users), the basic-auth configuration."""
+    from featureloop.operations.postgres import ensure_database
+
+    if settings.mlflow_password is None:
+        raise ValueError(
+            "the scale-out profile's MLflow server asks every caller who it is: set "
+            "FEATURELOOP_MLFLOW_PASSWORD (at least 12 characters; FEATURELOOP_MLFLOW_USERNAME, default "
+            "admin) in the environment or the project's .env, never in the repository"
+        )
+    ensure_database(settings.postgres_database("mlflow"))
+    ensure_database(settings.postgres_database("mlflow_auth"))
+    mlflow_auth_config(settings, home)
+
+
+def mlflow_service(settings: Settings, port: int, home: Path, env: dict[str, str]) -> Service:
+    """The MLflow tracking server on `port`. Embedded: the UI on the SQLite store, artifacts in the
+    data folder's. Scale-out (on mlflow_url's port): the store on PostgreSQL, artifacts proxied (kept
+    in `mlflow_artifacts_dir`, which only the server touches: clients send and fetch them over HTTP),
+    and MLflow's basic-auth app: every call but /health needs mlflow_username/mlflow_password (the
+    caller checks the password is set, writes `mlflow_auth_config` to `home` and creates the
+    databases first: `prepare_mlflow_server`)."""
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri"]
+    command.append(settings.mlflow_backend_uri)
+    if settings.profile == "scaleout":
+        port = urlsplit(settings.mlflow_url).port or 80
+        command += ["--artifacts-destination", str(settings.mlflow_artifacts_dir), "--serve-artifacts"]
+        command += ["--app-name", "basic-auth"]
+        env = {**env, "MLFLOW_AUTH_CONFIG_PATH": str(home / "basic_auth.ini")}
+        if settings.mlflow_password is not None:  # (`up` refuses to start the server without it)
+            secret = settings.mlflow_password.get_secret_value()
+            env["MLFLOW_AUTH_ADMIN_PASSWORD"] = secret
+            # The UI's CSRF key: the same on every replica of the server, never the password itself.
+            env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = hashlib.sha256(
+                f"featureloop-csrf:{secret}".encode()
+            ).hexdigest()
+    else:
+        command += ["--default-artifact-root", settings.mlflow_artifacts_dir.as_uri()]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    return Service("mlflow", f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/health", command, env)
+
+
 def services(settings: Settings, run_dir: Path) -> list[Service]:
     """The stack's services in start order, with their state (Prefect's home, Prometheus's config and
     data) under `run_dir`."""
@@ -119,13 +180,7 @@ def services(settings: Settings, run_dir: Path) -> list[Service]:
             "deployments", f"http://127.0.0.1:{port['prefect']}/deployments", f"{prefect_api}/health",
             [sys.executable, "-m", "flows.deploy"], base,
         ),
-        Service(
-            "mlflow", f"http://127.0.0.1:{port['mlflow']}", f"http://127.0.0.1:{port['mlflow']}/health",
-            [str(bin_dir / "mlflow"), "server", "--backend-store-uri", settings.tracking_uri,
-             "--default-artifact-root", settings.artifact_location, "--host", "127.0.0.1",
-             "--port", str(port["mlflow"]), "--workers", "1"],
-            base,
-        ),
+        mlflow_service(settings, port["mlflow"], run_dir / "mlflow", base),
         Service(
             "serving", f"http://127.0.0.1:{port['serving']}", f"http://127.0.0.1:{port['serving']}/health",
             [str(bin_dir / "uvicorn"), "serving.app:create_app", "--factory", "--host", "127.0.0.1",

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from featureloop.operations.services import healthy, ports, prometheus_config, services
+from featureloop.operations.services import healthy, ports, prepare_mlflow_server, prometheus_config, services
 from featureloop.settings import PROJECT_ROOT, Settings
 
 RUN_DIR = Path(os.environ.get("FEATURELOOP_RUN_DIR", PROJECT_ROOT / ".run"))
@@ -47,9 +47,9 @@ def running_pid(name: str) -> int | None:
 
 
 def _has_champion(settings: Settings) -> bool:
-    from featureloop.training.registry import CHAMPION, connect, get_alias
+    from featureloop.training.registry import CHAMPION, get_alias, open_tracking
 
-    client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    client, _ = open_tracking(settings)
     return get_alias(client, settings.model_name, CHAMPION) is not None
 
 
@@ -66,6 +66,8 @@ def up(settings: Settings, report: Callable[[str], None] = print, timeout: float
         from featureloop.operations.postgres import ensure_database
 
         ensure_database(settings.postgres_database("prefect"))
+    if settings.profile == "scaleout":  # the tracking server: PostgreSQL, proxied artifacts, auth
+        prepare_mlflow_server(settings, RUN_DIR / "mlflow")
     started: dict[str, str] = {}
     for service in services(settings, RUN_DIR):
         if running_pid(service.name) is not None:

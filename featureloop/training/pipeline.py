@@ -40,7 +40,7 @@ def run_training_steps(
     The window's rows are checked first, against what every step needs; `check_only` stops after
     that and the feature service's check (nothing is fetched, fitted or registered)."""
     from featureloop.featurestore.store import open_store
-    from featureloop.training.registry import connect, find_half_made
+    from featureloop.training.registry import find_half_made, open_tracking
 
     spec = steps("load_project_spec", load_spec, settings.feature_repo)
     params = steps("resolve_parameters", resolve_params, params, spec, settings.offline_dir)
@@ -54,9 +54,7 @@ def run_training_steps(
         store = steps("open_feature_store", open_store, settings)
         steps("check_feature_service", service_features, store, params.feature_service)
         return {"checked": True, "rows": rows, "feature_service": params.feature_service}
-    client, experiment_id = steps(
-        "connect_tracking", connect, settings.tracking_uri, settings.artifact_location, settings.experiment
-    )
+    client, experiment_id = steps("connect_tracking", open_tracking, settings)
     # Versions a stopped train left without tags: named, never deleted.
     half_made = steps("half_made_versions", find_half_made, client, settings.model_name)
     for found in half_made:
@@ -135,8 +133,8 @@ def summarize(
 def run_rollback(settings: Settings, params: RollbackParams) -> dict[str, str | None]:
     """Point the champion alias back at the `previous` version (the CLI's `rollback` and the
     `rollback` flow); returns the champion's version now and the one it replaced."""
-    from featureloop.training.registry import connect, rollback
+    from featureloop.training.registry import open_tracking, rollback
 
-    client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    client, _ = open_tracking(settings)
     restored, demoted = rollback(client, params.model_name or settings.model_name)
     return {"champion": restored.version, "demoted": demoted.version if demoted else None}

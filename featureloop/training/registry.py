@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from featureloop.settings import Settings
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS = "previous"
@@ -34,8 +36,29 @@ class NoPreviousModel(RuntimeError):
     """Rollback asked for, but no model version carries the `previous` alias."""
 
 
-def connect(tracking_uri: str, artifact_location: str, experiment: str) -> tuple[MlflowClient, str]:
-    """A client on a reachable tracking store and the experiment id (created on first use)."""
+def open_tracking(settings: Settings, experiment: str | None = None) -> tuple[MlflowClient, str]:
+    """`connect` with the settings' tracking store, artifact location and (through a tracking
+    server) credentials; the experiment: the settings' unless named."""
+    password = settings.mlflow_password
+    credentials = (settings.mlflow_username, password.get_secret_value()) if password else None
+    return connect(
+        settings.tracking_uri,
+        settings.artifact_location,
+        experiment or settings.experiment,
+        credentials=credentials,
+    )
+
+
+def connect(
+    tracking_uri: str,
+    artifact_location: str | None,
+    experiment: str,
+    *,
+    credentials: tuple[str, str] | None = None,
+) -> tuple[MlflowClient, str]:
+    """A client on a reachable tracking store and the experiment id (created on first use).
+    `credentials` (user, password) authenticate to a tracking server (its basic-auth app): MLflow's
+    client reads them from its environment variables, for this process."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -45,6 +68,8 @@ def connect(tracking_uri: str, artifact_location: str, experiment: str) -> tuple
     # Fail fast instead of MLflow's minutes of HTTP retries when a server is down.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    if credentials is not None and tracking_uri.startswith(("http://", "https://")):
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = credentials
     if tracking_uri.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(tracking_uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
     if tracking_uri.startswith("postgresql"):  # the scale-out profile: its database on first use
@@ -64,7 +89,18 @@ def connect(tracking_uri: str, artifact_location: str, experiment: str) -> tuple
             if found is not None
             else client.create_experiment(experiment, artifact_location=artifact_location)
         )
-    except (MlflowException, OSError, Exception) as exc:  # connection errors come in many types
+    except MlflowException as exc:
+        if exc.get_http_status_code() in (401, 403) or "not authenticated" in str(exc).lower():
+            raise TrackingUnavailable(
+                f"MLflow tracking server {redacted(tracking_uri)} refused us ({exc.get_http_status_code()}: "
+                "not authenticated or not allowed): set FEATURELOOP_MLFLOW_USERNAME and "
+                "FEATURELOOP_MLFLOW_PASSWORD to an account of its basic-auth app. Nothing was registered."
+            ) from exc
+        raise TrackingUnavailable(
+            f"MLflow tracking store {redacted(tracking_uri)} is unreachable ({type(exc).__name__}: {exc}); "
+            "start it or set FEATURELOOP_MLFLOW_TRACKING_URI. Nothing was registered."
+        ) from exc
+    except Exception as exc:  # connection errors come in many types
         raise TrackingUnavailable(
             f"MLflow tracking store {redacted(tracking_uri)} is unreachable ({type(exc).__name__}: {exc}); "
             "start it or set FEATURELOOP_MLFLOW_TRACKING_URI. Nothing was registered."

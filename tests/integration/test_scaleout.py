@@ -11,6 +11,9 @@ silent fall-back to SQLite would fail the test.
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from featureloop.featurestore.materialization import materialize_window
 from featureloop.featurestore.store import apply_repo, open_store
@@ -34,6 +38,7 @@ from tests.integration.conftest import FeastEnv, free_port, run_redis, serve_app
 pytestmark = pytest.mark.integration
 
 PROFILES = ("embedded", "scaleout")
+MLFLOW_PASSWORD = secrets.token_urlsafe(18)  # a setting, as a deployment's would be: never in the repository
 TRAIN = TrainParams(train_start=datetime(2013, 1, 1, tzinfo=UTC), train_end=datetime(2013, 1, 20, tzinfo=UTC))
 WINDOW = (datetime(2013, 1, 21, tzinfo=UTC), datetime(2013, 1, 24, tzinfo=UTC))
 
@@ -45,6 +50,7 @@ class Profile:
     env: dict[str, str]  # what the flows (which read Settings() themselves) see
     trained: dict[str, Any]
     prefect_api: str | None  # None: the session's Prefect test server
+    server_artifacts: Path | None  # the MLflow server's own artifact folder (scaleout)
 
 
 def _postgres_rows(settings: Settings, part: str, query: str) -> list[tuple[Any, ...]]:
@@ -87,6 +93,32 @@ def _prefect_on_postgres(settings: Settings) -> Iterator[str]:
         yield server.api
 
 
+@contextlib.contextmanager
+def _mlflow_server(settings: Settings, home: Path) -> Iterator[Path]:
+    """A real `mlflow server` as `make up` starts it on the scale-out profile (PostgreSQL store,
+    proxied artifacts, basic auth), with a data folder of its own: no client's folder holds its
+    artifacts. Yields that artifact folder."""
+    from featureloop.operations.services import healthy, mlflow_service, prepare_mlflow_server
+
+    server = settings.model_copy(update={"data_dir": home / "data"})
+    prepare_mlflow_server(server, home)
+    service = mlflow_service(server, 0, home, {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    with open(home / "mlflow.log", "ab") as log:
+        proc = subprocess.Popen(
+            service.command, cwd=home, env=service.env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not healthy(service.health):
+            assert proc.poll() is None, (home / "mlflow.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "mlflow server not healthy in 120 s"
+            time.sleep(0.3)
+        yield server.mlflow_artifacts_dir
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 @pytest.fixture(scope="module")
 def profiles(
     feast_env: FeastEnv,
@@ -103,6 +135,8 @@ def profiles(
             "FEATURELOOP_PROFILE": "scaleout",
             "FEATURELOOP_REDIS_URL": f"{redis_server},db=6",
             "FEATURELOOP_POSTGRES_URL": postgres_server,
+            "FEATURELOOP_MLFLOW_URL": f"http://127.0.0.1:{free_port()}",
+            "FEATURELOOP_MLFLOW_PASSWORD": MLFLOW_PASSWORD,
         },
     }
     with contextlib.ExitStack() as stack:
@@ -115,11 +149,15 @@ def profiles(
             }
             with _environment(env):
                 settings = Settings()
+            if name == "scaleout":
+                artifacts = stack.enter_context(_mlflow_server(settings, tmp / "mlflow-server"))
             apply_repo(settings)
             materialize_window(open_store(settings), end)
             trained = run_training(settings, TRAIN, report=lambda _m: None)
             api = stack.enter_context(_prefect_on_postgres(settings)) if name == "scaleout" else None
-            found[name] = Profile(name, settings, env, trained, api)
+            found[name] = Profile(
+                name, settings, env, trained, api, artifacts if name == "scaleout" else None
+            )
         yield found
 
 
@@ -149,15 +187,15 @@ def test_training_registers_and_promotes_in_the_profiles_tracking_store(
     profile = profiles[name]
     trained = profile.trained
     assert trained["promoted"] and trained["version"]
-    assert profile.settings.tracking_uri.startswith(
-        {"embedded": "sqlite:///", "scaleout": "postgresql+psycopg://"}[name]
-    )
-    if name == "scaleout":
+    assert profile.settings.tracking_uri.startswith({"embedded": "sqlite:///", "scaleout": "http://"}[name])
+    if name == "scaleout":  # through the tracking server, into its PostgreSQL database
         aliases = _postgres_rows(
             profile.settings, "mlflow", "SELECT name, alias, version FROM registered_model_aliases"
         )
         assert (profile.settings.model_name, "champion", int(trained["version"])) in aliases
-        assert not (profile.settings.mlflow_dir / "mlflow.db").exists()
+        # The client's folder holds no MLflow store and no artifact: the server keeps them.
+        assert not profile.settings.mlflow_dir.exists()
+        assert profile.server_artifacts is not None and list(profile.server_artifacts.rglob("MLmodel"))
 
 
 def _requests(feast_env: FeastEnv) -> list[dict[str, Any]]:
@@ -299,6 +337,43 @@ def test_an_unreachable_postgres_is_a_clear_error_naming_the_server(profiles: di
     ):
         repo_config(down)
     started = datetime.now(UTC)
-    with pytest.raises(RuntimeError, match="MLflow tracking store"):
-        run_training(down, TRAIN, report=lambda _m: None)
+    no_server = profiles["scaleout"].settings.model_copy(update={"mlflow_url": "http://127.0.0.1:1"})
+    with pytest.raises(RuntimeError, match=r"MLflow tracking store http://127\.0\.0\.1:1 is unreachable"):
+        run_training(no_server, TRAIN, report=lambda _m: None)
     assert datetime.now(UTC) - started < timedelta(seconds=30)
+
+
+def test_the_tracking_server_asks_who_is_calling_and_serving_swaps_through_it(
+    profiles: dict[str, Profile],
+) -> None:
+    """Anyone without the credentials is refused, by the server and with a clear error from our
+    client (the password never shown); with them, a new champion registered through the server
+    reaches a serving app that has only HTTP to it, without a restart."""
+    from featureloop.training.registry import TrackingUnavailable, get_version, open_tracking, promote
+
+    profile = profiles["scaleout"]
+    settings = profile.settings
+    search = f"{settings.tracking_uri}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert httpx.get(search, timeout=10).status_code == 401
+    assert httpx.get(search, auth=("admin", "not-the-password"), timeout=10).status_code == 401
+    assert httpx.get(search, auth=("admin", MLFLOW_PASSWORD), timeout=10).status_code == 200
+    wrong = settings.model_copy(update={"mlflow_password": SecretStr("wrong-password-here")})
+    with pytest.raises(TrackingUnavailable, match="FEATURELOOP_MLFLOW_PASSWORD") as refused:
+        open_tracking(wrong)
+    assert "wrong-password-here" not in str(refused.value) and MLFLOW_PASSWORD not in str(refused.value)
+
+    later = TrainParams(
+        train_start=datetime(2013, 1, 4, tzinfo=UTC), train_end=datetime(2013, 1, 21, tzinfo=UTC)
+    )
+    with serve_app(create_app(settings.model_copy(update={"model_reload_seconds": 0.2}))) as url:
+        before = httpx.get(f"{url}/ready", timeout=30).json()["model_version"]
+        second = run_training(settings, later, report=lambda _m: None)  # (client: the right password)
+        client, _ = open_tracking(settings)
+        if not second["promoted"]:  # the gate's call; the swap is what this test is about
+            promote(client, get_version(client, settings.model_name, second["version"]))
+        deadline = time.monotonic() + 30
+        while (now := httpx.get(f"{url}/ready", timeout=30).json()["model_version"]) != second["version"]:
+            assert time.monotonic() < deadline, f"serving still answers with v{now}"
+            time.sleep(0.2)
+    assert before == profile.trained["version"] != second["version"]
+    assert not settings.mlflow_dir.exists()

@@ -63,13 +63,41 @@ def test_a_pid_record_of_another_program_is_stale_and_never_stopped(
 def test_the_scaleout_profile_derives_every_postgres_database_from_one_server_url() -> None:
     settings = Settings(profile="scaleout", postgres_url="postgresql://ml:pw@db.internal:6543/")
     assert settings.feast_registry_url == "postgresql+psycopg://ml:pw@db.internal:6543/featureloop_feast"
-    assert settings.tracking_uri == "postgresql+psycopg://ml:pw@db.internal:6543/featureloop_mlflow"
+    # MLflow's store is the tracking server's; clients talk to the server over HTTP only.
+    assert settings.mlflow_backend_uri == "postgresql+psycopg://ml:pw@db.internal:6543/featureloop_mlflow"
+    assert settings.tracking_uri == "http://127.0.0.1:5000" and settings.artifact_location is None
     assert settings.prefect_database_url == "postgresql+asyncpg://ml:pw@db.internal:6543/featureloop_prefect"
     embedded = Settings(postgres_url="postgresql://ml@db.internal:6543")
     assert embedded.feast_registry_url is None and embedded.prefect_database_url is None
-    assert embedded.tracking_uri.startswith("sqlite:///")
+    assert (
+        embedded.tracking_uri.startswith("sqlite:///")
+        and embedded.tracking_uri == embedded.mlflow_backend_uri
+    )
+    assert embedded.artifact_location == embedded.mlflow_artifacts_dir.as_uri()
     explicit = Settings(profile="scaleout", mlflow_tracking_uri="http://mlflow:5000")
     assert explicit.tracking_uri == "http://mlflow:5000"
+
+
+def test_the_scaleout_tracking_server_proxies_artifacts_and_asks_for_a_password(tmp_path: Path) -> None:
+    from featureloop.operations.services import mlflow_auth_config, mlflow_service, prepare_mlflow_server
+
+    settings = Settings(profile="scaleout", mlflow_url="http://127.0.0.1:5055", data_dir=tmp_path / "data")
+    with pytest.raises(ValueError, match="set FEATURELOOP_MLFLOW_PASSWORD"):
+        prepare_mlflow_server(settings, tmp_path)  # refused before any database is touched
+    secret = settings.model_copy(update={"mlflow_password": SecretStr("a-long-enough-secret")})
+    service = mlflow_service(secret, 5000, tmp_path, {})
+    command = " ".join(service.command)
+    assert "--port 5055" in command and "--serve-artifacts --app-name basic-auth" in command
+    assert f"--artifacts-destination {secret.mlflow_artifacts_dir}" in command
+    assert "featureloop_mlflow" in command and "a-long-enough-secret" not in command
+    assert service.env["MLFLOW_AUTH_ADMIN_PASSWORD"] == "a-long-enough-secret"
+    assert "a-long-enough-secret" not in service.env["MLFLOW_FLASK_SERVER_SECRET_KEY"]
+    ini = mlflow_auth_config(secret, tmp_path).read_text()
+    assert "featureloop_mlflow_auth" in ini and "admin_username = admin" in ini and "secret" not in ini
+    embedded = mlflow_service(Settings(data_dir=tmp_path / "data"), 5000, tmp_path, {})
+    assert "--app-name" not in embedded.command and "--port" in embedded.command
+    with pytest.raises(ValueError, match="mlflow_url"):
+        Settings(mlflow_url="mlflow.internal:5000")  # a URL, with its scheme
 
 
 @pytest.mark.parametrize(
