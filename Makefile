@@ -32,6 +32,10 @@ test-tools: stack-tools
 # Prometheus (scrapes serving and the drift gauges; its alert rules are tested with promtool).
 stack-tools:
 	@command -v prometheus >/dev/null 2>&1 || { echo "installing Debian's prometheus"; $(APT_INSTALL) prometheus >/dev/null; }
+	@command -v haproxy >/dev/null 2>&1 || { echo "installing Debian's haproxy (the balancer in front of serving replicas)"; \
+		$(APT_INSTALL) haproxy >/dev/null; }
+	@command -v hey >/dev/null 2>&1 || { echo "installing Debian's hey (load for the replica tests and bench/serving.py)"; \
+		$(APT_INSTALL) hey >/dev/null; }
 
 demo: install ## the main job: prepare the real flights data, apply the Feast repo, load the online store
 	$(VENV)/bin/featureloop demo

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     )
     experiment: str = Field(default="featureloop", description="MLflow experiment for training runs.")
     environment: Literal["development", "production"] = "development"
+    serving_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Serving processes `make up` starts. More than one: each on a port of its own above "
+        "the serving port, behind HAProxy on it (health checks, retries on another replica).",
+    )
     serving_token: SecretStr | None = Field(
         default=None, description="Bearer token every serving endpoint but /health requires (unset: none)."
     )

@@ -78,6 +78,17 @@ def check_keys_buildable(store: FeatureStore, service: str, contract: Contract) 
         )
 
 
+def _log_to_stderr() -> None:
+    """Serving's own INFO lines (a swap of the champion and its load time, a lost tracking store)
+    beside uvicorn's: under uvicorn nothing else prints the `serving` logger."""
+    log = logging.getLogger("serving")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -95,6 +106,7 @@ def create_app(
     validated, authorised and refused as usual (the HTTP contract tests drive the app so, in-process).
     """
     settings = settings or Settings()
+    _log_to_stderr()
     contract = build_contract(spec or load_spec(settings.feature_repo))
     metrics = ServingMetrics()
     state = AppState(settings=settings, metrics=metrics, contract=contract)

@@ -159,9 +159,13 @@ class ChampionWatcher:
         try:
             found = self._resolve()
             if found is not None and (self.current is None or found[0] != self.current.version):
+                started = time.perf_counter()
                 model = self._load(*found)
                 logger.info(
-                    "champion moved: version %s -> %s", getattr(self.current, "version", None), found[0]
+                    "champion moved: version %s -> %s (loaded in %.2f s)",
+                    getattr(self.current, "version", None),
+                    found[0],
+                    time.perf_counter() - started,
                 )
                 self.current = model
                 self._on_swap(model)

@@ -59,10 +59,14 @@ def healthy(url: str) -> bool:
 
 
 def prometheus_config(
-    serving_port: int, rules: Path = ALERT_RULES, interval: str = "15s", token: str | None = None
+    serving_port: int | list[int], rules: Path = ALERT_RULES, interval: str = "15s", token: str | None = None
 ) -> str:
-    """Scrape the serving app (its own metrics and the drift flow's gauges) and load the alert rules;
-    with a serving token, the scrape sends it (serving's /metrics requires it then)."""
+    """Scrape the serving app (its own metrics and the drift flow's gauges; each replica when there
+    are several) and load the alert rules; with a serving token, the scrape sends it (serving's
+    /metrics requires it then)."""
+    targets = ", ".join(
+        f"'127.0.0.1:{p}'" for p in ([serving_port] if isinstance(serving_port, int) else serving_port)
+    )
     auth = (
         f"    authorization:\n      type: Bearer\n      credentials: {json.dumps(token)}\n" if token else ""
     )
@@ -72,7 +76,35 @@ def prometheus_config(
         "scrape_configs:\n"
         "  - job_name: featureloop-serving\n"
         f"{auth}"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{serving_port}']\n"
+        f"    static_configs:\n      - targets: [{targets}]\n"
+    )
+
+
+def replica_ports(settings: Settings) -> list[int]:
+    """The serving processes' ports: the serving port itself for one; else the ports above it (the
+    balancer listens on the serving port)."""
+    port = ports()["serving"]
+    n = settings.serving_replicas
+    return [port] if n == 1 else [port + i for i in range(1, n + 1)]
+
+
+def haproxy_config(port: int, replicas: list[int], check_ms: int = 500) -> str:
+    """HAProxy in front of the serving replicas: round robin; a replica whose /health fails twice
+    (`check_ms` apart) is taken out, and back after two good ones; a request a replica failed to
+    answer (refused, reset, no response) is retried once on another (the body is buffered for it:
+    `tune.bufsize`, so a batch of 1,000 rows still can be); headers, the serving token among them,
+    pass through."""
+    servers = "".join(f"  server replica{i} 127.0.0.1:{p} check\n" for i, p in enumerate(replicas, start=1))
+    return (
+        "global\n  maxconn 2048\n  tune.bufsize 1048576\n"
+        "defaults\n  mode http\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n"
+        "  retries 2\n  option redispatch 1\n"
+        "  retry-on conn-failure empty-response response-timeout 502 503 504\n"
+        "  option http-buffer-request\n"
+        f"frontend serving\n  bind 127.0.0.1:{port}\n  default_backend replicas\n"
+        "backend replicas\n  balance roundrobin\n  option httpchk GET /health\n"
+        "  http-check expect status 200\n"
+        f"  default-server inter {check_ms}ms fall 2 rise 2\n{servers}"
     )
 
 
@@ -113,6 +145,9 @@ def mlflow_auth_config(settings: Settings, home: Path) -> Path:
         f"admin_username = {settings.mlflow_username}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         "grant_default_workspace_access = false\n"
+        # A checked password is remembered for 60 s: without it every call (a model's download is
+        # one per file) hashes it again (PBKDF2), seconds of CPU per swap on a loaded machine.
+        "auth_cache_ttl_seconds = 60\n"
     )
     return path
 
@@ -160,6 +195,47 @@ def mlflow_service(settings: Settings, port: int, home: Path, env: dict[str, str
     return Service("mlflow", f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/health", command, env)
 
 
+def serving_services(settings: Settings, run_dir: Path, env: dict[str, str]) -> list[Service]:
+    """The serving app: one process on the serving port; or `serving_replicas` processes, each on
+    its own port (`replica_ports`), all with the same data folder (their prediction-log files have
+    unique names, and the drift run reads them together), and HAProxy on the serving port
+    (`haproxy_config`, written by the caller to `run_dir/haproxy.cfg`)."""
+    uvicorn = str(Path(sys.executable).parent / "uvicorn")
+    replicas = replica_ports(settings)
+    found = [
+        Service(
+            "serving" if len(replicas) == 1 else f"serving-{i}",
+            f"http://127.0.0.1:{p}",
+            f"http://127.0.0.1:{p}/health",
+            [
+                uvicorn,
+                "serving.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(p),
+                "--workers",
+                "1",
+            ],
+            env,
+        )
+        for i, p in enumerate(replicas, start=1)
+    ]
+    if len(replicas) > 1:
+        port = ports()["serving"]
+        found.append(
+            Service(
+                "balancer",
+                f"http://127.0.0.1:{port}",
+                f"http://127.0.0.1:{port}/health",
+                ["haproxy", "-db", "-f", str(run_dir / "haproxy.cfg")],
+                env,
+            )
+        )
+    return found
+
+
 def services(settings: Settings, run_dir: Path) -> list[Service]:
     """The stack's services in start order, with their state (Prefect's home, Prometheus's config and
     data) under `run_dir`."""
@@ -172,7 +248,6 @@ def services(settings: Settings, run_dir: Path) -> list[Service]:
     )
     prefect_api = prefect.env["PREFECT_API_URL"]
     base = prefect.env
-    bin_dir = Path(sys.executable).parent
     prometheus_dir = run_dir / "prometheus"
     return [
         prefect,
@@ -181,12 +256,7 @@ def services(settings: Settings, run_dir: Path) -> list[Service]:
             [sys.executable, "-m", "flows.deploy"], base,
         ),
         mlflow_service(settings, port["mlflow"], run_dir / "mlflow", base),
-        Service(
-            "serving", f"http://127.0.0.1:{port['serving']}", f"http://127.0.0.1:{port['serving']}/health",
-            [str(bin_dir / "uvicorn"), "serving.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port["serving"]), "--workers", "1"],
-            base,
-        ),
+        *serving_services(settings, run_dir, base),
         # The alerts API, which every build answers (Debian's has no /alerts page).
         Service(
             "prometheus", f"http://127.0.0.1:{port['prometheus']}/api/v1/alerts",

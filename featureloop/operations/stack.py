@@ -18,7 +18,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from featureloop.operations.services import healthy, ports, prepare_mlflow_server, prometheus_config, services
+from featureloop.operations.services import (
+    haproxy_config,
+    healthy,
+    ports,
+    prepare_mlflow_server,
+    prometheus_config,
+    replica_ports,
+    services,
+)
 from featureloop.settings import PROJECT_ROOT, Settings
 
 RUN_DIR = Path(os.environ.get("FEATURELOOP_RUN_DIR", PROJECT_ROOT / ".run"))
@@ -61,7 +69,9 @@ def up(settings: Settings, report: Callable[[str], None] = print, timeout: float
     token = settings.serving_token.get_secret_value() if settings.serving_token else None
     config = prometheus_dir / "prometheus.yml"
     config.touch(mode=0o600)  # it may hold the serving token
-    config.write_text(prometheus_config(ports()["serving"], token=token))
+    config.write_text(prometheus_config(replica_ports(settings), token=token))
+    if settings.serving_replicas > 1:
+        (RUN_DIR / "haproxy.cfg").write_text(haproxy_config(ports()["serving"], replica_ports(settings)))
     if settings.prefect_database_url is not None:  # the scale-out profile: Prefect on PostgreSQL
         from featureloop.operations.postgres import ensure_database
 
@@ -74,10 +84,14 @@ def up(settings: Settings, report: Callable[[str], None] = print, timeout: float
             report(f"{service.name}: already running")
             started[service.name] = service.url
             continue
-        if service.name == "serving" and not _has_champion(settings):
-            report("serving: not started, there is no champion yet (run `make demo` first)")
+        if service.name.startswith("serving") and not _has_champion(settings):
+            report(f"{service.name}: not started, there is no champion yet (run `make demo` first)")
             started[service.name] = "not started: no champion"
             continue
+        if service.name == "balancer" and shutil.which("haproxy") is None:
+            raise RuntimeError(
+                "serving replicas need Debian's haproxy in front of them: `make up` installs it"
+            )
         if service.name == "prometheus" and shutil.which("prometheus") is None:
             report("prometheus: not started, Debian's `prometheus` is not installed (`make up` installs it)")
             started[service.name] = "not started: not installed"
@@ -134,7 +148,8 @@ def down(report: Callable[[str], None] = print, timeout: float = 30) -> list[str
     """Stop the processes `up` started, each with its whole process group (a server's workers
     too), newest first: SIGTERM, then SIGKILL for whatever is left after `timeout`."""
     stopped = []
-    for name in ["prometheus", "serving", "mlflow", "deployments", "prefect"]:
+    replicas = sorted(p.stem for p in RUN_DIR.glob("serving-*.pid"))
+    for name in ["prometheus", "balancer", *replicas, "serving", "mlflow", "deployments", "prefect"]:
         pid = running_pid(name)
         if pid is None:
             continue

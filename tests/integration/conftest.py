@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,3 +227,29 @@ def without_featureloop_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("FEATURELOOP_"):
             monkeypatch.delenv(name)
+
+
+@contextlib.contextmanager
+def mlflow_server(settings: Settings, home: Path) -> Iterator[Path]:
+    """A real `mlflow server` as `make up` starts it on the scale-out profile (PostgreSQL store,
+    proxied artifacts, basic auth), with a data folder of its own: no client's folder holds its
+    artifacts. Yields that artifact folder."""
+    from featureloop.operations.services import healthy, mlflow_service, prepare_mlflow_server
+
+    server = settings.model_copy(update={"data_dir": home / "data"})
+    prepare_mlflow_server(server, home)
+    service = mlflow_service(server, 0, home, {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    with open(home / "mlflow.log", "ab") as log:
+        proc = subprocess.Popen(
+            service.command, cwd=home, env=service.env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not healthy(service.health):
+            assert proc.poll() is None, (home / "mlflow.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "mlflow server not healthy in 120 s"
+            time.sleep(0.3)
+        yield server.mlflow_artifacts_dir
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -11,9 +11,7 @@ silent fall-back to SQLite would fail the test.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ from featureloop.params import DriftParams, TrainParams
 from featureloop.settings import Settings
 from featureloop.training.pipeline import run_training
 from serving.app import create_app
-from tests.integration.conftest import FeastEnv, free_port, run_redis, serve_app
+from tests.integration.conftest import FeastEnv, free_port, mlflow_server, run_redis, serve_app
 
 pytestmark = pytest.mark.integration
 
@@ -93,32 +91,6 @@ def _prefect_on_postgres(settings: Settings) -> Iterator[str]:
         yield server.api
 
 
-@contextlib.contextmanager
-def _mlflow_server(settings: Settings, home: Path) -> Iterator[Path]:
-    """A real `mlflow server` as `make up` starts it on the scale-out profile (PostgreSQL store,
-    proxied artifacts, basic auth), with a data folder of its own: no client's folder holds its
-    artifacts. Yields that artifact folder."""
-    from featureloop.operations.services import healthy, mlflow_service, prepare_mlflow_server
-
-    server = settings.model_copy(update={"data_dir": home / "data"})
-    prepare_mlflow_server(server, home)
-    service = mlflow_service(server, 0, home, {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
-    with open(home / "mlflow.log", "ab") as log:
-        proc = subprocess.Popen(
-            service.command, cwd=home, env=service.env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while not healthy(service.health):
-            assert proc.poll() is None, (home / "mlflow.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "mlflow server not healthy in 120 s"
-            time.sleep(0.3)
-        yield server.mlflow_artifacts_dir
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
 @pytest.fixture(scope="module")
 def profiles(
     feast_env: FeastEnv,
@@ -150,7 +122,7 @@ def profiles(
             with _environment(env):
                 settings = Settings()
             if name == "scaleout":
-                artifacts = stack.enter_context(_mlflow_server(settings, tmp / "mlflow-server"))
+                artifacts = stack.enter_context(mlflow_server(settings, tmp / "mlflow-server"))
             apply_repo(settings)
             materialize_window(open_store(settings), end)
             trained = run_training(settings, TRAIN, report=lambda _m: None)

@@ -1,0 +1,41 @@
+"""What `make up` starts for serving: one process, or replicas behind HAProxy (pure: no process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from featureloop.operations.services import haproxy_config, prometheus_config, serving_services
+from featureloop.settings import Settings
+
+
+def test_one_replica_is_one_process_on_the_serving_port(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FEATURELOOP_SERVING_PORT", "8100")
+    (only,) = serving_services(Settings(data_dir=tmp_path), tmp_path, {})
+    assert only.name == "serving" and only.url == "http://127.0.0.1:8100" and "8100" in only.command
+
+
+def test_replicas_get_the_ports_above_and_the_balancer_the_serving_port(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FEATURELOOP_SERVING_PORT", "8100")
+    found = serving_services(Settings(data_dir=tmp_path, serving_replicas=3), tmp_path, {"K": "v"})
+    assert [(s.name, s.url) for s in found] == [
+        ("serving-1", "http://127.0.0.1:8101"),
+        ("serving-2", "http://127.0.0.1:8102"),
+        ("serving-3", "http://127.0.0.1:8103"),
+        ("balancer", "http://127.0.0.1:8100"),
+    ]
+    assert found[-1].command == ["haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")]
+    assert all(s.env == {"K": "v"} for s in found)  # one data folder: the drift run reads every replica's log
+    config = haproxy_config(8100, [8101, 8102, 8103])
+    assert "bind 127.0.0.1:8100" in config and config.count(" check\n") == 3
+    assert "option httpchk GET /health" in config and "retry-on conn-failure empty-response" in config
+    targets = yaml.safe_load(prometheus_config([8101, 8102]))["scrape_configs"][0]["static_configs"][0]
+    assert targets["targets"] == ["127.0.0.1:8101", "127.0.0.1:8102"]
+    with pytest.raises(ValueError, match="serving_replicas"):
+        Settings(serving_replicas=0)
