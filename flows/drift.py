@@ -35,12 +35,19 @@ STEP_OPTIONS = {
 }
 
 
-@task(cache_policy=NO_CACHE)
-def send_event(summary: dict[str, Any]) -> str | None:
-    """`featureloop.drift.detected`, about the model, with the key figures as payload."""
-    from prefect.events import emit_event
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def send_event(summary: dict[str, Any]) -> str:
+    """`featureloop.drift.detected`, about the model, with the key figures as payload, delivered
+    before the task ends to the server this run reports to (a failure is the task's, retried).
 
-    event = emit_event(
+    Not `prefect.events.emit_event`: that queues the event for a process-wide background worker
+    bound to the first API URL the process used, so a process that talks to a second server (the
+    scale-out test, a tool that switches servers) delivers there, or nowhere once that server is gone:
+    "Service 'EventsWorker' failed to process item"; and a queued event may be lost at exit."""
+    from prefect.events import Event
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    event = Event(
         event=EVENT,
         resource={
             "prefect.resource.id": f"featureloop.model.{summary['model']}",
@@ -49,7 +56,21 @@ def send_event(summary: dict[str, Any]) -> str | None:
         },
         payload=summary,
     )
-    return str(event.id) if event else None
+    run_coro_as_sync(_deliver(event))
+    return str(event.id)
+
+
+async def _deliver(event: Any) -> None:
+    """The event, with the run's related resources (flow run, flow, deployment) as emit_event adds
+    them, over a websocket to the current PREFECT_API_URL, closed (flushed) before returning."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.clients import get_events_client
+    from prefect.events.related import related_resources_from_run_context
+
+    async with get_client() as api:
+        event.related = [*event.related, *await related_resources_from_run_context(client=api)]
+    async with get_events_client(reconnection_attempts=2) as client:
+        await client.emit(event)
 
 
 @flow(name="drift")

@@ -268,9 +268,14 @@ def test_the_drift_flow_runs_on_the_profiles_prefect_server(
     from flows.drift import drift
 
     profile = profiles[name]
+    # On the PostgreSQL-backed server the run raises the event (thresholds that flag any window, one
+    # window suffices), and the event must arrive there; the session's server has other tests'
+    # automations, so the embedded run sends none.
+    sends = name == "scaleout"
     params = DriftParams(
-        window_start=WINDOW[0], window_end=WINDOW[1], drift=DriftConfig(min_rows=100),
-        decay=DecayConfig(min_labels=50), skew_sample=50, emit_event=False,
+        window_start=WINDOW[0], window_end=WINDOW[1],
+        drift=DriftConfig(min_rows=100, min_psi=0.0, alpha=0.5, share_threshold=0.01) if sends else DriftConfig(min_rows=100),
+        decay=DecayConfig(min_labels=50), skew_sample=50, emit_event=sends, persistence_k=1, persistence_n=1,
     )  # fmt: skip
     api = {PREFECT_API_URL: profile.prefect_api} if profile.prefect_api else {}
     with _environment(profile.env), temporary_settings(updates=api):
@@ -295,6 +300,16 @@ def test_the_drift_flow_runs_on_the_profiles_prefect_server(
         assert (str(runs[0].id), "drift", "COMPLETED") in stored
         mlflow_runs = _postgres_rows(profile.settings, "mlflow", "SELECT count(*) FROM runs")
         assert mlflow_runs[0][0] >= 2  # the training run and the drift run's
+        # The event reached this server (its events table), about the model, related to the run.
+        assert result["event"] and result["event_id"]
+        query = f"SELECT id::text, resource_id, related_resource_ids::text FROM events WHERE id = '{result['event_id']}'"
+        deadline = time.monotonic() + 30  # the server persists received events in batches
+        while not (events := _postgres_rows(profile.settings, "prefect", query)):
+            assert time.monotonic() < deadline, "the drift event never reached the PostgreSQL-backed server"
+            time.sleep(0.5)
+        ((_id, resource, related),) = events
+        assert resource == f"featureloop.model.{profile.settings.model_name}"
+        assert f"prefect.flow-run.{runs[0].id}" in related
 
 
 def test_an_unreachable_postgres_is_a_clear_error_naming_the_server(profiles: dict[str, Profile]) -> None:
