@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from featureloop.operations.services import free_port
+from featureloop.operations.base import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -35,7 +35,7 @@ from typing import Any
 
 import gevent
 
-from featureloop.operations.services import free_port
+from featureloop.operations.base import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

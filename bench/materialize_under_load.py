@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from featureloop.operations.services import free_port
+from featureloop.operations.base import free_port
 from featureloop.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     )
     experiment: str = Field(default="featureloop", description="MLflow experiment for training runs.")
     environment: Literal["development", "production"] = "development"
+    prefect_workers: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="0: `make up` serves the flows from one deployment server process; N: it deploys "
+        "them into the `featureloop` process work pool and starts N Prefect workers that run them.",
+    )
     serving_replicas: int = Field(
         default=1,
         ge=1,

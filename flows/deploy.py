@@ -17,16 +17,18 @@ PREFECT_API_URL pointing at a server.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from datetime import timedelta
 from typing import Any
 
 from prefect import serve
 from prefect.events import DeploymentEventTrigger
+from prefect.types.entrypoint import EntrypointType
 
 from featureloop.monitoring.checks import EVENT
 from featureloop.params import drift_params_for
 from featureloop.project.spec import load_spec
-from featureloop.settings import Settings
+from featureloop.settings import PROJECT_ROOT, Settings
 from flows.drift import drift
 from flows.materialize import materialize
 from flows.retrain import retrain
@@ -50,31 +52,69 @@ def retrain_trigger(train_days: int | None) -> DeploymentEventTrigger:
 
 
 def deployments(
-    materialize_every: float | None, drift_every: float | None, retrain_days: int | None = None
+    materialize_every: float | None,
+    drift_every: float | None,
+    retrain_days: int | None = None,
+    *,
+    pooled: bool = False,
 ) -> list[Any]:
-    """The deployments; schedules in minutes (None: on demand only)."""
+    """The deployments; schedules in minutes (None: on demand only). `pooled`: for a process work
+    pool's workers, which import each flow by its module path from the project's folder."""
 
     def every(minutes: float | None) -> timedelta | None:
         return timedelta(minutes=minutes) if minutes else None
 
+    where: dict[str, Any] = (
+        {"entrypoint_type": EntrypointType.MODULE_PATH, "job_variables": {"working_dir": str(PROJECT_ROOT)}}
+        if pooled
+        else {}
+    )
     return [
         materialize.to_deployment(
             name="materialize", interval=every(materialize_every), concurrency_limit=1,
-            description="Incremental load of the online store (scheduled).",
+            description="Incremental load of the online store (scheduled).", **where,
         ),
         drift.to_deployment(
             name="drift", interval=every(drift_every), concurrency_limit=1,
             # The form starts from the project's thresholds (monitoring in feature_repo/project.yaml).
             parameters={"params": drift_params_for(load_spec(Settings().feature_repo).monitoring).model_dump(mode="json")},
-            description="Drift, decay and skew of the last window of served predictions (scheduled).",
+            description="Drift, decay and skew of the last window of served predictions (scheduled).", **where,
         ),
-        train.to_deployment(name="train", description="Train, register, gate and promote (on demand)."),
+        train.to_deployment(name="train", description="Train, register, gate and promote (on demand).", **where),
         retrain.to_deployment(
             name="retrain", triggers=[retrain_trigger(retrain_days)], concurrency_limit=1,
-            description="Retrain on the recent window when featureloop.drift.detected arrives.",
+            description="Retrain on the recent window when featureloop.drift.detected arrives.", **where,
         ),
-        rollback.to_deployment(name="rollback", description="Point the champion back at the previous version."),
+        rollback.to_deployment(name="rollback", description="Point the champion back at the previous version.", **where),
     ]  # fmt: skip
+
+
+def deploy_to_pool(
+    pool: str, materialize_every: float | None, drift_every: float | None, retrain_days: int | None = None
+) -> list[Any]:
+    """The deployments in a process work pool (created when missing) instead of this process: `prefect
+    worker start --pool <pool>` processes run their flow runs, whichever is free (`make up` starts
+    FEATURELOOP_PREFECT_WORKERS of them). The retrain automation is the same. Returns their ids."""
+    from prefect import deploy
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        template = ProcessWorker.get_default_base_job_template()
+        with contextlib.suppress(ObjectAlreadyExists):
+            client.create_work_pool(WorkPoolCreate(name=pool, type="process", base_job_template=template))
+    found = deployments(materialize_every, drift_every, retrain_days, pooled=True)
+    ids = deploy(
+        *found,
+        work_pool_name=pool,
+        build=False,
+        push=False,
+        print_next_steps_message=False,
+        ignore_warnings=True,
+    )
+    return list(ids)  # type: ignore[arg-type]  # (sync when called outside a loop)
 
 
 def main() -> None:
@@ -88,9 +128,18 @@ def main() -> None:
         help="days before the drifted window's end (default: the spec's training.window)",
     )  # fmt: skip
     parser.add_argument("--no-schedules", action="store_true", help="deploy everything on demand only")
+    parser.add_argument(
+        "--work-pool", metavar="POOL",
+        help="deploy to this process work pool and exit (its workers run the flows) instead of serving them here",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.no_schedules:
         args.materialize_every = args.drift_every = None
+    if args.work_pool:
+        ids = deploy_to_pool(args.work_pool, args.materialize_every, args.drift_every, args.retrain_days)
+        print(f"{len(ids)} deployments in work pool {args.work_pool!r}: start workers with "
+              f"`prefect worker start --pool {args.work_pool}`")  # fmt: skip
+        return
     serve(*deployments(args.materialize_every, args.drift_every, args.retrain_days))
 
 

@@ -31,7 +31,7 @@ import httpx
 import pandas as pd
 
 from featureloop.backtest.replay import OnlineFeed, Requests, steps
-from featureloop.operations.services import free_port
+from featureloop.operations.base import free_port
 from featureloop.params import DriftParams
 from featureloop.project.spec import load_spec, parse_duration
 from featureloop.settings import PROJECT_ROOT, Settings

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featureloop.operations import stack
-from featureloop.operations.services import free_port, healthy, prefect_service
+from featureloop.operations.base import free_port, healthy
+from featureloop.operations.services import prefect_service
 from featureloop.settings import PROJECT_ROOT
 
 

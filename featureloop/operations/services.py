@@ -2,8 +2,10 @@
 Prometheus configuration that scrapes the serving app.
 
 The services: the Prefect server (SQLite under the run folder's `prefect/`, or PostgreSQL in the
-scale-out profile), the deployment server (`python -m flows.deploy`), the MLflow UI on the tracking
-store, the serving app, and Prometheus (Debian's package) with the alert rules in
+scale-out profile), the deployment server (`python -m flows.deploy`; or the deployments into a work
+pool and its workers: `workers.py`), the MLflow UI on the tracking store (the scale-out profile's
+tracking server), the serving app (or its replicas behind HAProxy: `replicas.py`), and Prometheus
+(Debian's package) with the alert rules in
 `docs/prometheus/` (its URL is the alerts API: Debian's build has no /alerts page; docs/monitoring.md
 says where to look instead). featureloop.operations.stack starts and stops them.
 """
@@ -13,49 +15,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import sys
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from featureloop.operations.base import Service, ports
+from featureloop.operations.replicas import serving_services
+from featureloop.operations.workers import (
+    POOL,
+    deploy_command,
+    worker_command,
+    worker_env,
+    worker_names,
+    worker_port,
+)
 from featureloop.settings import PROJECT_ROOT, Settings
 
 ALERT_RULES = PROJECT_ROOT / "docs" / "prometheus" / "alerts.yml"
-
-
-@dataclass(frozen=True)
-class Service:
-    name: str
-    url: str
-    health: str
-    command: list[str]
-    env: dict[str, str]
-
-
-def ports() -> dict[str, int]:
-    """Each service's port: FEATURELOOP_<NAME>_PORT, or its usual one."""
-    return {
-        name: int(os.environ.get(f"FEATURELOOP_{name.upper()}_PORT", default))
-        for name, default in (("prefect", 4200), ("serving", 8000), ("mlflow", 5000), ("prometheus", 9090))
-    }
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def healthy(url: str) -> bool:
-    """Whether a health URL answers 200 (within 2 s)."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def prometheus_config(
@@ -77,34 +53,6 @@ def prometheus_config(
         "  - job_name: featureloop-serving\n"
         f"{auth}"
         f"    static_configs:\n      - targets: [{targets}]\n"
-    )
-
-
-def replica_ports(settings: Settings) -> list[int]:
-    """The serving processes' ports: the serving port itself for one; else the ports above it (the
-    balancer listens on the serving port)."""
-    port = ports()["serving"]
-    n = settings.serving_replicas
-    return [port] if n == 1 else [port + i for i in range(1, n + 1)]
-
-
-def haproxy_config(port: int, replicas: list[int], check_ms: int = 500) -> str:
-    """HAProxy in front of the serving replicas: round robin; a replica whose /health fails twice
-    (`check_ms` apart) is taken out, and back after two good ones; a request a replica failed to
-    answer (refused, reset, no response) is retried once on another (the body is buffered for it:
-    `tune.bufsize`, so a batch of 1,000 rows still can be); headers, the serving token among them,
-    pass through."""
-    servers = "".join(f"  server replica{i} 127.0.0.1:{p} check\n" for i, p in enumerate(replicas, start=1))
-    return (
-        "global\n  maxconn 2048\n  tune.bufsize 1048576\n"
-        "defaults\n  mode http\n  timeout connect 1s\n  timeout client 60s\n  timeout server 60s\n"
-        "  retries 2\n  option redispatch 1\n"
-        "  retry-on conn-failure empty-response response-timeout 502 503 504\n"
-        "  option http-buffer-request\n"
-        f"frontend serving\n  bind 127.0.0.1:{port}\n  default_backend replicas\n"
-        "backend replicas\n  balance roundrobin\n  option httpchk GET /health\n"
-        "  http-check expect status 200\n"
-        f"  default-server inter {check_ms}ms fall 2 rise 2\n{servers}"
     )
 
 
@@ -195,47 +143,6 @@ def mlflow_service(settings: Settings, port: int, home: Path, env: dict[str, str
     return Service("mlflow", f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/health", command, env)
 
 
-def serving_services(settings: Settings, run_dir: Path, env: dict[str, str]) -> list[Service]:
-    """The serving app: one process on the serving port; or `serving_replicas` processes, each on
-    its own port (`replica_ports`), all with the same data folder (their prediction-log files have
-    unique names, and the drift run reads them together), and HAProxy on the serving port
-    (`haproxy_config`, written by the caller to `run_dir/haproxy.cfg`)."""
-    uvicorn = str(Path(sys.executable).parent / "uvicorn")
-    replicas = replica_ports(settings)
-    found = [
-        Service(
-            "serving" if len(replicas) == 1 else f"serving-{i}",
-            f"http://127.0.0.1:{p}",
-            f"http://127.0.0.1:{p}/health",
-            [
-                uvicorn,
-                "serving.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(p),
-                "--workers",
-                "1",
-            ],
-            env,
-        )
-        for i, p in enumerate(replicas, start=1)
-    ]
-    if len(replicas) > 1:
-        port = ports()["serving"]
-        found.append(
-            Service(
-                "balancer",
-                f"http://127.0.0.1:{port}",
-                f"http://127.0.0.1:{port}/health",
-                ["haproxy", "-db", "-f", str(run_dir / "haproxy.cfg")],
-                env,
-            )
-        )
-    return found
-
-
 def services(settings: Settings, run_dir: Path) -> list[Service]:
     """The stack's services in start order, with their state (Prefect's home, Prometheus's config and
     data) under `run_dir`."""
@@ -249,12 +156,40 @@ def services(settings: Settings, run_dir: Path) -> list[Service]:
     prefect_api = prefect.env["PREFECT_API_URL"]
     base = prefect.env
     prometheus_dir = run_dir / "prometheus"
+    if settings.prefect_workers:  # the flows in a work pool, run by workers
+        flows = [
+            Service(
+                "deployments",
+                f"http://127.0.0.1:{port['prefect']}/work-pools/work-pool/{POOL}",
+                f"{prefect_api}/work_pools/{POOL}",
+                deploy_command(),
+                base,
+                oneshot=True,
+            ),
+            *(
+                Service(
+                    name,
+                    f"http://127.0.0.1:{port['prefect']}/work-pools/work-pool/{POOL}",
+                    f"http://127.0.0.1:{worker_port() + i}/health",
+                    worker_command(name),
+                    worker_env(base, i + 1),
+                )
+                for i, name in enumerate(worker_names(settings))
+            ),
+        ]
+    else:  # one process serves every flow
+        flows = [
+            Service(
+                "deployments",
+                f"http://127.0.0.1:{port['prefect']}/deployments",
+                f"{prefect_api}/health",
+                [sys.executable, "-m", "flows.deploy"],
+                base,
+            )
+        ]
     return [
         prefect,
-        Service(
-            "deployments", f"http://127.0.0.1:{port['prefect']}/deployments", f"{prefect_api}/health",
-            [sys.executable, "-m", "flows.deploy"], base,
-        ),
+        *flows,
         mlflow_service(settings, port["mlflow"], run_dir / "mlflow", base),
         *serving_services(settings, run_dir, base),
         # The alerts API, which every build answers (Debian's has no /alerts page).

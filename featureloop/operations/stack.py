@@ -18,15 +18,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from featureloop.operations.services import (
-    haproxy_config,
-    healthy,
-    ports,
-    prepare_mlflow_server,
-    prometheus_config,
-    replica_ports,
-    services,
-)
+from featureloop.operations.base import healthy, ports
+from featureloop.operations.replicas import haproxy_config, replica_ports
+from featureloop.operations.services import prepare_mlflow_server, prometheus_config, services
 from featureloop.settings import PROJECT_ROOT, Settings
 
 RUN_DIR = Path(os.environ.get("FEATURELOOP_RUN_DIR", PROJECT_ROOT / ".run"))
@@ -80,6 +74,19 @@ def up(settings: Settings, report: Callable[[str], None] = print, timeout: float
         prepare_mlflow_server(settings, RUN_DIR / "mlflow")
     started: dict[str, str] = {}
     for service in services(settings, RUN_DIR):
+        if service.oneshot:  # a step (the deployments into the work pool): run to its end, each time
+            log = RUN_DIR / "logs" / f"{service.name}.log"
+            report(f"{service.name}: running {' '.join(service.command[1:])} (log {log})")
+            with open(log, "ab") as out:
+                done = subprocess.run(
+                    service.command, cwd=PROJECT_ROOT, env=service.env, stdout=out, stderr=subprocess.STDOUT,
+                    timeout=timeout, check=False,
+                )  # fmt: skip
+            if done.returncode != 0 or not healthy(service.health):
+                raise RuntimeError(f"{service.name} failed ({done.returncode}); see {log}")
+            started[service.name] = service.url
+            report(f"{service.name}: done, {service.url}")
+            continue
         if running_pid(service.name) is not None:
             report(f"{service.name}: already running")
             started[service.name] = service.url
@@ -149,7 +156,17 @@ def down(report: Callable[[str], None] = print, timeout: float = 30) -> list[str
     too), newest first: SIGTERM, then SIGKILL for whatever is left after `timeout`."""
     stopped = []
     replicas = sorted(p.stem for p in RUN_DIR.glob("serving-*.pid"))
-    for name in ["prometheus", "balancer", *replicas, "serving", "mlflow", "deployments", "prefect"]:
+    workers = sorted(p.stem for p in RUN_DIR.glob("worker-*.pid"))
+    for name in [
+        "prometheus",
+        "balancer",
+        *replicas,
+        "serving",
+        "mlflow",
+        *workers,
+        "deployments",
+        "prefect",
+    ]:
         pid = running_pid(name)
         if pid is None:
             continue
@@ -174,6 +191,9 @@ def status(settings: Settings) -> list[tuple[str, str, str]]:
     """(name, state, URL) for each service."""
     rows = []
     for service in services(settings, RUN_DIR):
+        if service.oneshot:
+            rows.append((service.name, "done" if healthy(service.health) else "not done", service.url))
+            continue
         pid = running_pid(service.name)
         state = (
             "stopped" if pid is None else ("healthy" if healthy(service.health) else "running, not healthy")

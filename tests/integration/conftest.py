@@ -234,7 +234,8 @@ def mlflow_server(settings: Settings, home: Path) -> Iterator[Path]:
     """A real `mlflow server` as `make up` starts it on the scale-out profile (PostgreSQL store,
     proxied artifacts, basic auth), with a data folder of its own: no client's folder holds its
     artifacts. Yields that artifact folder."""
-    from featureloop.operations.services import healthy, mlflow_service, prepare_mlflow_server
+    from featureloop.operations.base import healthy
+    from featureloop.operations.services import mlflow_service, prepare_mlflow_server
 
     server = settings.model_copy(update={"data_dir": home / "data"})
     prepare_mlflow_server(server, home)

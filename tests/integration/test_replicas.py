@@ -32,7 +32,8 @@ from featureloop.featurestore.materialization import materialize_window
 from featureloop.featurestore.store import apply_repo, open_store
 from featureloop.monitoring.pipeline import run_drift
 from featureloop.monitoring.thresholds import DecayConfig, DriftConfig
-from featureloop.operations.services import Service, haproxy_config, healthy, serving_services
+from featureloop.operations.base import Service, healthy
+from featureloop.operations.replicas import haproxy_config, serving_services
 from featureloop.params import DriftParams, TrainParams
 from featureloop.settings import Settings
 from featureloop.training.pipeline import run_training

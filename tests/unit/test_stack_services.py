@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from featureloop.operations.services import haproxy_config, prometheus_config, serving_services
+from featureloop.operations.replicas import haproxy_config, serving_services
+from featureloop.operations.services import prometheus_config
 from featureloop.settings import Settings
 
 
@@ -39,3 +40,23 @@ def test_replicas_get_the_ports_above_and_the_balancer_the_serving_port(
     assert targets["targets"] == ["127.0.0.1:8101", "127.0.0.1:8102"]
     with pytest.raises(ValueError, match="serving_replicas"):
         Settings(serving_replicas=0)
+
+
+def test_workers_replace_the_deployment_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from featureloop.operations.services import services
+
+    monkeypatch.setenv("FEATURELOOP_WORKERS_PORT", "8300")
+    served = [s.name for s in services(Settings(data_dir=tmp_path), tmp_path)]
+    assert served[:2] == ["prefect", "deployments"] and "worker-1" not in served
+    found = {s.name: s for s in services(Settings(data_dir=tmp_path, prefect_workers=2), tmp_path)}
+    assert list(found)[:4] == ["prefect", "deployments", "worker-1", "worker-2"]
+    deploy = found["deployments"]
+    assert deploy.oneshot and deploy.command[-3:] == ["flows.deploy", "--work-pool", "featureloop"]
+    assert deploy.health.endswith("/api/work_pools/featureloop")  # done: the pool exists
+    for i, name in enumerate(("worker-1", "worker-2")):
+        worker = found[name]
+        assert worker.command[-9:] == [
+            "--pool", "featureloop", "--type", "process", "--name", name, "--limit", "1", "--with-healthcheck",
+        ]  # fmt: skip
+        assert worker.env["PREFECT_WORKER_WEBSERVER_PORT"] == str(8300 + i)
+        assert worker.health == f"http://127.0.0.1:{8300 + i}/health" and not worker.oneshot

@@ -1,0 +1,42 @@
+"""What every service of the local stack is, and where it listens (FEATURELOOP_<NAME>_PORT)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.request
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    url: str
+    health: str
+    command: list[str]
+    env: dict[str, str]
+    oneshot: bool = False  # a step that runs to its end (health: what it made exists), not a server
+
+
+def ports() -> dict[str, int]:
+    """Each service's port: FEATURELOOP_<NAME>_PORT, or its usual one."""
+    return {
+        name: int(os.environ.get(f"FEATURELOOP_{name.upper()}_PORT", default))
+        for name, default in (("prefect", 4200), ("serving", 8000), ("mlflow", 5000), ("prometheus", 9090))
+    }
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def healthy(url: str) -> bool:
+    """Whether a health URL answers 200 (within 2 s)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
