@@ -11,10 +11,12 @@ drift run counts every row both replicas served, once.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -72,8 +74,6 @@ def _free_block(n: int) -> int:
 
 
 def _free(port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -211,8 +211,6 @@ def _load(url: str, bodies: list[dict[str, Any]], seconds: float, workers: int =
 def _hey(url: str, body: dict[str, Any], seconds: float, folder: Path) -> subprocess.Popen[str]:
     """`hey` posting one body at a bounded rate (2 workers x 20 requests/s), loopback only."""
     path = folder / "body.json"
-    import json
-
     path.write_text(json.dumps(body))
     command = ["hey", "-z", f"{seconds}s", "-c", "2", "-q", "20", "-m", "POST", "-T", "application/json"]
     command += ["-H", f"Authorization: Bearer {TOKEN}", "-D", str(path), f"{url}/predict"]
