@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     )
     experiment: str = Field(default="featureloop", description="MLflow experiment for training runs.")
     environment: Literal["development", "production"] = "development"
+    prefect_auth: SecretStr | None = Field(
+        default=None,
+        description="user:password the Prefect server `make up` starts asks every caller for (Prefect's "
+        "basic auth); what `make up` starts sends it. Other clients set PREFECT_API_AUTH_STRING.",
+    )
     prefect_workers: int = Field(
         default=0,
         ge=0,

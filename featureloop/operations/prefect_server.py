@@ -44,14 +44,18 @@ def prefect_server(
     *,
     database_url: str | None = None,
     home: Path | None = None,
+    auth: str | None = None,
 ) -> Iterator[LocalServer]:
     """A Prefect server for one batch job (the demo) on a free port, on the same database `make up`
     uses (`.run/prefect`), so `make up` shows the job's runs afterwards; stopped when the job ends.
     Refuses while `make up`'s own server runs: its deployment server would run the job's triggered
-    flows as well. With `home` (and optionally `database_url`), a server of its own instead."""
+    flows as well. With `home` (and optionally `database_url`), a server of its own instead; with
+    `auth` ("user:password"), one that refuses callers without it."""
     if home is None and stack.running_pid("prefect") is not None:
         raise RuntimeError("the stack from `make up` is running on the same data: stop it with `make down`")
-    service = prefect_service(free_port(), dict(os.environ), home or stack.RUN_DIR / "prefect", database_url)
+    service = prefect_service(
+        free_port(), dict(os.environ), home or stack.RUN_DIR / "prefect", database_url, auth
+    )
     log_dir = stack.RUN_DIR / "logs" if home is None else home
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / "prefect-demo.log"

@@ -56,9 +56,12 @@ def prometheus_config(
     )
 
 
-def prefect_service(port: int, env: dict[str, str], home: Path, database_url: str | None = None) -> Service:
+def prefect_service(
+    port: int, env: dict[str, str], home: Path, database_url: str | None = None, auth: str | None = None
+) -> Service:
     """The Prefect server on `port`: on SQLite under its `home`, or on `database_url` (PostgreSQL, the
-    scale-out profile)."""
+    scale-out profile); with `auth` ("user:password"), every call but its health check needs it
+    (`client_env` gives the clients' environment)."""
     api = f"http://127.0.0.1:{port}/api"
     env = {
         **env,
@@ -69,6 +72,8 @@ def prefect_service(port: int, env: dict[str, str], home: Path, database_url: st
     }
     if database_url is not None:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+    if auth is not None:
+        env |= {"PREFECT_SERVER_API_AUTH_STRING": auth, "PREFECT_API_AUTH_STRING": auth}
     command = [
         str(Path(sys.executable).parent / "prefect"),
         "server",
@@ -79,6 +84,12 @@ def prefect_service(port: int, env: dict[str, str], home: Path, database_url: st
         str(port),
     ]
     return Service("prefect", f"http://127.0.0.1:{port}", f"{api}/health", command, env)
+
+
+def client_env(server: Service) -> dict[str, str]:
+    """The environment of what talks to the Prefect server: its URL and, with auth, the credentials
+    the client sends; not the server's own settings."""
+    return {k: v for k, v in server.env.items() if not k.startswith("PREFECT_SERVER_")}
 
 
 def mlflow_auth_config(settings: Settings, home: Path) -> Path:
@@ -152,9 +163,10 @@ def services(settings: Settings, run_dir: Path) -> list[Service]:
         {**os.environ, "FEATURELOOP_DATA_DIR": str(settings.data_dir)},
         run_dir / "prefect",
         settings.prefect_database_url,
+        settings.prefect_auth.get_secret_value() if settings.prefect_auth else None,
     )
     prefect_api = prefect.env["PREFECT_API_URL"]
-    base = prefect.env
+    base = client_env(prefect)
     prometheus_dir = run_dir / "prometheus"
     if settings.prefect_workers:  # the flows in a work pool, run by workers
         flows = [

@@ -36,7 +36,8 @@ from tests.integration.conftest import FeastEnv, free_port, mlflow_server, run_r
 pytestmark = pytest.mark.integration
 
 PROFILES = ("embedded", "scaleout")
-MLFLOW_PASSWORD = secrets.token_urlsafe(18)  # a setting, as a deployment's would be: never in the repository
+MLFLOW_PASSWORD = secrets.token_urlsafe(18)
+PREFECT_AUTH = f"featureloop:{secrets.token_urlsafe(18)}"  # the scale-out Prefect server's basic auth  # a setting, as a deployment's would be: never in the repository
 TRAIN = TrainParams(train_start=datetime(2013, 1, 1, tzinfo=UTC), train_end=datetime(2013, 1, 20, tzinfo=UTC))
 WINDOW = (datetime(2013, 1, 21, tzinfo=UTC), datetime(2013, 1, 24, tzinfo=UTC))
 
@@ -86,7 +87,9 @@ def _prefect_on_postgres(settings: Settings) -> Iterator[str]:
     assert settings.prefect_database_url is not None
     ensure_database(settings.postgres_database("prefect"))
     home = settings.data_dir / "prefect"
-    with prefect_server(lambda _m: None, database_url=settings.prefect_database_url, home=home) as server:
+    with prefect_server(
+        lambda _m: None, database_url=settings.prefect_database_url, home=home, auth=PREFECT_AUTH
+    ) as server:
         server.wait_healthy(timeout=180)
         yield server.api
 
@@ -263,7 +266,7 @@ def test_the_drift_flow_runs_on_the_profiles_prefect_server(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.client.schemas.sorting import FlowRunSort
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     from flows.drift import drift
 
@@ -277,7 +280,15 @@ def test_the_drift_flow_runs_on_the_profiles_prefect_server(
         drift=DriftConfig(min_rows=100, min_psi=0.0, alpha=0.5, share_threshold=0.01) if sends else DriftConfig(min_rows=100),
         decay=DecayConfig(min_labels=50), skew_sample=50, emit_event=sends, persistence_k=1, persistence_n=1,
     )  # fmt: skip
-    api = {PREFECT_API_URL: profile.prefect_api} if profile.prefect_api else {}
+    api: dict[Any, Any] = {}
+    if profile.prefect_api:  # the scale-out server asks who is calling: only its health check is open
+        assert httpx.post(f"{profile.prefect_api}/flows/filter", json={}, timeout=10).status_code == 401
+        assert httpx.get(f"{profile.prefect_api}/health", timeout=10).status_code == 200
+        user, password = PREFECT_AUTH.split(":", 1)
+        assert httpx.post(
+            f"{profile.prefect_api}/flows/filter", json={}, auth=(user, password), timeout=10
+        ).is_success
+        api = {PREFECT_API_URL: profile.prefect_api, PREFECT_API_AUTH_STRING: PREFECT_AUTH}
     with _environment(profile.env), temporary_settings(updates=api):
         result = drift(params)
         with get_client(sync_client=True) as client:

@@ -60,3 +60,19 @@ def test_workers_replace_the_deployment_server(monkeypatch: pytest.MonkeyPatch, 
         ]  # fmt: skip
         assert worker.env["PREFECT_WORKER_WEBSERVER_PORT"] == str(8300 + i)
         assert worker.health == f"http://127.0.0.1:{8300 + i}/health" and not worker.oneshot
+
+
+def test_the_prefect_servers_password_reaches_its_clients_not_its_command_line(tmp_path: Path) -> None:
+    from featureloop.operations.services import client_env, prefect_service, services
+
+    server = prefect_service(4300, {}, tmp_path, auth="featureloop:pw-from-settings")
+    assert server.env["PREFECT_SERVER_API_AUTH_STRING"] == "featureloop:pw-from-settings"
+    assert "pw-from-settings" not in " ".join(server.command)
+    client = client_env(server)
+    assert client["PREFECT_API_AUTH_STRING"] == "featureloop:pw-from-settings"
+    assert not any(k.startswith("PREFECT_SERVER_") for k in client)  # the server's own settings stay its own
+    found = {s.name: s for s in services(Settings(data_dir=tmp_path, prefect_auth="u:p-secret"), tmp_path)}
+    assert found["prefect"].env["PREFECT_SERVER_API_AUTH_STRING"] == "u:p-secret"
+    assert found["deployments"].env["PREFECT_API_AUTH_STRING"] == "u:p-secret"
+    assert "PREFECT_SERVER_API_AUTH_STRING" not in found["mlflow"].env
+    assert "p-secret" not in repr(Settings(prefect_auth="u:p-secret"))
