@@ -35,6 +35,9 @@ class Settings(BaseSettings):
         default="127.0.0.1:6379",
         description="Redis for the scale-out profile (Feast's host:port[,db=N] form).",
     )
+    redis_password: SecretStr | None = Field(
+        default=None, description="The scale-out Redis's password (its `requirepass`); unset: none."
+    )
     postgres_url: str = Field(
         default="postgresql://featureloop@127.0.0.1:5432",
         description="PostgreSQL server of the scale-out profile (user[:password]@host:port, no database): "
@@ -281,5 +284,6 @@ def _project_name(feature_repo: Path) -> str:
 
 
 def redacted(url: str) -> str:
-    """A URL fit for messages and status pages: a password in it is shown as ***."""
-    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
+    """A URL fit for messages and status pages: a password in it is shown as ***, in a URL's user
+    part or as a `password=` option (Feast's Redis connection string)."""
+    return re.sub(r"(password=)[^,]*", r"\1***", re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url))

@@ -44,7 +44,9 @@ def repo_config(
     elif isinstance(registry, str) and "://" not in registry:
         raw["registry"] = os.path.relpath(feast_dir / "registry.db", repo)
     if settings.profile == "scaleout":
-        raw["online_store"] = {"type": "redis", "connection_string": settings.redis_url}
+        password = settings.redis_password
+        secret = f",password={password.get_secret_value()}" if password else ""
+        raw["online_store"] = {"type": "redis", "connection_string": settings.redis_url + secret}
     online = raw.get("online_store")
     if isinstance(online, dict) and online.get("type") == "sqlite":
         raw["online_store"] = {

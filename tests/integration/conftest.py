@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 import subprocess
 import threading
@@ -122,24 +123,31 @@ def serve_app(app: Any) -> Iterator[str]:
         thread.join(timeout=30)
 
 
+# The session's Redis asks every client for it. Kept in the environment: pytest imports this file
+# as its conftest and the test modules import it again by name, and both must hold the same value.
+REDIS_PASSWORD = os.environ.setdefault("FEATURELOOP_TEST_REDIS_PASSWORD", secrets.token_urlsafe(18))
+
+
 @contextlib.contextmanager
-def run_redis(port: int) -> Iterator[str]:
-    """A real Redis (Debian's redis-server) on `port`, without persistence, until the block ends;
-    its `host:port`."""
+def run_redis(port: int, password: str | None = None) -> Iterator[str]:
+    """A real Redis (Debian's redis-server) on `port`, without persistence, with `password` required
+    (`requirepass`) when given, until the block ends; its `host:port`."""
     import shutil
     import subprocess
 
     binary = shutil.which("redis-server")
     assert binary, "Debian's redis-server is needed: `apt-get install redis-server` (make test installs it)"
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "16"],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--databases", "16",
+         *(["--requirepass", password] if password else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
     def pong() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            sock.sendall((f"AUTH {password}\r\n" if password else "").encode() + b"PING\r\n")
+            time.sleep(0.05)
+            return b"+PONG" in sock.recv(64)
 
     until(
         pong, timeout=30, what="redis-server answering PING", process=proc, ignoring=(OSError,), interval=0.1
@@ -153,8 +161,8 @@ def run_redis(port: int) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
-    """One Redis for the session, on a free port."""
-    with run_redis(free_port()) as address:
+    """One Redis for the session, on a free port, asking for REDIS_PASSWORD."""
+    with run_redis(free_port(), REDIS_PASSWORD) as address:
         yield address
 
 

@@ -21,7 +21,7 @@ from feast.value_type import ValueType
 from featureloop.featurestore.codec import encode_entity_keys, encode_values
 from featureloop.featurestore.store import open_store
 from featureloop.settings import PROJECT_ROOT
-from tests.integration.conftest import FeastEnv
+from tests.integration.conftest import REDIS_PASSWORD, FeastEnv
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -241,7 +241,7 @@ def _redis_contents(address: str, db: int) -> dict[bytes, dict[bytes, bytes]]:
     import redis
 
     host, port = address.split(":")
-    client = redis.Redis(host=host, port=int(port), db=db)
+    client = redis.Redis(host=host, port=int(port), db=db, password=REDIS_PASSWORD)
     return {key: client.hgetall(key) for key in client.scan_iter(count=10_000)}
 
 
@@ -251,7 +251,10 @@ def test_redis_store_equals_feasts_engine_key_for_key(tmp_path: Path, redis_serv
     repo.write_data(tmp_path, 20_000)
     stores = {
         name: repo.store(
-            tmp_path, f"{name}.db", engine, {"type": "redis", "connection_string": f"{redis_server},db={db}"}
+            tmp_path,
+            f"{name}.db",
+            engine,
+            {"type": "redis", "connection_string": f"{redis_server},db={db},password={REDIS_PASSWORD}"},
         )
         for name, engine, db in (
             ("ours", {"type": "featureloop.featurestore.engine.FastComputeEngine", "chunk_rows": 7_000}, 1),

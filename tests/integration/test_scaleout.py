@@ -28,10 +28,17 @@ from featureloop.featurestore.store import apply_repo, open_store
 from featureloop.monitoring.skew import check_service
 from featureloop.monitoring.thresholds import DecayConfig, DriftConfig
 from featureloop.params import DriftParams, TrainParams
-from featureloop.settings import Settings
+from featureloop.settings import Settings, redacted
 from featureloop.training.pipeline import run_training
 from serving.app import create_app
-from tests.integration.conftest import FeastEnv, free_port, mlflow_server, run_redis, serve_app
+from tests.integration.conftest import (
+    REDIS_PASSWORD,
+    FeastEnv,
+    free_port,
+    mlflow_server,
+    run_redis,
+    serve_app,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -109,6 +116,7 @@ def profiles(
         "scaleout": {
             "FEATURELOOP_PROFILE": "scaleout",
             "FEATURELOOP_REDIS_URL": f"{redis_server},db=6",
+            "FEATURELOOP_REDIS_PASSWORD": REDIS_PASSWORD,
             "FEATURELOOP_POSTGRES_URL": postgres_server,
             "FEATURELOOP_MLFLOW_URL": f"http://127.0.0.1:{free_port()}",
             "FEATURELOOP_MLFLOW_PASSWORD": MLFLOW_PASSWORD,
@@ -149,6 +157,14 @@ def test_one_setting_selects_the_profiles_stores_and_materialise_fills_its_onlin
     assert type(store._get_provider().batch_engine).__name__ == "FastComputeEngine"
     skew = check_service(store, "flight_delay_v1", sample=500)
     assert skew["mismatches"] == 0 and sum(v["checked"] for v in skew["views"]) > 50
+    if name == "scaleout":  # Redis asks who is calling; the password is a secret setting
+        import redis
+
+        host, port = store.config.online_store.connection_string.split(",")[0].split(":")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host=host, port=int(port)).ping()
+        assert REDIS_PASSWORD not in repr(settings)
+        assert REDIS_PASSWORD not in redacted(store.config.online_store.connection_string)
     if name == "scaleout":  # the definitions live in PostgreSQL, not in a file
         views = _postgres_rows(settings, "feast", "SELECT feature_view_name FROM feature_views")
         assert {"weather", "aircraft_stats", "route_stats"} <= {v for (v,) in views}
@@ -222,7 +238,7 @@ def test_a_stopped_redis_is_a_quick_503_and_serving_recovers_when_it_is_back(
     body = {"flights": _requests(feast_env)[:50]}
     with contextlib.ExitStack() as stack:
         first = contextlib.ExitStack()
-        first.enter_context(run_redis(port))
+        first.enter_context(run_redis(port, REDIS_PASSWORD))
         stack.callback(first.close)
         materialize_window(open_store(settings), end)
         url = stack.enter_context(serve_app(create_app(settings)))
@@ -235,10 +251,13 @@ def test_a_stopped_redis_is_a_quick_503_and_serving_recovers_when_it_is_back(
         elapsed = time.monotonic() - start
         assert down.status_code == 503 and "online store unavailable" in down.json()["detail"]
         assert "ConnectionError" in down.json()["detail"] and str(port) in down.json()["detail"]
+        assert REDIS_PASSWORD not in down.text
         assert elapsed < 1.0  # refused at once, not after a client's retries and timeouts
         assert httpx.get(f"{url}/ready", timeout=30).json()["checks"]["online_store"] is False
 
-        stack.enter_context(run_redis(port))  # back, empty (no persistence): answered, features missing
+        stack.enter_context(
+            run_redis(port, REDIS_PASSWORD)
+        )  # back, empty (no persistence): answered, features missing
         empty = httpx.post(f"{url}/predict", json=body, timeout=30)
         assert empty.status_code == 200
         assert all(p["missing_features"] for p in empty.json()["predictions"])

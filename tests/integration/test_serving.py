@@ -35,7 +35,7 @@ from featureloop.training.pipeline import run_training
 from featureloop.training.registry import CHAMPION, connect, load_model
 from serving.app import create_app
 from serving.contract import build_contract
-from tests.integration.conftest import FeastEnv, free_port, serve_app
+from tests.integration.conftest import REDIS_PASSWORD, FeastEnv, free_port, serve_app
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -469,7 +469,10 @@ def redis_copy(
             '    name="flight_delay_v1_precomputed", features=flight_delay_v1._features, precompute_online=True\n)\n'
         )
     config = yaml.safe_load((repo / "feature_store.yaml").read_text())
-    config["online_store"] = {"type": "redis", "connection_string": f"{redis_server},db=11"}
+    config["online_store"] = {
+        "type": "redis",
+        "connection_string": f"{redis_server},db=11,password={REDIS_PASSWORD}",
+    }
     (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
     (data / "feast").mkdir(parents=True)
     (data / "offline").symlink_to(served.settings.offline_dir.resolve(), target_is_directory=True)

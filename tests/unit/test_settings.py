@@ -116,3 +116,7 @@ def test_passwords_in_urls_are_redacted_for_messages() -> None:
     assert redacted("http://user:pw@mlflow:5000") == "http://user:***@mlflow:5000"
     assert redacted("postgresql://featureloop@127.0.0.1:5432") == "postgresql://featureloop@127.0.0.1:5432"
     assert redacted("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+    assert (
+        redacted("redis.internal:6379,db=6,password=s3cret,ssl=true")
+        == "redis.internal:6379,db=6,password=***,ssl=true"
+    )
