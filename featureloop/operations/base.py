@@ -15,7 +15,7 @@ class Service:
     health: str
     command: list[str]
     env: dict[str, str]
-    oneshot: bool = False  # a step that runs to its end (health: what it made exists), not a server
+    oneshot: bool = False  # a step that runs to its end (no health URL), not a server
 
 
 def ports() -> dict[str, int]:

@@ -52,7 +52,7 @@ def test_workers_replace_the_deployment_server(monkeypatch: pytest.MonkeyPatch, 
     assert list(found)[:4] == ["prefect", "deployments", "worker-1", "worker-2"]
     deploy = found["deployments"]
     assert deploy.oneshot and deploy.command[-3:] == ["flows.deploy", "--work-pool", "featureloop"]
-    assert deploy.health.endswith("/api/work_pools/featureloop")  # done: the pool exists
+    assert deploy.health == "" and deploy.url.endswith("/work-pools/work-pool/featureloop")
     for i, name in enumerate(("worker-1", "worker-2")):
         worker = found[name]
         assert worker.command[-9:] == [
