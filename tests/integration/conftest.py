@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,27 @@ class FeastEnv:
 
     def table(self, name: str) -> pd.DataFrame:
         return pd.read_parquet(self.settings.offline_dir / f"{name}.parquet")
+
+    def own_data_dir(self, root: Path) -> Path:
+        """A data folder with the session's prepared offline tables and nothing else (its stores,
+        logs and models its own)."""
+        root.mkdir(parents=True)
+        for name in ("offline", "versions"):
+            (root / name).symlink_to((self.settings.data_dir / name).resolve(), target_is_directory=True)
+        return root
+
+    def requests(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """/predict rows for every flight scheduled in [start, end), as a product would send them."""
+        flights = self.table("flights")
+        window = flights[
+            (flights["sched_dep_ts"] >= start.isoformat()) & (flights["sched_dep_ts"] < end.isoformat())
+        ]
+        return [
+            {"flight_id": r.flight_id, "tailnum": r.tailnum, "origin": r.origin, "dest": r.dest, "carrier": r.carrier,
+             "distance": float(r.distance), "sched_hour": int(r.sched_hour), "day_of_week": int(r.day_of_week),
+             "event_timestamp": r.sched_dep_ts.isoformat()}
+            for r in window.itertuples()
+        ]  # fmt: skip
 
 
 # Headless chromium with no network: no name resolves but 127.0.0.1, and what is not loopback goes

@@ -83,15 +83,7 @@ def _free(port: int) -> bool:
 
 
 def _bodies(feast_env: FeastEnv) -> list[dict[str, Any]]:
-    flights = feast_env.table("flights")
-    start, end = (w.isoformat() for w in WINDOW)
-    window = flights[(flights["sched_dep_ts"] >= start) & (flights["sched_dep_ts"] < end)]
-    rows = [
-        {"flight_id": r.flight_id, "tailnum": r.tailnum, "origin": r.origin, "dest": r.dest, "carrier": r.carrier,
-         "distance": float(r.distance), "sched_hour": int(r.sched_hour), "day_of_week": int(r.day_of_week),
-         "event_timestamp": r.sched_dep_ts.isoformat()}
-        for r in window.itertuples()
-    ]  # fmt: skip
+    rows = feast_env.requests(*WINDOW)
     return [{"flights": rows[i : i + ROWS]} for i in range(0, len(rows) - ROWS + 1, ROWS)]
 
 
@@ -115,10 +107,7 @@ def stack(
     feast_env: FeastEnv, redis_server: str, postgres_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("replicas")
-    data = tmp / "data"
-    data.mkdir()
-    for name in ("offline", "versions"):
-        (data / name).symlink_to((feast_env.settings.data_dir / name).resolve(), target_is_directory=True)
+    data = feast_env.own_data_dir(tmp / "data")
     port = _free_block(2)
     env = {
         "FEATURELOOP_PROFILE": "scaleout",

@@ -76,15 +76,6 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
         yield
 
 
-def _own_data_dir(feast_env: FeastEnv, root: Path) -> Path:
-    """A data folder with the session's prepared offline tables and nothing else."""
-    root.mkdir(parents=True)
-    source = feast_env.settings.data_dir
-    for name in ("offline", "versions"):
-        (root / name).symlink_to((source / name).resolve(), target_is_directory=True)
-    return root
-
-
 @contextlib.contextmanager
 def _prefect_on_postgres(settings: Settings) -> Iterator[str]:
     """A real `prefect server start` whose database is the profile's PostgreSQL one."""
@@ -127,7 +118,7 @@ def profiles(
         for name in PROFILES:
             env = {
                 **envs[name],
-                "FEATURELOOP_DATA_DIR": str(_own_data_dir(feast_env, tmp / name)),
+                "FEATURELOOP_DATA_DIR": str(feast_env.own_data_dir(tmp / name)),
                 "FEATURELOOP_PREDICTION_LOG_FLUSH_SECONDS": "0.1",
             }
             with _environment(env):
@@ -189,22 +180,10 @@ def test_training_registers_and_promotes_in_the_profiles_tracking_store(
         assert profile.server_artifacts is not None and list(profile.server_artifacts.rglob("MLmodel"))
 
 
-def _requests(feast_env: FeastEnv) -> list[dict[str, Any]]:
-    flights = feast_env.table("flights")
-    start, end = (w.isoformat() for w in WINDOW)
-    window = flights[(flights["sched_dep_ts"] >= start) & (flights["sched_dep_ts"] < end)]
-    return [
-        {"flight_id": r.flight_id, "tailnum": r.tailnum, "origin": r.origin, "dest": r.dest, "carrier": r.carrier,
-         "distance": float(r.distance), "sched_hour": int(r.sched_hour), "day_of_week": int(r.day_of_week),
-         "event_timestamp": r.sched_dep_ts.isoformat()}
-        for r in window.itertuples()
-    ]  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def served(profiles: dict[str, Profile], feast_env: FeastEnv) -> dict[str, list[dict[str, Any]]]:
     """Each profile's serving app answers the same three days of flights (and logs them)."""
-    rows = _requests(feast_env)
+    rows = feast_env.requests(*WINDOW)
     answers: dict[str, list[dict[str, Any]]] = {}
     for name, profile in profiles.items():
         with serve_app(create_app(profile.settings)) as url:
@@ -232,10 +211,10 @@ def test_a_stopped_redis_is_a_quick_503_and_serving_recovers_when_it_is_back(
     settings = profiles["scaleout"].settings.model_copy(
         update={
             "redis_url": f"127.0.0.1:{port},db=0",
-            "data_dir": _own_data_dir(feast_env, tmp_path / "data"),
+            "data_dir": feast_env.own_data_dir(tmp_path / "data"),
         }
     )
-    body = {"flights": _requests(feast_env)[:50]}
+    body = {"flights": feast_env.requests(*WINDOW)[:50]}
     with contextlib.ExitStack() as stack:
         first = contextlib.ExitStack()
         first.enter_context(run_redis(port, REDIS_PASSWORD))

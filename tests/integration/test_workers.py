@@ -76,10 +76,7 @@ def workers(
     from flows.deploy import deploy_to_pool
 
     tmp = tmp_path_factory.mktemp("workers")
-    data = tmp / "data"
-    data.mkdir()
-    for name in ("offline", "versions"):
-        (data / name).symlink_to((feast_env.settings.data_dir / name).resolve(), target_is_directory=True)
+    data = feast_env.own_data_dir(tmp / "data")
     settings = feast_env.settings.model_copy(update={"data_dir": data})
     apply_repo(settings)
     ids = deploy_to_pool(POOL, None, None)
