@@ -21,14 +21,7 @@ from urllib.parse import urlsplit
 
 from featureloop.operations.base import Service, ports
 from featureloop.operations.replicas import serving_services
-from featureloop.operations.workers import (
-    POOL,
-    deploy_command,
-    worker_command,
-    worker_env,
-    worker_names,
-    worker_port,
-)
+from featureloop.operations.workers import POOL, deploy_command, worker_services
 from featureloop.settings import PROJECT_ROOT, Settings
 
 ALERT_RULES = PROJECT_ROOT / "docs" / "prometheus" / "alerts.yml"
@@ -178,15 +171,10 @@ def services(settings: Settings, run_dir: Path) -> list[Service]:
                 base,
                 oneshot=True,
             ),
-            *(
-                Service(
-                    name,
-                    f"http://127.0.0.1:{port['prefect']}/work-pools/work-pool/{POOL}",
-                    f"http://127.0.0.1:{worker_port() + i}/health",
-                    worker_command(name),
-                    worker_env(base, i + 1),
-                )
-                for i, name in enumerate(worker_names(settings))
+            *worker_services(
+                settings.prefect_workers,
+                base,
+                f"http://127.0.0.1:{port['prefect']}/work-pools/work-pool/{POOL}",
             ),
         ]
     else:  # one process serves every flow

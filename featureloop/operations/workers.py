@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from featureloop.settings import Settings
+from featureloop.operations.base import Service
 
 POOL = "featureloop"
 
@@ -26,20 +26,20 @@ def deploy_command(pool: str = POOL) -> list[str]:
     return [sys.executable, "-m", "flows.deploy", "--work-pool", pool]
 
 
-def worker_command(name: str, pool: str = POOL, *, limit: int = 1, health: bool = True) -> list[str]:
-    command = [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", pool]
-    command += ["--type", "process", "--name", name, "--limit", str(limit)]
-    return command + (["--with-healthcheck"] if health else [])
-
-
-def worker_env(env: dict[str, str], index: int) -> dict[str, str]:
-    """A worker's environment: its own health port, and a poll every 5 s (Prefect's default: 10)."""
-    return {
-        **env,
-        "PREFECT_WORKER_WEBSERVER_PORT": str(worker_port() + index - 1),
-        "PREFECT_WORKER_QUERY_SECONDS": env.get("PREFECT_WORKER_QUERY_SECONDS", "5"),
-    }
-
-
-def worker_names(settings: Settings) -> list[str]:
-    return [f"worker-{i}" for i in range(1, settings.prefect_workers + 1)]
+def worker_services(count: int, env: dict[str, str], url: str, pool: str = POOL) -> list[Service]:
+    """`count` workers of the pool, `worker-1`...: each runs one flow run at a time, answers its
+    health URL on a port of its own (from `worker_port()`), and polls every 5 s (Prefect's default:
+    10; an `env` that sets PREFECT_WORKER_QUERY_SECONDS wins)."""
+    prefect = str(Path(sys.executable).parent / "prefect")
+    found = []
+    for i in range(1, count + 1):
+        name, port = f"worker-{i}", worker_port() + i - 1
+        command = [prefect, "worker", "start", "--pool", pool, "--type", "process", "--name", name]
+        command += ["--limit", "1", "--with-healthcheck"]
+        own = {
+            **env,
+            "PREFECT_WORKER_WEBSERVER_PORT": str(port),
+            "PREFECT_WORKER_QUERY_SECONDS": env.get("PREFECT_WORKER_QUERY_SECONDS", "5"),
+        }
+        found.append(Service(name, url, f"http://127.0.0.1:{port}/health", command, own))
+    return found

@@ -39,13 +39,13 @@ class Cli:
 
     def versions(self) -> list[str]:
         from featureloop.settings import Settings
-        from featureloop.training.registry import connect
+        from featureloop.training.registry import open_tracking
 
         settings = Settings(
             data_dir=Path(self.env["FEATURELOOP_DATA_DIR"]),
             mlflow_tracking_uri=self.env["FEATURELOOP_MLFLOW_TRACKING_URI"],
         )
-        client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+        client, _ = open_tracking(settings)
         return sorted(str(v.version) for v in client.search_model_versions(f"name = '{settings.model_name}'"))
 
 

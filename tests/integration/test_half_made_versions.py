@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from featureloop.cli import app
 from featureloop.params import TrainParams
 from featureloop.settings import Settings
-from featureloop.training.registry import RUN_HOST, RUN_PID, connect, find_half_made
+from featureloop.training.registry import RUN_HOST, RUN_PID, find_half_made, open_tracking
 from tests.integration.conftest import FeastEnv
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
 def _registered_by(settings: Settings, pid: int, *, status: str | None = None) -> str:
     """What `register_candidate` has done when it is stopped between registering and tagging: a
     run naming its process, and a version of the model without tags. Returns the version."""
-    client, experiment_id = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    client, experiment_id = open_tracking(settings)
     run = client.create_run(experiment_id, tags={RUN_HOST: socket.gethostname(), RUN_PID: str(pid)})
     if status is not None:
         client.set_terminated(run.info.run_id, status)
@@ -91,7 +91,7 @@ def test_next_train_names_a_killed_trains_version_and_leaves_it_and_a_live_ones_
     ), result.stdout
     assert "a train whose run ended FAILED before tagging it" in result.stdout
 
-    client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    client, _ = open_tracking(settings)
     versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{settings.model_name}'"))
     assert versions == [1, 2, 3, 4]  # nothing deleted; the new version is whole, so never named
     sleeper.kill()

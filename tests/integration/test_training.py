@@ -18,7 +18,7 @@ from featureloop.settings import Settings
 from featureloop.training.dataset import TrainingDataError, frame_digest
 from featureloop.training.gate import GateConfig
 from featureloop.training.pipeline import run_training
-from featureloop.training.registry import CHAMPION, PREVIOUS, TrackingUnavailable, connect, get_alias
+from featureloop.training.registry import CHAMPION, PREVIOUS, TrackingUnavailable, get_alias, open_tracking
 from featureloop.training.training_set import load_training_set
 from tests.integration.conftest import FeastEnv
 
@@ -44,12 +44,12 @@ def settings(feast_env: FeastEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def _versions(settings: Settings) -> list[str]:
-    client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    client, _ = open_tracking(settings)
     return sorted(v.version for v in client.search_model_versions(f"name='{settings.model_name}'"))
 
 
 def _alias(settings: Settings, alias: str) -> str | None:
-    client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    client, _ = open_tracking(settings)
     found = get_alias(client, settings.model_name, alias)
     return found.version if found else None
 
@@ -74,7 +74,7 @@ def test_gate_promotes_better_refuses_worse_and_rollback_restores_previous(
     assert better["holdout"]["roc_auc"] > better["champion_holdout"]["roc_auc"]
     assert (_alias(settings, CHAMPION), _alias(settings, PREVIOUS)) == (better["version"], first["version"])
 
-    client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    client, _ = open_tracking(settings)
     refused = client.get_model_version(settings.model_name, shuffled["version"]).tags
     assert refused["gate.promoted"] == "false" and refused["gate.champion_version"] == first["version"]
     assert refused["gate.window_overlaps_champion_training"] == "true"  # same window as the champion's
@@ -89,7 +89,7 @@ def test_gate_promotes_better_refuses_worse_and_rollback_restores_previous(
 
 def test_lineage_rebuilds_the_same_training_set(settings: Settings) -> None:
     summary = run_training(settings, TrainParams(**WINDOW, promote=False), report=lambda _m: None)
-    client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    client, _ = open_tracking(settings)
     tags = client.get_model_version(settings.model_name, summary["version"]).tags
     for key in ("feature_service", "feature_service_version", "feature_views", "feast_registry_hash",
                 "dataset_version", "code_version", "reference_profile", "model_inputs"):  # fmt: skip
@@ -162,7 +162,7 @@ def test_the_label_comes_from_the_projects_spec(settings: Settings, tmp_path: Pa
         run_training(elsewhere, TrainParams(**WINDOW, promote=False), report=lambda _m: None)
     (repo / "project.yaml").write_text(spec.replace("label: arr_delay > 15", "label: arr_delay > 60"))
     summary = run_training(elsewhere, TrainParams(**WINDOW, promote=False), report=lambda _m: None)
-    client, _ = connect(settings.tracking_uri, settings.artifact_location, settings.experiment)
+    client, _ = open_tracking(settings)
     assert client.get_model_version(settings.model_name, summary["version"]).tags["label"] == "arr_delay > 60"
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from featureloop.featurestore.store import apply_repo
 from featureloop.operations.base import healthy
-from featureloop.operations.workers import worker_command, worker_env, worker_port
+from featureloop.operations.workers import worker_services
 from featureloop.settings import PROJECT_ROOT, Settings
 from tests.integration.conftest import FeastEnv, free_port, remove_retrain_deployment
 
@@ -89,20 +89,20 @@ def workers(
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
     os.environ["FEATURELOOP_WORKERS_PORT"] = str(free_port())  # (the health ports: this one and the next)
-    logs = {f"worker-{i}": tmp / f"worker-{i}.log" for i in (1, 2)}
+    services = worker_services(2, env, "", POOL)  # as `make up` starts them
+    logs = {w.name: tmp / f"{w.name}.log" for w in services}
     procs = []
     try:
-        for i, (name, log) in enumerate(logs.items(), start=1):  # as `make up` starts them
-            with open(log, "ab") as out:
+        for worker in services:
+            with open(logs[worker.name], "ab") as out:
                 procs.append(
                     subprocess.Popen(
-                        worker_command(name, POOL), cwd=PROJECT_ROOT, env=worker_env(env, i), stdout=out,
-                        stderr=subprocess.STDOUT,
+                        worker.command, cwd=PROJECT_ROOT, env=worker.env, stdout=out, stderr=subprocess.STDOUT
                     )
-                )  # fmt: skip
+                )
         _wait_online(2)
-        for i in (1, 2):  # each answers its health URL, as `make up` and `make status` ask
-            assert healthy(f"http://127.0.0.1:{worker_port() + i - 1}/health")
+        for worker in services:  # each answers its health URL, as `make up` and `make status` ask
+            assert healthy(worker.health)
         yield Workers(settings, logs)
     finally:
         os.environ.pop("FEATURELOOP_WORKERS_PORT", None)
