@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from featureloop.event_time import EventTimeBounds
+from featureloop.servers import ServerSettings, redacted
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["PROJECT_ROOT", "Settings", "redacted"]
 
 
-class Settings(BaseSettings):
+class Settings(ServerSettings):
     """Where featureloop reads and writes; read once at an entry point, then passed down."""
 
     model_config = SettingsConfigDict(
@@ -23,31 +25,9 @@ class Settings(BaseSettings):
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
+        hide_input_in_errors=True,  # an error names the setting, never its value (secrets among them)
     )
 
-    profile: Literal["embedded", "scaleout"] = Field(
-        default="embedded",
-        description="embedded: SQLite online store, file registry, MLflow and Prefect on SQLite; "
-        "scaleout: Redis online store at redis_url, Feast's SQL registry and the Prefect server on "
-        "the PostgreSQL server at postgres_url, MLflow through its tracking server at mlflow_url.",
-    )
-    redis_url: str = Field(
-        default="127.0.0.1:6379",
-        description="Redis for the scale-out profile (Feast's host:port[,db=N] form).",
-    )
-    redis_password: SecretStr | None = Field(
-        default=None, description="The scale-out Redis's password (its `requirepass`); unset: none."
-    )
-    postgres_url: str = Field(
-        default="postgresql://featureloop@127.0.0.1:5432",
-        description="PostgreSQL server of the scale-out profile (user[:password]@host:port, no database): "
-        "the Feast registry, MLflow and Prefect each get a database of their own, created on first use.",
-    )
-    postgres_database_prefix: str = Field(
-        default="featureloop",
-        pattern=r"^[a-z_][a-z0-9_]{0,40}$",
-        description="Their names: <prefix>_feast, <prefix>_mlflow (+ _mlflow_auth), <prefix>_prefect.",
-    )
     raw_dir: Path | None = Field(
         default=None,
         description="Folder the project's prepare step reads raw files from; default: the step's own.",
@@ -59,41 +39,11 @@ class Settings(BaseSettings):
         description="MLflow tracking URI; default: sqlite under data_dir/mlflow (embedded), the "
         "tracking server at mlflow_url (scaleout).",
     )
-    mlflow_url: str = Field(
-        default="http://127.0.0.1:5000",
-        pattern=r"^https?://[^/@\s]+(:\d+)?/?$",
-        description="The scale-out profile's MLflow tracking server: clients talk HTTP only (its backend "
-        "is PostgreSQL, its artifacts are proxied), with mlflow_username and mlflow_password.",
-    )
-    mlflow_username: str = Field(default="admin", description="The MLflow server's basic-auth user.")
-    mlflow_password: SecretStr | None = Field(
-        default=None,
-        description="Its password (at least 12 characters); the scale-out profile's server requires it.",
-    )
     model_name: str = Field(
         default="", description="Registered model name in MLflow; default: the project spec's name."
     )
     experiment: str = Field(default="featureloop", description="MLflow experiment for training runs.")
     environment: Literal["development", "production"] = "development"
-    prefect_auth: SecretStr | None = Field(
-        default=None,
-        description="user:password the Prefect server `make up` starts asks every caller for (Prefect's "
-        "basic auth); what `make up` starts sends it. Other clients set PREFECT_API_AUTH_STRING.",
-    )
-    prefect_workers: int = Field(
-        default=0,
-        ge=0,
-        le=16,
-        description="0: `make up` serves the flows from one deployment server process; N: it deploys "
-        "them into the `featureloop` process work pool and starts N Prefect workers that run them.",
-    )
-    serving_replicas: int = Field(
-        default=1,
-        ge=1,
-        le=16,
-        description="Serving processes `make up` starts. More than one: each on a port of its own above "
-        "the serving port, behind HAProxy on it (health checks, retries on another replica).",
-    )
     serving_token: SecretStr | None = Field(
         default=None, description="Bearer token every serving endpoint but /health requires (unset: none)."
     )
@@ -143,17 +93,6 @@ class Settings(BaseSettings):
     prediction_log_max_queue: int = Field(
         default=100_000, ge=1, description="Rows held in memory before dropping (counted)."
     )
-
-    @field_validator("postgres_url")
-    @classmethod
-    def _server_not_database(cls, value: str) -> str:
-        scheme, sep, rest = value.rstrip("/").partition("://")
-        if not sep or scheme not in ("postgresql", "postgres") or not rest or "/" in rest:
-            raise ValueError(
-                "FEATURELOOP_POSTGRES_URL must name a server, postgresql://user[:password]@host:port, "
-                "without a database or driver (each part gets a database of its own)"
-            )
-        return f"postgresql://{rest}"
 
     @field_validator("event_time_earliest")
     @classmethod
@@ -219,13 +158,6 @@ class Settings(BaseSettings):
     def mlflow_dir(self) -> Path:
         return self.data_dir / "mlflow"
 
-    def postgres_database(
-        self, part: Literal["feast", "mlflow", "mlflow_auth", "prefect"], driver: str = "psycopg"
-    ) -> str:
-        """The SQLAlchemy URL of one part's database on the scale-out profile's PostgreSQL server."""
-        rest = self.postgres_url.partition("://")[2]
-        return f"postgresql+{driver}://{rest}/{self.postgres_database_prefix}_{part}"
-
     @property
     def tracking_uri(self) -> str:
         """The MLflow tracking URI: explicit; else the tracking server (mlflow_url) on the scale-out
@@ -247,16 +179,6 @@ class Settings(BaseSettings):
     @property
     def mlflow_over_http(self) -> bool:
         return self.tracking_uri.startswith(("http://", "https://"))
-
-    @property
-    def feast_registry_url(self) -> str | None:
-        """Feast's SQL registry on the scale-out profile; None: the file registry in feast_dir."""
-        return self.postgres_database("feast") if self.profile == "scaleout" else None
-
-    @property
-    def prefect_database_url(self) -> str | None:
-        """The Prefect server's database on the scale-out profile (asyncpg); None: its SQLite."""
-        return self.postgres_database("prefect", driver="asyncpg") if self.profile == "scaleout" else None
 
     @property
     def artifact_location(self) -> str | None:
@@ -281,9 +203,3 @@ def _project_name(feature_repo: Path) -> str:
     except (OSError, yaml.YAMLError):
         name = None
     return name if isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else "model"
-
-
-def redacted(url: str) -> str:
-    """A URL fit for messages and status pages: a password in it is shown as ***, in a URL's user
-    part or as a `password=` option (Feast's Redis connection string)."""
-    return re.sub(r"(password=)[^,]*", r"\1***", re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url))

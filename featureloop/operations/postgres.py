@@ -40,7 +40,8 @@ def ensure_database(url: str) -> None:
     except psycopg.Error as exc:
         raise PostgresUnavailable(
             f"PostgreSQL at {where} is unreachable or refused us ({type(exc).__name__}: {' '.join(str(exc).split())}): "
-            "start it (docs/scaling.md) or point FEATURELOOP_POSTGRES_URL at yours "
+            "start it (docs/scaling.md), or point FEATURELOOP_POSTGRES_URL at yours and give its user's "
+            "password as FEATURELOOP_POSTGRES_PASSWORD "
             "(or use FEATURELOOP_PROFILE=embedded)"
         ) from exc
     _READY.add(url)

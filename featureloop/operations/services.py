@@ -115,8 +115,8 @@ def prepare_mlflow_server(settings: Settings, home: Path) -> None:
             "FEATURELOOP_MLFLOW_PASSWORD (at least 12 characters; FEATURELOOP_MLFLOW_USERNAME, default "
             "admin) in the environment or the project's .env, never in the repository"
         )
-    ensure_database(settings.postgres_database("mlflow"))
-    ensure_database(settings.postgres_database("mlflow_auth"))
+    ensure_database(settings.postgres_database("mlflow", secret=True))
+    ensure_database(settings.postgres_database("mlflow_auth", secret=True))
     mlflow_auth_config(settings, home)
 
 
@@ -133,7 +133,8 @@ def mlflow_service(settings: Settings, port: int, home: Path, env: dict[str, str
         port = urlsplit(settings.mlflow_url).port or 80
         command += ["--artifacts-destination", str(settings.mlflow_artifacts_dir), "--serve-artifacts"]
         command += ["--app-name", "basic-auth"]
-        env = {**env, "MLFLOW_AUTH_CONFIG_PATH": str(home / "basic_auth.ini")}
+        # Its store URLs (command line, basic_auth.ini) hold no password: libpq reads PGPASSWORD.
+        env = {**env, "MLFLOW_AUTH_CONFIG_PATH": str(home / "basic_auth.ini"), **settings.postgres_env}
         if settings.mlflow_password is not None:  # (`up` refuses to start the server without it)
             secret = settings.mlflow_password.get_secret_value()
             env["MLFLOW_AUTH_ADMIN_PASSWORD"] = secret

@@ -69,7 +69,7 @@ def up(settings: Settings, report: Callable[[str], None] = print, timeout: float
     if settings.prefect_database_url is not None:  # the scale-out profile: Prefect on PostgreSQL
         from featureloop.operations.postgres import ensure_database
 
-        ensure_database(settings.postgres_database("prefect"))
+        ensure_database(settings.postgres_database("prefect", secret=True))
     if settings.profile == "scaleout":  # the tracking server: PostgreSQL, proxied artifacts, auth
         prepare_mlflow_server(settings, RUN_DIR / "mlflow")
     started: dict[str, str] = {}

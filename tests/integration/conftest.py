@@ -148,6 +148,11 @@ def serve_app(app: Any) -> Iterator[str]:
 # The session's Redis asks every client for it. Kept in the environment: pytest imports this file
 # as its conftest and the test modules import it again by name, and both must hold the same value.
 REDIS_PASSWORD = os.environ.setdefault("FEATURELOOP_TEST_REDIS_PASSWORD", secrets.token_urlsafe(18))
+# The session PostgreSQL's password: characters a URL must escape, so that every place that puts it
+# into a connection URL is seen doing so.
+POSTGRES_PASSWORD = os.environ.setdefault(
+    "FEATURELOOP_TEST_POSTGRES_PASSWORD", secrets.token_urlsafe(15) + "@:/%?#"
+)
 
 
 @contextlib.contextmanager
@@ -200,7 +205,8 @@ def _postgres_bin() -> Path:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A real PostgreSQL (Debian's) on a free port for the session, its cluster in a temporary folder
-    (no fsync: the data is thrown away); `postgresql://featureloop@127.0.0.1:<port>` (trust auth)."""
+    (no fsync: the data is thrown away); `postgresql://featureloop@127.0.0.1:<port>`, asking for
+    POSTGRES_PASSWORD (scram-sha-256, on its socket as well)."""
     import os
     import shutil
     import subprocess
@@ -216,10 +222,16 @@ def postgres_server() -> Iterator[str]:
         shutil.chown(sockets, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     port = free_port()
+    password_file = root / "password"
+    password_file.write_text(POSTGRES_PASSWORD + "\n")
+    if as_user:
+        shutil.chown(password_file, "postgres")
     subprocess.run(
-        [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "featureloop", "-A", "trust", "-E", "UTF8", "--no-sync"],
+        [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "featureloop", "-A", "scram-sha-256",
+         f"--pwfile={password_file}", "-E", "UTF8", "--no-sync"],
         check=True, capture_output=True,
     )  # fmt: skip
+    password_file.unlink()
     options = (
         f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"

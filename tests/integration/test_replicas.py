@@ -40,7 +40,7 @@ from featureloop.params import DriftParams, TrainParams
 from featureloop.settings import Settings
 from featureloop.training.pipeline import run_training
 from featureloop.training.registry import get_version, open_tracking, promote
-from tests.integration.conftest import REDIS_PASSWORD, FeastEnv, free_port, mlflow_server
+from tests.integration.conftest import POSTGRES_PASSWORD, REDIS_PASSWORD, FeastEnv, free_port, mlflow_server
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +114,7 @@ def stack(
         "FEATURELOOP_REDIS_URL": f"{redis_server},db=7",
         "FEATURELOOP_REDIS_PASSWORD": REDIS_PASSWORD,
         "FEATURELOOP_POSTGRES_URL": postgres_server,
+        "FEATURELOOP_POSTGRES_PASSWORD": POSTGRES_PASSWORD,
         "FEATURELOOP_POSTGRES_DATABASE_PREFIX": "replicas",  # not the scale-out module's databases
         "FEATURELOOP_MLFLOW_URL": f"http://127.0.0.1:{free_port()}",
         "FEATURELOOP_MLFLOW_PASSWORD": secrets.token_urlsafe(18),

@@ -32,6 +32,7 @@ from featureloop.settings import Settings, redacted
 from featureloop.training.pipeline import run_training
 from serving.app import create_app
 from tests.integration.conftest import (
+    POSTGRES_PASSWORD,
     REDIS_PASSWORD,
     FeastEnv,
     free_port,
@@ -63,7 +64,7 @@ def _postgres_rows(settings: Settings, part: str, query: str) -> list[tuple[Any,
     """Rows straight from one part's PostgreSQL database (not through the code under test)."""
     import psycopg
 
-    url = settings.postgres_database(part)  # type: ignore[arg-type]
+    url = settings.postgres_database(part, secret=True)  # type: ignore[arg-type]
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as con:
         return con.execute(query).fetchall()
 
@@ -83,7 +84,7 @@ def _prefect_on_postgres(settings: Settings) -> Iterator[str]:
     from featureloop.operations.prefect_server import prefect_server
 
     assert settings.prefect_database_url is not None
-    ensure_database(settings.postgres_database("prefect"))
+    ensure_database(settings.postgres_database("prefect", secret=True))
     home = settings.data_dir / "prefect"
     with prefect_server(
         lambda _m: None, database_url=settings.prefect_database_url, home=home, auth=PREFECT_AUTH
@@ -109,6 +110,7 @@ def profiles(
             "FEATURELOOP_REDIS_URL": f"{redis_server},db=6",
             "FEATURELOOP_REDIS_PASSWORD": REDIS_PASSWORD,
             "FEATURELOOP_POSTGRES_URL": postgres_server,
+            "FEATURELOOP_POSTGRES_PASSWORD": POSTGRES_PASSWORD,
             "FEATURELOOP_MLFLOW_URL": f"http://127.0.0.1:{free_port()}",
             "FEATURELOOP_MLFLOW_PASSWORD": MLFLOW_PASSWORD,
         },
@@ -337,6 +339,34 @@ def test_an_unreachable_postgres_is_a_clear_error_naming_the_server(profiles: di
     with pytest.raises(RuntimeError, match=r"MLflow tracking store http://127\.0\.0\.1:1 is unreachable"):
         run_training(no_server, TRAIN, report=lambda _m: None)
     assert datetime.now(UTC) - started < timedelta(seconds=30)
+
+
+def test_postgresql_asks_for_the_password_and_no_url_a_process_is_given_shows_it(
+    profiles: dict[str, Profile],
+) -> None:
+    """The session's server uses password authentication: without FEATURELOOP_POSTGRES_PASSWORD, or
+    with a wrong one, the error names the setting and never the password; the loop above ran with it.
+    The URLs written on the MLflow server's command line and into its basic-auth file hold none (it
+    reads PGPASSWORD from its environment)."""
+    from featureloop.featurestore.store import repo_config
+    from featureloop.operations.postgres import PostgresUnavailable, ensure_database
+    from featureloop.operations.services import mlflow_auth_config, mlflow_service
+
+    settings = profiles["scaleout"].settings
+    assert settings.postgres_password is not None
+    for password in (None, "not-" + POSTGRES_PASSWORD):
+        anonymous = settings.model_copy(
+            update={"postgres_password": None if password is None else SecretStr(password)}
+        )
+        with pytest.raises(PostgresUnavailable, match=r"password.*FEATURELOOP_POSTGRES_PASSWORD") as refused:
+            repo_config(anonymous)
+        assert POSTGRES_PASSWORD not in str(refused.value)
+    ensure_database(settings.postgres_database("feast", secret=True))  # (with it: in)
+    service = mlflow_service(settings, 0, settings.data_dir, {})
+    ini = mlflow_auth_config(settings, settings.data_dir / "auth-check").read_text()
+    assert settings.postgres_database("mlflow") in service.command and "database_uri = postgresql" in ini
+    assert not any(POSTGRES_PASSWORD in part for part in [*service.command, ini])
+    assert service.env["PGPASSWORD"] == POSTGRES_PASSWORD
 
 
 def test_the_tracking_server_asks_who_is_calling_and_serving_swaps_through_it(

@@ -61,12 +61,26 @@ def test_a_pid_record_of_another_program_is_stale_and_never_stopped(
 
 
 def test_the_scaleout_profile_derives_every_postgres_database_from_one_server_url() -> None:
-    settings = Settings(profile="scaleout", postgres_url="postgresql://ml:pw@db.internal:6543/")
-    assert settings.feast_registry_url == "postgresql+psycopg://ml:pw@db.internal:6543/featureloop_feast"
-    # MLflow's store is the tracking server's; clients talk to the server over HTTP only.
-    assert settings.mlflow_backend_uri == "postgresql+psycopg://ml:pw@db.internal:6543/featureloop_mlflow"
+    settings = Settings(
+        profile="scaleout", postgres_url="postgresql://ml@db.internal:6543/", postgres_password="p@ss/w:rd%"
+    )
+    # What connects in-process or hands the URL to a server's secret setting: the password, escaped.
+    assert (
+        settings.feast_registry_url
+        == "postgresql+psycopg://ml:p%40ss%2Fw%3Ard%25@db.internal:6543/featureloop_feast"
+    )
+    assert (
+        settings.prefect_database_url
+        == "postgresql+asyncpg://ml:p%40ss%2Fw%3Ard%25@db.internal:6543/featureloop_prefect"
+    )
+    # MLflow's store is the tracking server's (on its command line: no password, PGPASSWORD instead);
+    # clients talk to the server over HTTP only.
+    assert settings.mlflow_backend_uri == "postgresql+psycopg://ml@db.internal:6543/featureloop_mlflow"
+    assert settings.postgres_env == {"PGPASSWORD": "p@ss/w:rd%"} and "p@ss" not in repr(settings)
     assert settings.tracking_uri == "http://127.0.0.1:5000" and settings.artifact_location is None
-    assert settings.prefect_database_url == "postgresql+asyncpg://ml:pw@db.internal:6543/featureloop_prefect"
+    trusted = Settings(profile="scaleout", postgres_url="postgresql://ml@db.internal:6543")
+    assert trusted.feast_registry_url == "postgresql+psycopg://ml@db.internal:6543/featureloop_feast"
+    assert trusted.postgres_env == {}
     embedded = Settings(postgres_url="postgresql://ml@db.internal:6543")
     assert embedded.feast_registry_url is None and embedded.prefect_database_url is None
     assert (
@@ -107,6 +121,12 @@ def test_the_scaleout_tracking_server_proxies_artifacts_and_asks_for_a_password(
 def test_a_postgres_url_with_a_database_driver_or_other_scheme_is_refused(url: str) -> None:
     with pytest.raises(ValidationError, match="must name a server"):
         Settings(postgres_url=url)
+
+
+def test_a_password_in_the_postgres_url_is_refused_without_repeating_it() -> None:
+    with pytest.raises(ValidationError, match="FEATURELOOP_POSTGRES_PASSWORD") as refused:
+        Settings(postgres_url="postgresql://ml:hunter2-secret@db:5432")
+    assert "hunter2-secret" not in str(refused.value)
 
 
 def test_passwords_in_urls_are_redacted_for_messages() -> None:
