@@ -90,16 +90,25 @@ def deployments(
 
 
 def deploy_to_pool(
-    pool: str, materialize_every: float | None, drift_every: float | None, retrain_days: int | None = None
+    pool: str,
+    materialize_every: float | None,
+    drift_every: float | None,
+    retrain_days: int | None = None,
+    unresponsive_after: timedelta | None = None,
 ) -> list[Any]:
     """The deployments in a process work pool (created when missing) instead of this process: `prefect
     worker start --pool <pool>` processes run their flow runs, whichever is free (`make up` starts
-    FEATURELOOP_PREFECT_WORKERS of them). The retrain automation is the same. Returns their ids."""
+    FEATURELOOP_PREFECT_WORKERS of them). The retrain automation is the same; with them, the recovery
+    automations (`flows.recovery`: a run whose worker died is marked crashed after
+    `unresponsive_after` without heartbeats, default 3 heartbeat intervals, and run once more by a
+    free worker). Returns the deployments' ids."""
     from prefect import deploy
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
     from prefect.workers.process import ProcessWorker
+
+    from flows.recovery import install_recovery
 
     with get_client(sync_client=True) as client:
         template = ProcessWorker.get_default_base_job_template()
@@ -114,6 +123,7 @@ def deploy_to_pool(
         print_next_steps_message=False,
         ignore_warnings=True,
     )
+    install_recovery(list(ids), unresponsive_after)  # type: ignore[arg-type]
     return list(ids)  # type: ignore[arg-type]  # (sync when called outside a loop)
 
 

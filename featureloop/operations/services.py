@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from featureloop.operations.base import Service, ports
 from featureloop.operations.replicas import serving_services
-from featureloop.operations.workers import POOL, deploy_command, worker_services
+from featureloop.operations.workers import POOL, deploy_command, pool_env, worker_services
 from featureloop.settings import PROJECT_ROOT, Settings
 
 ALERT_RULES = PROJECT_ROOT / "docs" / "prometheus" / "alerts.yml"
@@ -169,7 +169,7 @@ def services(settings: Settings, run_dir: Path) -> list[Service]:
                 f"http://127.0.0.1:{port['prefect']}/work-pools/work-pool/{POOL}",
                 "",  # a step: `make up` checks its exit status
                 deploy_command(),
-                base,
+                pool_env(base),
                 oneshot=True,
             ),
             *worker_services(

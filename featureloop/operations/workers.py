@@ -21,6 +21,20 @@ def worker_port() -> int:
     return int(os.environ.get("FEATURELOOP_WORKERS_PORT", 8280))
 
 
+# Seconds between a flow run's heartbeats (Prefect's default: 180): a run whose worker died is marked
+# crashed after 3 missed ones (flows/recovery.py) and run again. The deployment step (which sizes the
+# automation by it) and the workers (whose runs send them) are given the same value.
+HEARTBEAT_SECONDS = "30"
+
+
+def pool_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` with the heartbeat interval of pooled runs (an `env` that sets it wins)."""
+    return {
+        **env,
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": env.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", HEARTBEAT_SECONDS),
+    }
+
+
 def deploy_command(pool: str = POOL) -> list[str]:
     """Deploys every flow into the pool (created when missing) and exits."""
     return [sys.executable, "-m", "flows.deploy", "--work-pool", pool]
@@ -37,7 +51,7 @@ def worker_services(count: int, env: dict[str, str], url: str, pool: str = POOL)
         command = [prefect, "worker", "start", "--pool", pool, "--type", "process", "--name", name]
         command += ["--limit", "1", "--with-healthcheck"]
         own = {
-            **env,
+            **pool_env(env),
             "PREFECT_WORKER_WEBSERVER_PORT": str(port),
             "PREFECT_WORKER_QUERY_SECONDS": env.get("PREFECT_WORKER_QUERY_SECONDS", "5"),
         }

@@ -60,6 +60,37 @@ def test_workers_replace_the_deployment_server(monkeypatch: pytest.MonkeyPatch, 
         ]  # fmt: skip
         assert worker.env["PREFECT_WORKER_WEBSERVER_PORT"] == str(8300 + i)
         assert worker.health == f"http://127.0.0.1:{8300 + i}/health" and not worker.oneshot
+    # The workers' runs send heartbeats as often as the deployment step sized the crash automation for.
+    assert {
+        found[n].env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] for n in ("deployments", "worker-1", "worker-2")
+    } == {"30"}
+
+
+def test_the_recovery_automations_touch_only_the_pools_deployments() -> None:
+    """Crashed after `unresponsive_after` without a heartbeat; rerun only after a first attempt."""
+    from datetime import timedelta
+    from uuid import uuid4
+
+    from flows.recovery import CRASH, RERUN, heartbeat_seconds, install_recovery, recovery_automations
+
+    ids = [uuid4(), uuid4()]
+    crash, rerun = recovery_automations(ids, timedelta(seconds=90))
+    for automation in (crash, rerun):
+        related = automation.trigger.match_related
+        assert related.get("prefect.resource.role") == ["deployment"]
+        assert sorted(related.get("prefect.resource.id")) == sorted(f"prefect.deployment.{i}" for i in ids)
+    assert crash.name == CRASH and crash.trigger.posture == "Proactive"
+    assert crash.trigger.after == {"prefect.flow-run.heartbeat"} and crash.trigger.within == timedelta(
+        seconds=90
+    )
+    assert {"prefect.flow-run.heartbeat", "prefect.flow-run.Completed"} <= crash.trigger.expect
+    assert crash.actions[0].state.value == "CRASHED"
+    assert rerun.name == RERUN and rerun.trigger.expect == {"prefect.flow-run.Crashed"}
+    assert rerun.trigger.match.get("prefect.run-count") == ["1"]  # a second crash stays crashed
+    assert (rerun.actions[0].state.value, rerun.actions[0].name) == ("SCHEDULED", "AwaitingRetry")
+    assert heartbeat_seconds() >= 30
+    with pytest.raises(ValueError, match="PREFECT_FLOWS_HEARTBEAT_FREQUENCY"):
+        install_recovery(ids, timedelta(0))
 
 
 def test_the_prefect_servers_password_reaches_its_clients_not_its_command_line(tmp_path: Path) -> None:
