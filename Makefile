@@ -6,7 +6,7 @@ export UV_COMPILE_BYTECODE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install test-tools stack-tools demo serve up down status test test-unit test-integration lint format clean
+.PHONY: install test-tools stack-tools demo serve up down status test test-cluster test-unit test-integration lint format clean
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -25,12 +25,13 @@ APT_INSTALL := $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SU
 test-tools: stack-tools
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (the browser tests: the drift report, /docs offline)"; \
 		$(APT_INSTALL) chromium >/dev/null; }
-	@command -v redis-server >/dev/null 2>&1 || { echo "installing Debian's redis-server (the scale-out profile's tests)"; \
-		$(APT_INSTALL) redis-server >/dev/null; }
-	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { echo "installing Debian's postgresql (the scale-out profile's tests)"; \
-		$(APT_INSTALL) postgresql >/dev/null; }
-# Prometheus (scrapes serving and the drift gauges; its alert rules are tested with promtool).
+# Prometheus (scrapes serving and the drift gauges; its alert rules are tested with promtool);
+# redis-server and postgresql: the scale-out profile's stores, which `make up` starts on this machine.
 stack-tools:
+	@command -v redis-server >/dev/null 2>&1 || { echo "installing Debian's redis-server (the scale-out profile's online store)"; \
+		$(APT_INSTALL) redis-server >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { echo "installing Debian's postgresql (the scale-out profile's registries)"; \
+		$(APT_INSTALL) postgresql >/dev/null; }
 	@command -v prometheus >/dev/null 2>&1 || { echo "installing Debian's prometheus"; $(APT_INSTALL) prometheus >/dev/null; }
 	@command -v haproxy >/dev/null 2>&1 || { echo "installing Debian's haproxy (the balancer in front of serving replicas)"; \
 		$(APT_INSTALL) haproxy >/dev/null; }
@@ -52,8 +53,11 @@ down: ## stop exactly what `make up` started
 status: ## what `make up` started and whether it is healthy
 	$(VENV)/bin/featureloop status
 
-test: install test-tools ## the whole test suite, a module at a time on each of the machine's cores
-	$(PY) -m pytest --numprocesses auto --dist loadfile
+test: install test-tools ## the test suite but the scale-out stack's, a module at a time on each of the machine's cores
+	$(PY) -m pytest --numprocesses auto --dist loadfile -m "not cluster"
+
+test-cluster: install test-tools ## the scale-out stack's tests: Redis, PostgreSQL, the MLflow and Prefect servers, workers, replicas
+	$(PY) -m pytest --numprocesses auto --dist loadfile -m cluster tests/integration
 
 test-unit: install
 	$(PY) -m pytest tests/unit

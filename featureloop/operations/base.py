@@ -33,8 +33,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listening(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections there (within 1 s)."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def healthy(url: str) -> bool:
-    """Whether a health URL answers 200 (within 2 s)."""
+    """Whether a health URL answers 200 (within 2 s); `tcp://host:port`: whether it accepts a connection."""
+    if url.startswith("tcp://"):
+        host, _, port = url.removeprefix("tcp://").rpartition(":")
+        return listening(host, int(port))
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)

@@ -4,6 +4,7 @@ created on first use, so switching profile stays one variable."""
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 _READY: set[str] = set()
@@ -11,6 +12,21 @@ _READY: set[str] = set()
 
 class PostgresUnavailable(RuntimeError):
     """The server cannot be reached, or refuses us."""
+
+
+def _connect(options: dict[str, Any], starting_for: float = 60) -> Any:
+    """A connection; a server that says it is starting up (as right after `make up` started it) is
+    given up to `starting_for` seconds."""
+    import psycopg
+
+    deadline = time.monotonic() + starting_for
+    while True:
+        try:
+            return psycopg.connect(**options, autocommit=True)
+        except psycopg.OperationalError as exc:
+            if "starting up" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
 
 
 def ensure_database(url: str) -> None:
@@ -32,7 +48,8 @@ def ensure_database(url: str) -> None:
         "connect_timeout": 5,
     }
     try:
-        with psycopg.connect(**{k: v for k, v in options.items() if v is not None}, autocommit=True) as con:
+        con = _connect({k: v for k, v in options.items() if v is not None})
+        with con:
             found = con.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)).fetchone()
             if found is None:  # (another process may create it meanwhile)
                 with contextlib.suppress(psycopg.errors.DuplicateDatabase):

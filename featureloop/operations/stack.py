@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from featureloop.operations.base import healthy, ports
+from featureloop.operations.base import Service, healthy, ports
 from featureloop.operations.replicas import haproxy_config, replica_ports
 from featureloop.operations.services import prepare_mlflow_server, prometheus_config, services
+from featureloop.operations.stores import prepare_store, store_services
 from featureloop.settings import PROJECT_ROOT, Settings
 
 RUN_DIR = Path(os.environ.get("FEATURELOOP_RUN_DIR", PROJECT_ROOT / ".run"))
@@ -41,8 +42,9 @@ def running_pid(name: str) -> int | None:
         running = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         running = b""
-    # Contained, not a prefix: a script's command line starts with its interpreter.
-    if not running or (command and command.encode() not in running):
+    # Each part contained, not a prefix: a script's command line starts with its interpreter, and a
+    # server may rewrite its title (Redis: "<binary> <config file>" in one argument).
+    if not running or (command and not all(part.encode() in running for part in command.split("\0"))):
         path.unlink(missing_ok=True)
         return None
     return pid
@@ -66,66 +68,83 @@ def up(settings: Settings, report: Callable[[str], None] = print, timeout: float
     config.write_text(prometheus_config(replica_ports(settings), token=token))
     if settings.serving_replicas > 1:
         (RUN_DIR / "haproxy.cfg").write_text(haproxy_config(ports()["serving"], replica_ports(settings)))
+    started: dict[str, str] = {}
+    for store in store_services(settings, RUN_DIR, dict(os.environ)):  # (scale-out, on this machine)
+        if running_pid(store.name) is None:
+            if healthy(store.health):
+                report(f"{store.name}: using the server already answering at {store.url}")
+                started[store.name] = store.url
+                continue
+            prepare_store(settings, store, RUN_DIR)
+        _start(store, settings, started, report, timeout)
     if settings.prefect_database_url is not None:  # the scale-out profile: Prefect on PostgreSQL
         from featureloop.operations.postgres import ensure_database
 
         ensure_database(settings.postgres_database("prefect", secret=True))
     if settings.profile == "scaleout":  # the tracking server: PostgreSQL, proxied artifacts, auth
         prepare_mlflow_server(settings, RUN_DIR / "mlflow")
-    started: dict[str, str] = {}
     for service in services(settings, RUN_DIR):
-        if service.oneshot:  # a step (the deployments into the work pool): run to its end, each time
-            log = RUN_DIR / "logs" / f"{service.name}.log"
-            report(f"{service.name}: running {' '.join(service.command[1:])} (log {log})")
-            with open(log, "ab") as out:
-                done = subprocess.run(
-                    service.command, cwd=PROJECT_ROOT, env=service.env, stdout=out, stderr=subprocess.STDOUT,
-                    timeout=timeout, check=False,
-                )  # fmt: skip
-            if done.returncode != 0:
-                raise RuntimeError(f"{service.name} failed ({done.returncode}); see {log}")
-            started[service.name] = service.url
-            report(f"{service.name}: done, {service.url}")
-            continue
-        if running_pid(service.name) is not None:
-            report(f"{service.name}: already running")
-            started[service.name] = service.url
-            continue
-        if service.name.startswith("serving") and not _has_champion(settings):
-            report(f"{service.name}: not started, there is no champion yet (run `make demo` first)")
-            started[service.name] = "not started: no champion"
-            continue
-        if service.name == "balancer" and shutil.which("haproxy") is None:
-            raise RuntimeError(
-                "serving replicas need Debian's haproxy in front of them: `make up` installs it"
-            )
-        if service.name == "prometheus" and shutil.which("prometheus") is None:
-            report("prometheus: not started, Debian's `prometheus` is not installed (`make up` installs it)")
-            started[service.name] = "not started: not installed"
-            continue
-        log = RUN_DIR / "logs" / f"{service.name}.log"
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                service.command, cwd=PROJECT_ROOT, env=service.env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        _children[proc.pid] = proc
-        # The pid and the start of its command line: `down` only ever stops that process.
-        (RUN_DIR / f"{service.name}.pid").write_text(f"{proc.pid}\n" + "\0".join(service.command[:3]))
-        report(f"{service.name}: starting (pid {proc.pid}, log {log})")
-        deadline = time.monotonic() + timeout
-        while not healthy(service.health):
-            if proc.poll() is not None:
-                (RUN_DIR / f"{service.name}.pid").unlink(missing_ok=True)
-                raise RuntimeError(f"{service.name} exited with {proc.returncode}; see {log}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{service.name} not healthy after {timeout:.0f} s; see {log}")
-            time.sleep(0.5)
-        if service.name == "deployments":
-            _wait_for_deployments(service.env["PREFECT_API_URL"], deadline, proc, log)
-        started[service.name] = service.url
-        report(f"{service.name}: up at {service.url}")
+        _start(service, settings, started, report, timeout)
     return started
+
+
+def _start(
+    service: Service,
+    settings: Settings,
+    started: dict[str, str],
+    report: Callable[[str], None],
+    timeout: float,
+) -> None:
+    """Start one service unless it runs (a step: run it), wait until it is healthy; record its URL."""
+    if service.oneshot:  # a step (the deployments into the work pool): run to its end, each time
+        log = RUN_DIR / "logs" / f"{service.name}.log"
+        report(f"{service.name}: running {' '.join(service.command[1:])} (log {log})")
+        with open(log, "ab") as out:
+            done = subprocess.run(
+                service.command, cwd=PROJECT_ROOT, env=service.env, stdout=out, stderr=subprocess.STDOUT,
+                timeout=timeout, check=False,
+            )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"{service.name} failed ({done.returncode}); see {log}")
+        started[service.name] = service.url
+        report(f"{service.name}: done, {service.url}")
+        return
+    if running_pid(service.name) is not None:
+        report(f"{service.name}: already running")
+        started[service.name] = service.url
+        return
+    if service.name.startswith(("serving", "balancer")) and not _has_champion(settings):
+        report(f"{service.name}: not started, there is no champion yet (run `make demo` first)")
+        started[service.name] = "not started: no champion"
+        return
+    if service.name == "balancer" and shutil.which("haproxy") is None:
+        raise RuntimeError("serving replicas need Debian's haproxy in front of them: `make up` installs it")
+    if service.name == "prometheus" and shutil.which("prometheus") is None:
+        report("prometheus: not started, Debian's `prometheus` is not installed (`make up` installs it)")
+        started[service.name] = "not started: not installed"
+        return
+    log = RUN_DIR / "logs" / f"{service.name}.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            service.command, cwd=PROJECT_ROOT, env=service.env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    _children[proc.pid] = proc
+    # The pid and the start of its command line: `down` only ever stops that process.
+    (RUN_DIR / f"{service.name}.pid").write_text(f"{proc.pid}\n" + "\0".join(service.command[:3]))
+    report(f"{service.name}: starting (pid {proc.pid}, log {log})")
+    deadline = time.monotonic() + timeout
+    while not healthy(service.health):
+        if proc.poll() is not None:
+            (RUN_DIR / f"{service.name}.pid").unlink(missing_ok=True)
+            raise RuntimeError(f"{service.name} exited with {proc.returncode}; see {log}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{service.name} not healthy after {timeout:.0f} s; see {log}")
+        time.sleep(0.5)
+    if service.name == "deployments":
+        _wait_for_deployments(service.env["PREFECT_API_URL"], deadline, proc, log)
+    started[service.name] = service.url
+    report(f"{service.name}: up at {service.url}")
 
 
 def _wait_for_deployments(api: str, deadline: float, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -166,6 +185,8 @@ def down(report: Callable[[str], None] = print, timeout: float = 30) -> list[str
         *workers,
         "deployments",
         "prefect",
+        "postgres",
+        "redis",
     ]:
         pid = running_pid(name)
         if pid is None:
@@ -190,7 +211,12 @@ def down(report: Callable[[str], None] = print, timeout: float = 30) -> list[str
 def status(settings: Settings) -> list[tuple[str, str, str]]:
     """(name, state, URL) for each service."""
     rows = []
-    for service in services(settings, RUN_DIR):
+    for store in store_services(settings, RUN_DIR, {}):
+        if running_pid(store.name) is None and healthy(store.health):
+            rows.append((store.name, "answering (not started by `make up`)", store.url))
+    for service in [*store_services(settings, RUN_DIR, {}), *services(settings, RUN_DIR)]:
+        if any(row[0] == service.name for row in rows):
+            continue
         if service.oneshot:  # (its outcome is on the page its URL names)
             rows.append((service.name, "a step of `make up`", service.url))
             continue

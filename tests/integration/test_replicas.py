@@ -42,7 +42,7 @@ from featureloop.training.pipeline import run_training
 from featureloop.training.registry import get_version, open_tracking, promote
 from tests.integration.conftest import POSTGRES_PASSWORD, REDIS_PASSWORD, FeastEnv, free_port, mlflow_server
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 TOKEN = secrets.token_urlsafe(24)
 FIRST = TrainParams(train_start=datetime(2013, 1, 1, tzinfo=UTC), train_end=datetime(2013, 1, 20, tzinfo=UTC))

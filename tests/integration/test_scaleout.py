@@ -41,7 +41,7 @@ from tests.integration.conftest import (
     serve_app,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 PROFILES = ("embedded", "scaleout")
 MLFLOW_PASSWORD = secrets.token_urlsafe(18)

@@ -25,7 +25,7 @@ from featureloop.operations.workers import worker_services
 from featureloop.settings import PROJECT_ROOT, Settings
 from tests.integration.conftest import FeastEnv, free_port, remove_retrain_deployment
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 POOL = "featureloop-test-pool"
 NAMES = ("materialize", "drift", "train", "retrain", "rollback")

@@ -107,3 +107,33 @@ def test_the_prefect_servers_password_reaches_its_clients_not_its_command_line(t
     assert found["deployments"].env["PREFECT_API_AUTH_STRING"] == "u:p-secret"
     assert "PREFECT_SERVER_API_AUTH_STRING" not in found["mlflow"].env
     assert "p-secret" not in repr(Settings(prefect_auth="u:p-secret"))
+
+
+def test_make_up_starts_the_scaleout_stores_only_on_this_machine(tmp_path: Path) -> None:
+    """Redis and PostgreSQL are `make up`'s to start when their settings name this machine; a server
+    elsewhere is the team's. Redis's password is in a file only its user reads, on no command line."""
+    from featureloop.operations.stores import prepare_store, store_services
+
+    assert store_services(Settings(data_dir=tmp_path), tmp_path, {}) == []  # (the embedded profile)
+    local = Settings(
+        data_dir=tmp_path, profile="scaleout", redis_url="127.0.0.1:6390,db=2", redis_password="redis-secret-1",
+        postgres_url="postgresql://featureloop@localhost:5440", postgres_password="pg-secret-1",
+    )  # fmt: skip
+    redis, postgres = store_services(local, tmp_path, {})
+    assert (redis.name, redis.health) == ("redis", "tcp://127.0.0.1:6390")
+    assert (postgres.name, postgres.health) == ("postgres", "tcp://localhost:5440")
+    assert postgres.command[postgres.command.index("-p") + 1] == "5440"
+    assert not any("secret" in part for part in [*redis.command, *postgres.command])
+    prepare_store(local, redis, tmp_path)
+    config = tmp_path / "redis" / "redis.conf"
+    assert "requirepass redis-secret-1" in config.read_text() and "port 6390" in config.read_text()
+    assert config.stat().st_mode & 0o077 == 0
+    with pytest.raises(ValueError, match="FEATURELOOP_REDIS_PASSWORD"):
+        prepare_store(local.model_copy(update={"redis_password": None}), redis, tmp_path)
+    remote = local.model_copy(
+        update={
+            "redis_url": "redis.internal:6379",
+            "postgres_url": "postgresql://featureloop@pg.internal:5432",
+        }
+    )
+    assert store_services(remote, tmp_path, {}) == []
