@@ -42,10 +42,11 @@ def _as_server_user(home: Path) -> list[str]:
     return ["runuser", "-u", "postgres", "--"]
 
 
-def postgres_home(run_dir: Path) -> Path:
+def postgres_home(run_dir: Path, create: bool = False) -> Path:
     """Where the cluster lives: `run_dir/postgres`; as root, when Debian's `postgres` user cannot reach
     that folder (a checkout under a private home), a folder of that user's own
-    (/var/lib/postgresql/featureloop-<hash of run_dir>) that `run_dir/postgres` links to."""
+    (/var/lib/postgresql/featureloop-<hash of run_dir>) that `run_dir/postgres` links to (made by
+    `create`; otherwise only named)."""
     home = run_dir / "postgres"
     if os.geteuid() != 0 or home.is_symlink():
         return home.resolve()
@@ -54,10 +55,12 @@ def postgres_home(run_dir: Path) -> Path:
         return home
     digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:10]
     own = Path("/var/lib/postgresql") / f"featureloop-{digest}"
-    own.mkdir(parents=True, exist_ok=True)
-    if home.exists():  # (an empty folder from an earlier attempt)
-        home.rmdir()
-    home.symlink_to(own, target_is_directory=True)
+    if create:
+        own.mkdir(parents=True, exist_ok=True)
+        if home.exists():  # (an empty folder from an earlier attempt)
+            home.rmdir()
+        home.parent.mkdir(parents=True, exist_ok=True)
+        home.symlink_to(own, target_is_directory=True)
     return own
 
 
@@ -111,7 +114,7 @@ def prepare_store(settings: Settings, service: Service, run_dir: Path) -> None:
     """What a store needs before its first start: Redis its configuration (with the password), PostgreSQL
     its cluster."""
     if service.name == "postgres":
-        prepare_postgres(settings, postgres_home(run_dir))
+        prepare_postgres(settings, postgres_home(run_dir, create=True))
         return
     home = run_dir / "redis"
     home.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -118,6 +119,8 @@ def cluster(feast_env: FeastEnv, tmp_path_factory: pytest.TempPathFactory) -> It
             [FEATURELOOP, "down"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
         )
         print(stopped.stdout[-3000:])
+        # The PostgreSQL cluster may live outside the run folder (as root: stores.postgres_home).
+        shutil.rmtree((tmp / "run" / "postgres").resolve(), ignore_errors=True)
 
 
 @contextlib.contextmanager
