@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import socket
 import sqlite3
@@ -31,15 +32,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.integration import materialize_repo  # noqa: E402  (the repository the engine tests use)
 
-ENGINES = {"ours": "featureloop.featurestore.engine.FastComputeEngine", "feast": "local"}
+ENGINES = {"ours": "featureloop.featurestore.engine.FastComputeEngine", "feast": "local", "ray": "ray.engine"}
 
 
-REDIS_DB = {"ours": 1, "feast": 2}
+REDIS_DB = {"ours": 1, "feast": 2, "ray": 3}
 
 
 def _store(folder: Path, engine: str, redis: str | None) -> Any:
     online = {"type": "redis", "connection_string": f"{redis},db={REDIS_DB[engine]}"} if redis else None
-    return materialize_repo.store(folder, f"online-{engine}.db", {"type": ENGINES[engine]}, online)
+    config: dict[str, Any] = {"type": ENGINES[engine]}
+    if engine == "ray":  # Feast's Ray compute engine on the cluster RAY_ADDRESS names (`ray start --head`)
+        config["ray_address"] = os.environ["RAY_ADDRESS"]
+    return materialize_repo.store(folder, f"online-{engine}.db", config, online)
 
 
 def _worker(folder: Path, engine: str, redis: str | None) -> dict[str, float]:
@@ -78,6 +82,9 @@ def main() -> None:
     parser.add_argument("--folder")
     parser.add_argument("--skip-feast", action="store_true", help="only ours (Feast's engine takes minutes)")
     parser.add_argument(
+        "--ray", action="store_true", help="also Feast's Ray compute engine (RAY_ADDRESS: a cluster's head)"
+    )
+    parser.add_argument(
         "--redis", action="store_true", help="into Redis (Debian's redis-server, started here)"
     )
     parser.add_argument("--redis-address", help=argparse.SUPPRESS)
@@ -96,7 +103,8 @@ def main() -> None:
             run += ["--redis-address", redis]
         target = "Redis" if redis else "SQLite"
         print(f"{args.entities:,} entities x 3 features (Float64, Int64, String) into {target}")
-        for engine in ENGINES if not args.skip_feast else ["ours"]:
+        engines = ["ours", *([] if args.skip_feast else ["feast"]), *(["ray"] if args.ray else [])]
+        for engine in engines:
             out = subprocess.run(
                 [*run, "--worker", engine], capture_output=True, text=True, check=True, timeout=3600
             )
@@ -110,6 +118,10 @@ def main() -> None:
                 _redis_same(redis) if redis else _same(folder / "online-ours.db", folder / "online-feast.db")
             )
             print(f"online stores identical: {same}")
+        if args.ray and not redis:
+            print(
+                f"ray's online store identical to ours: {_same(folder / 'online-ours.db', folder / 'online-ray.db')}"
+            )
 
 
 @contextlib.contextmanager

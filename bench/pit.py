@@ -1,5 +1,6 @@
 """Benchmark: a point-in-time training set of 1,000,000 entity rows over 1,000,000 feature rows,
-our ASOF offline store beside Feast's own DuckDB store, through `get_historical_features`.
+our ASOF offline store beside Feast's own DuckDB store (and with `--stores ours,feast,ray`, Feast's
+Ray offline store on the cluster RAY_ADDRESS names), through `get_historical_features`.
 
 Usage:
     .venv/bin/python bench/pit.py [--rows 1000000] [--per-entity 10] [--feast-timeout 1800]
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -22,7 +24,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-STORES = {"ours": "featureloop.featurestore.offline.AsofDuckDBOfflineStore", "feast": "duckdb"}
+STORES = {"ours": "featureloop.featurestore.offline.AsofDuckDBOfflineStore", "feast": "duckdb", "ray": "ray"}
 
 
 def _data(folder: Path, rows: int, per_entity: int) -> None:
@@ -66,7 +68,12 @@ def _worker(folder: Path, store_type: str) -> dict[str, float]:
         provider="local",
         registry=str(folder / f"registry-{store_type}.db"),
         online_store={"type": "sqlite", "path": str(folder / f"online-{store_type}.db")},
-        offline_store={"type": STORES[store_type]},
+        offline_store=(
+            # Feast's Ray offline store on the cluster RAY_ADDRESS names (`ray start --head`).
+            {"type": "ray", "ray_address": os.environ["RAY_ADDRESS"], "storage_path": str(folder / "ray")}
+            if store_type == "ray"
+            else {"type": STORES[store_type]}
+        ),
         entity_key_serialization_version=3,
     )
     store = FeatureStore(config=config)
@@ -99,10 +106,10 @@ def _worker(folder: Path, store_type: str) -> dict[str, float]:
     }
 
 
-def _same(folder: Path) -> bool:
+def _same(folder: Path, first: str, other: str) -> bool:
     import pandas as pd
 
-    ours, theirs = (pd.read_parquet(folder / f"result-{s}.parquet") for s in STORES)
+    ours, theirs = (pd.read_parquet(folder / f"result-{s}.parquet") for s in (first, other))
     columns = ["customer_id", "event_timestamp", "balance", "orders", "segment"]
     ours, theirs = ours[columns], theirs[columns]
     ours = ours.sort_values(columns, kind="stable", na_position="first").reset_index(drop=True)
@@ -123,6 +130,9 @@ def main() -> None:
     parser.add_argument("--per-entity", type=int, default=10, help="feature rows per customer (density)")
     parser.add_argument("--feast-timeout", type=int, default=1800)
     parser.add_argument("--worker", choices=["data", *STORES])
+    parser.add_argument(
+        "--stores", default="ours,feast", help="which, comma-separated (ray: needs RAY_ADDRESS)"
+    )
     parser.add_argument("--folder")
     args = parser.parse_args()
     if args.worker == "data":
@@ -147,19 +157,24 @@ def main() -> None:
             f"{args.rows:,} entity rows over {args.rows:,} feature rows ({args.per_entity} per customer; "
             "3 features, 7-day TTL, created-time ties)"
         )
-        for store in STORES:
+        stores = args.stores.split(",")
+        for store in stores:
             try:
                 out = subprocess.run(
                     [*run, "--worker", store], capture_output=True, text=True, check=True,
-                    timeout=args.feast_timeout if store == "feast" else 3600,
+                    timeout=args.feast_timeout if store != "ours" else 3600,
                 )  # fmt: skip
             except subprocess.TimeoutExpired:
                 print(f"{store:<6} did not finish in {args.feast_timeout} s")
-                return
+                stores.remove(store)
+                continue
             result = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"{store:<6} {result['seconds']:8.2f} s  peak {result['peak_mb']:6.0f} MB  {result['rows']:,} rows",
                   flush=True)  # fmt: skip
-        print(f"results identical row for row (after sorting): {_same(Path(tmp))}")
+        for other in stores[1:]:
+            print(
+                f"{other} identical to {stores[0]} row for row (after sorting): {_same(Path(tmp), stores[0], other)}"
+            )
 
 
 if __name__ == "__main__":
