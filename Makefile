@@ -56,7 +56,8 @@ status: ## what `make up` started and whether it is healthy
 test: install test-tools ## the test suite but the scale-out stack's, a module at a time on each of the machine's cores
 	$(PY) -m pytest --numprocesses auto --dist loadfile -m "not cluster"
 
-test-cluster: install test-tools ## the scale-out stack's tests: Redis, PostgreSQL, the MLflow and Prefect servers, workers, replicas
+test-cluster: install test-tools ## the scale-out stack's tests: Redis, PostgreSQL, the MLflow and Prefect servers, workers, replicas, Ray
+	$$(command -v uv || echo python3 -m uv) sync --frozen --compile-bytecode --extra ray
 	$(PY) -m pytest --numprocesses auto --dist loadfile -m cluster tests/integration
 
 test-unit: install

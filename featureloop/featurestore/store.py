@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,10 @@ if TYPE_CHECKING:  # Feast takes seconds to import: only where a step needs it.
     from feast.repo_config import RepoConfig
 
 REPO_MODULES = ("entities", "data_sources", "features", "feature_services")
+
+
+def _no_flag_warning(record: logging.LogRecord) -> bool:
+    return "serve_features_while_materializing" not in record.getMessage()
 
 
 def repo_config(
@@ -43,6 +48,17 @@ def repo_config(
         raw["registry"] = {"registry_type": "sql", "path": settings.feast_registry_url}
     elif isinstance(registry, str) and "://" not in registry:
         raw["registry"] = os.path.relpath(feast_dir / "registry.db", repo)
+    elif isinstance(registry, dict) and "://" not in str(registry.get("path", "")):
+        raw["registry"] = {**registry, "path": os.path.relpath(feast_dir / "registry.db", repo)}
+    # A view keeps answering with its last values while a materialisation runs (ours write in one
+    # transaction per chunk): Feast otherwise refuses every online read of a view it has marked
+    # MATERIALIZING in the shared registry, e.g. a backtest policy's worker reading while the feed loads.
+    # (Feast warns that the flag "typically has no effect" on a file registry; its file registry reads
+    # it all the same, feast/infra/registry/registry.py.)
+    if not isinstance(raw["registry"], dict):
+        raw["registry"] = {"path": raw["registry"]}
+    raw["registry"].setdefault("serve_features_while_materializing", True)
+    logging.getLogger("feast.repo_config").addFilter(_no_flag_warning)
     if settings.profile == "scaleout":
         password = settings.redis_password
         secret = f",password={password.get_secret_value()}" if password else ""
