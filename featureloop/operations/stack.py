@@ -114,7 +114,9 @@ def _start(
         started[service.name] = service.url
         return
     if service.name.startswith(("serving", "balancer")) and not _has_champion(settings):
-        report(f"{service.name}: not started, there is no champion yet (run `make demo` first)")
+        report(
+            f"{service.name}: not started, there is no champion yet (train one: `make demo`, or `featureloop train` on the scale-out profile; then `make up` again)"
+        )
         started[service.name] = "not started: no champion"
         return
     if service.name == "balancer" and shutil.which("haproxy") is None:
