@@ -213,16 +213,15 @@ def down(report: Callable[[str], None] = print, timeout: float = 30) -> list[str
 def status(settings: Settings) -> list[tuple[str, str, str]]:
     """(name, state, URL) for each service."""
     rows = []
-    for store in store_services(settings, RUN_DIR, {}):
-        if running_pid(store.name) is None and healthy(store.health):
-            rows.append((store.name, "answering (not started by `make up`)", store.url))
-    for service in [*store_services(settings, RUN_DIR, {}), *services(settings, RUN_DIR)]:
-        if any(row[0] == service.name for row in rows):
-            continue
+    stores = store_services(settings, RUN_DIR, {})
+    for service in [*stores, *services(settings, RUN_DIR)]:
         if service.oneshot:  # (its outcome is on the page its URL names)
             rows.append((service.name, "a step of `make up`", service.url))
             continue
         pid = running_pid(service.name)
+        if pid is None and service in stores and healthy(service.health):
+            rows.append((service.name, "answering (not started by `make up`)", service.url))
+            continue
         state = (
             "stopped" if pid is None else ("healthy" if healthy(service.health) else "running, not healthy")
         )

@@ -193,15 +193,6 @@ def redis_server() -> Iterator[str]:
         yield address
 
 
-def _postgres_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
-    assert found, (
-        "Debian's PostgreSQL is needed for the scale-out profile's tests: `apt-get install postgresql` "
-        "(make test installs it)"
-    )
-    return found[-1].parent
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A real PostgreSQL (Debian's) on a free port for the session, its cluster in a temporary folder
@@ -212,7 +203,9 @@ def postgres_server() -> Iterator[str]:
     import subprocess
     import tempfile
 
-    bin_dir = _postgres_bin()
+    from featureloop.operations.stores import postgres_bin
+
+    bin_dir = postgres_bin()  # (a clear error when Debian's postgresql is missing)
     root = Path(tempfile.mkdtemp(prefix="featureloop-pg-"))
     data, sockets = root / "data", root / "sockets"
     sockets.mkdir()
