@@ -107,6 +107,11 @@ class TrainParams(BaseModel):
     holdout_fraction: float = Field(0.15, gt=0, lt=0.5, description="Most recent slice: the gate's window.")
     gate: GateConfig = Field(default_factory=lambda: GateConfig())
     promote: bool = Field(True, description="Run the gate and move the champion alias when it passes.")
+    release: bool = Field(
+        False,
+        description="When the gate passes and a champion exists, release the version on live traffic "
+        "(challenger: shadow, then canary; docs/releases.md) instead of promoting it at once.",
+    )
     shuffle_labels: bool = Field(False, description="Testing aid: train on shuffled labels (a worse model).")
 
     @model_validator(mode="after")
@@ -134,6 +139,27 @@ class RollbackParams(BaseModel):
     """Which registered model to roll back to its `previous` version."""
 
     model_name: str | None = Field(None, description="Registered model; default: the configured one.")
+
+
+class ReleaseParams(BaseModel):
+    """What to do with the release in progress (the `challenger` alias's version)."""
+
+    action: Literal["advance", "start", "promote", "rollback"] = Field(
+        "advance",
+        description="advance: decide the current stage if its evidence is in; start: release `version` "
+        "(it passed the gate); promote or rollback: end the release now, by hand.",
+    )
+    version: str | None = Field(None, description="start: the version to release; default: the challenger's.")
+    as_of: datetime | None = Field(
+        None,
+        description="The release clock (UTC): which outcomes are known, how long stages ran; default: now.",
+    )
+    reason: str = Field("", description="promote or rollback by hand: why, for the record.")
+
+    @model_validator(mode="after")
+    def _utc(self) -> Self:
+        _utc_in_range(self, "as_of")
+        return self
 
 
 class DriftParams(BaseModel):

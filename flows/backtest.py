@@ -5,7 +5,9 @@ through the real loop, and the proof that it pays, as the project's spec (`backt
 2. train the first champion (`backtest.first_model`, or `first_train` before the start);
 3. replay [start, end) step by step through the running loop (`flows.replay`): the serving app
    answers every prediction event over HTTP, `drift` runs on each step's window, its event starts
-   `retrain` through Prefect's automation, the gate decides, serving switches;
+   `retrain` through Prefect's automation, the gate decides, and (releases on, the spec's default)
+   the version it passes is released: the `release` flow decides its shadow and canary stages on
+   the following steps' rows; serving switches;
 4. meanwhile a worker process fits the scheduled reference policy (every `schedule_every`);
 5. the scorecard: per month (in the spine's time zone) the drift verdicts, the top drifted
    features, the task's metric (ROC AUC, or MAE) of the loop and of both reference policies on the
@@ -157,6 +159,7 @@ def run_replay_phase(
     start: datetime | None = None,
     end: datetime | None = None,
     share: float = 1.0,
+    releases: bool | None = None,
 ) -> tuple[list[Week], dict[str, Any]]:
     """Replay [start, end) (default: the spec's backtest plan), then score the policies (the
     scheduled policy's fits run in a worker meanwhile)."""
@@ -188,10 +191,27 @@ def run_replay_phase(
         )
         if d.get("skew_checked"):
             line += f", skew {d['skew_mismatches']} mismatched values in {d['skew_checked']} entities"
+        if w.release and w.release.get("verdict") not in (None, "wait"):
+            ended = {
+                "pass": "-> canary" if w.release["stage"] == "shadow" else "PROMOTED",
+                "fail": "ROLLED BACK",
+            }
+            line += f"; release v{w.release['version']} {w.release['stage']} {ended.get(w.release['verdict'], w.release['verdict'])}"
+        if d.get("held"):
+            line += "; event held (a release is live)"
         if w.retrain:
-            line += f"; event -> retrain v{w.retrain['version']} {'PROMOTED' if w.retrain['promoted'] else 'kept out'}"
+            outcome = (
+                "PROMOTED"
+                if w.retrain["promoted"]
+                else "released: shadow"
+                if w.retrain.get("released")
+                else "kept out"
+            )
+            line += f"; event -> retrain v{w.retrain['version']} {outcome}"
         parts = "+".join(
-            f"{w.seconds[k]:.1f}" for k in ("serve", "drift", "trigger", "retrain", "swap") if k in w.seconds
+            f"{w.seconds[k]:.1f}"
+            for k in ("serve", "release", "drift", "trigger", "retrain", "swap")
+            if k in w.seconds
         )
         report(f"{line} [{parts} s]")
 
@@ -213,6 +233,7 @@ def run_replay_phase(
             step=the.step,
             train_days=the.train_days,
             share=share,
+            releases=releases,
             report=report,
             on_week=progress,
         )

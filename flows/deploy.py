@@ -1,12 +1,15 @@
 """The deployment server: one long-running process that serves every featureloop flow.
 
-    python -m flows.deploy [--materialize-every 15] [--drift-every 1440] [--retrain-days 56] [--no-schedules]
+    python -m flows.deploy [--materialize-every 15] [--drift-every 1440] [--release-every 15]
+                           [--retrain-days 56] [--no-schedules]
 
 Deployments (each a form in the Prefect UI, from the flows' pydantic parameters):
 - `materialize/materialize`: scheduled every `--materialize-every` minutes (incremental, idempotent);
 - `drift/drift`: scheduled every `--drift-every` minutes (the last `monitoring.window` of served
   predictions, with the thresholds of the project's spec, feature_repo/project.yaml, as its form's values);
 - `train/train`, `rollback/rollback`: on demand;
+- `release/release`: scheduled every `--release-every` minutes: decides the release in progress when
+  its stage's evidence is in (docs/releases.md); a person starts, promotes or rolls one back from its form;
 - `retrain/retrain`: triggered by the event `featureloop.drift.detected` (the automation is created
   when this process registers the deployment; no hand steps), with the event's window end and
   reasons as parameters; one run at a time.
@@ -31,12 +34,14 @@ from featureloop.project.spec import load_spec
 from featureloop.settings import PROJECT_ROOT, Settings
 from flows.drift import drift
 from flows.materialize import materialize
+from flows.release import release
 from flows.retrain import retrain
 from flows.train import rollback, train
 
 
-def retrain_trigger(train_days: int | None) -> DeploymentEventTrigger:
-    """`retrain` on each `featureloop.drift.detected`, up to the event's window end."""
+def retrain_trigger(train_days: int | None, release: bool | None = None) -> DeploymentEventTrigger:
+    """`retrain` on each `featureloop.drift.detected`, up to the event's window end; `release`: the
+    retrain's (None: the spec's monitoring.release.enabled)."""
     return DeploymentEventTrigger(
         name="retrain when drift or decay is detected",
         expect={EVENT},
@@ -46,6 +51,7 @@ def retrain_trigger(train_days: int | None) -> DeploymentEventTrigger:
                 "window_end": "{{ event.payload.window_end }}",
                 "reason": "{{ event.payload.reasons | join('; ') }}",
                 "train_days": train_days,
+                "release": release,
             }
         },
     )
@@ -57,6 +63,7 @@ def deployments(
     retrain_days: int | None = None,
     *,
     pooled: bool = False,
+    release_every: float | None = 15.0,
 ) -> list[Any]:
     """The deployments; schedules in minutes (None: on demand only). `pooled`: for a process work
     pool's workers, which import each flow by its module path from the project's folder."""
@@ -86,6 +93,11 @@ def deployments(
             description="Retrain on the recent window when featureloop.drift.detected arrives.", **where,
         ),
         rollback.to_deployment(name="rollback", description="Point the champion back at the previous version.", **where),
+        release.to_deployment(
+            name="release", interval=every(release_every), concurrency_limit=1,
+            description="Decide the release in progress when its stage's evidence is in (scheduled); "
+            "start, promote or roll back one by hand.", **where,
+        ),
     ]  # fmt: skip
 
 
@@ -133,6 +145,7 @@ def main() -> None:
     )
     parser.add_argument("--materialize-every", type=float, default=15.0, help="minutes")
     parser.add_argument("--drift-every", type=float, default=24 * 60.0, help="minutes")
+    parser.add_argument("--release-every", type=float, default=15.0, help="minutes")
     parser.add_argument(
         "--retrain-days", type=int, default=None,
         help="days before the drifted window's end (default: the spec's training.window)",
@@ -144,13 +157,17 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     if args.no_schedules:
-        args.materialize_every = args.drift_every = None
+        args.materialize_every = args.drift_every = args.release_every = None
     if args.work_pool:
         ids = deploy_to_pool(args.work_pool, args.materialize_every, args.drift_every, args.retrain_days)
         print(f"{len(ids)} deployments in work pool {args.work_pool!r}: start workers with "
               f"`prefect worker start --pool {args.work_pool}`")  # fmt: skip
         return
-    serve(*deployments(args.materialize_every, args.drift_every, args.retrain_days))
+    serve(
+        *deployments(
+            args.materialize_every, args.drift_every, args.retrain_days, release_every=args.release_every
+        )
+    )
 
 
 if __name__ == "__main__":

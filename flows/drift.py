@@ -56,11 +56,11 @@ def send_event(summary: dict[str, Any]) -> str:
         },
         payload=summary,
     )
-    run_coro_as_sync(_deliver(event))
+    run_coro_as_sync(deliver(event))
     return str(event.id)
 
 
-async def _deliver(event: Any) -> None:
+async def deliver(event: Any) -> None:
     """The event, with the run's related resources (flow run, flow, deployment) as emit_event adds
     them, over a websocket to the current PREFECT_API_URL, closed (flushed) before returning."""
     from prefect.client.orchestration import get_client

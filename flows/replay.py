@@ -14,16 +14,11 @@ the next hour, so every figure is reproducible.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -31,10 +26,10 @@ import httpx
 import pandas as pd
 
 from featureloop.backtest.replay import OnlineFeed, Requests, steps
-from featureloop.operations.base import free_port
 from featureloop.params import DriftParams
 from featureloop.project.spec import load_spec, parse_duration
-from featureloop.settings import PROJECT_ROOT, Settings
+from featureloop.settings import Settings
+from flows.serving_process import serving_process, wait_logged, wait_plan
 
 WEEK = timedelta(days=7)
 
@@ -50,18 +45,21 @@ class Week:
     drift: dict[str, Any]
     retrain: dict[str, Any] | None = None
     retrain_run: str | None = None
+    release: dict[str, Any] | None = None  # the release flow's decision at the step's end
+    promoted: str | None = None  # the version that became champion at the step's end, if any
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def register_retrain(train_days: int | None) -> UUID:
+def register_retrain(train_days: int | None, releases: bool | None = None) -> UUID:
     """The `retrain` deployment and its automation on `featureloop.drift.detected` (no runner polls it:
-    the replay executes the runs the automation creates)."""
+    the replay executes the runs the automation creates); `releases`: whether its versions are
+    released on live traffic (None: the spec's monitoring.release.enabled)."""
     from flows.deploy import retrain_trigger
     from flows.retrain import retrain
 
     deployment: Any = retrain.to_deployment(
         name="retrain",
-        triggers=[retrain_trigger(train_days)],
+        triggers=[retrain_trigger(train_days, releases)],
         description="Retrain on the recent window when featureloop.drift.detected arrives.",
     )
     return UUID(str(deployment.apply()))
@@ -121,79 +119,6 @@ def run_triggered_retrain(
     return str(run.id), state.result(), created
 
 
-@contextlib.contextmanager
-def serving_process(settings: Settings, log: Path, timeout: float = 120) -> Iterator[Callable[[], str]]:
-    """The serving app in a process of its own (uvicorn, one worker) on a free port; yields a call
-    that waits until it is ready and returns its URL (it boots while the caller does other work)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "FEATURELOOP_DATA_DIR": str(settings.data_dir),
-        "FEATURELOOP_FEATURE_REPO": str(settings.feature_repo),
-        "FEATURELOOP_MODEL_NAME": settings.model_name,
-        "FEATURELOOP_PREDICTION_LOG_FLUSH_SECONDS": "0.5",
-        "FEATURELOOP_MODEL_RELOAD_SECONDS": "0.25",
-        # The replay writes the store between (and beside) its requests: a read waits for a commit
-        # rather than failing fast; a replay is reproduced, not served to people.
-        "FEATURELOOP_ONLINE_STORE_TIMEOUT_MS": "1000",
-    }
-    command = [
-        str(Path(sys.executable).parent / "uvicorn"), "serving.app:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level", "warning",
-    ]  # fmt: skip
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-                    return url
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the serving app did not become ready; see {log}")
-            time.sleep(0.3)
-
-    try:
-        yield ready
-    finally:
-        proc.terminate()  # a clean shutdown flushes the prediction log
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _metric(client: httpx.Client, name: str) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
-
-
-def wait_logged(client: httpx.Client, rows: int, timeout: float = 60) -> None:
-    """Until the prediction log holds `rows` rows (serving writes it in the background)."""
-    deadline = time.monotonic() + timeout
-    while (written := _metric(client, "featureloop_prediction_log_rows_total")) < rows:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the prediction log holds {written:.0f} of {rows} rows after {timeout:.0f} s")
-        time.sleep(0.1)
-
-
-def wait_version(client: httpx.Client, version: str, timeout: float = 60) -> None:
-    """Until serving answers with `version` (it polls the champion alias)."""
-    deadline = time.monotonic() + timeout
-    while (now := client.get("/ready").json().get("model_version")) != version:
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"serving still answers with version {now}, not {version}, after {timeout:.0f} s"
-            )
-        time.sleep(0.1)
-
-
 def replay(
     settings: Settings,
     store: Any,
@@ -204,12 +129,17 @@ def replay(
     step: timedelta = WEEK,
     train_days: int | None = None,
     share: float = 1.0,
+    releases: bool | None = None,
     report: Callable[[str], None] = print,
     on_week: Callable[[Week], None] = lambda _w: None,
 ) -> list[Week]:
     """Replay [start, end), a drift run every `step` (retrains on `train_days`; default: the spec's
-    training.window); PREFECT_API_URL must point at a Prefect server."""
+    training.window); with `releases` (default: the spec's monitoring.release.enabled) a retrain the
+    gate passes is released, and the `release` flow decides its stage at the end of each step on that
+    step's rows. PREFECT_API_URL must point at a Prefect server."""
+    from featureloop.params import ReleaseParams
     from flows.drift import drift
+    from flows.release import release
 
     weeks: list[Week] = []
     sent = 0
@@ -224,7 +154,9 @@ def replay(
             f"replay: {len(requests):,} predictions from {start.date()} to {end.date()}, "
             f"{feed.rows():,} online rows to load"
         )
-        deployment_id = register_retrain(train_days)
+        if releases is None:
+            releases = spec.monitoring.release.enabled
+        deployment_id = register_retrain(train_days, releases)
         seen = deployment_runs(deployment_id)
         last = -(-(end - start) // feed_every) - 1
         with httpx.Client(base_url=ready(), timeout=60) as client, ThreadPoolExecutor(1) as writer:
@@ -259,16 +191,25 @@ def replay(
                 wait_logged(client, sent)
                 feed.materialize(week_end)  # the online store as of the window's end, recorded
                 t1 = time.perf_counter()
-                result = drift(drift_params(week_start, week_end))
+                # The release in progress is decided on the step's rows first (they were served under
+                # its stage); then the drift run, whose event may start the next release.
+                decided = release(ReleaseParams(as_of=week_end)) if releases else None
+                if decided is not None and decided["verdict"] not in (None, "wait"):
+                    wait_plan(client, settings)
                 t2 = time.perf_counter()
-                week = Week(week_start, week_end, served, version, result)
-                week.seconds = {"serve": t1 - t0, "drift": t2 - t1}
+                result = drift(drift_params(week_start, week_end))
+                week = Week(week_start, week_end, served, version, result, release=decided)
+                week.seconds = {"serve": t1 - t0, "release": t2 - t1, "drift": time.perf_counter() - t2}
+                if decided is not None and decided["verdict"] == "pass" and decided["stage"] == "canary":
+                    version = week.promoted = decided["version"]
+                t2 = time.perf_counter()
                 if result["event"]:
                     week.retrain_run, week.retrain, created = run_triggered_retrain(deployment_id, seen)
                     t3 = time.perf_counter()
                     if week.retrain["promoted"]:
-                        version = week.retrain["version"]
-                        wait_version(client, version)
+                        version = week.promoted = week.retrain["version"]
+                    if week.retrain["promoted"] or week.retrain.get("released"):
+                        wait_plan(client, settings)
                     week.seconds |= {
                         "trigger": created,
                         "retrain": t3 - t2 - created,

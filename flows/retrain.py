@@ -2,8 +2,10 @@
 
 The `retrain` deployment runs it when `featureloop.drift.detected` arrives, with the event's window
 end and reasons as parameters. It trains through the `train` flow (a subflow: the same steps, the
-same gate, the same lineage), on the `train_days` before the window's end; the gate promotes the new
-version only when it beats the champion, and serving picks it up by watching the alias.
+same gate, the same lineage), on the `train_days` before the window's end. A version the gate passes
+is released on live traffic (the challenger: shadow, then canary; the `release` flow decides each
+stage) when the spec's `monitoring.release.enabled` (the default) or `release` says so, else
+promoted at once; serving picks either up by watching the aliases.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ class RetrainParams(BaseModel):
         None, ge=1, description="Days before window_end to train on; default: the spec's training.window."
     )
     reason: str = Field("manual", description="Why: the drift event's reasons, or a person's note.")
+    release: bool | None = Field(
+        None,
+        description="Release a version that passes the gate on live traffic (shadow, canary) rather than "
+        "promote it at once; default: the spec's monitoring.release.enabled.",
+    )
     train: TrainParams = Field(
         default_factory=lambda: TrainParams(), description="Everything else about training."
     )
@@ -44,14 +51,16 @@ def retrain(params: RetrainParams | None = None) -> dict[str, Any]:
     """Train on the recent window, register, gate and promote when the challenger is better."""
     params = params or RetrainParams()
     end = params.window_end or datetime.now(UTC)
+    spec = load_spec(Settings().feature_repo)
     span = (
         timedelta(days=params.train_days)
         if params.train_days is not None
-        else parse_duration(load_spec(Settings().feature_repo).training.window)
+        else parse_duration(spec.training.window)
     )
+    released = spec.monitoring.release.enabled if params.release is None else params.release
     # Only outcomes known by the window's end: an outcome known after it is not a label yet.
     window = params.train.model_copy(
-        update={"train_start": end - span, "train_end": end, "labels_as_of": end}
+        update={"train_start": end - span, "train_end": end, "labels_as_of": end, "release": released}
     )
     get_run_logger().info(
         "retraining on %s .. %s because: %s", window.start.isoformat(), end.isoformat(), params.reason

@@ -55,7 +55,7 @@ def scorecard(
         entry["drifted"] += bool(w.drift.get("drifted"))
         entry["features"].update(w.drift.get("drifted_features") or [])
         entry["retrains"] += w.retrain is not None
-        entry["promotions"] += bool(w.retrain and w.retrain.get("promoted"))
+        entry["promotions"] += w.promoted is not None
     rows = []
     for record in months.to_dict("records"):
         extra = by_month[record["month"]]
@@ -74,13 +74,14 @@ def scorecard(
         policy: {"mean": float(months[policy].mean()), "retrains": n}
         for policy, n in (("drift-triggered", retrains), ("never", 0), ("weekly", len(weekly)))
     }
-    promotions = sum(bool(w.retrain and w.retrain.get("promoted")) for w in weeks)
+    promotions = sum(w.promoted is not None for w in weeks)
     weeks_auc = [{**r, "week": pd.Timestamp(r["week"]).isoformat()} for r in per_week.to_dict("records")]
     return {
         "months": rows,
         "weeks": weeks_auc,
         "totals": totals,
         "promotions": promotions,
+        "retrain_outcomes": retrain_outcomes(client, weeks),
         "labelled": len(frame),
         "metric": "AUC" if spec.task.type == "binary" else "MAE",
         "rows_are": spec.spine.table,
@@ -90,6 +91,40 @@ def scorecard(
         if spec.backtest.schedule_every == "7d"
         else f"every {spec.backtest.schedule_every}",
     }
+
+
+def retrain_outcomes(client: Any, weeks: list[Week]) -> list[dict[str, Any]]:
+    """Each retrain: its week, version, the gate's answer and where its release ended (the stage at
+    which it was promoted or rolled back, with the reason, from the version's tags in MLflow)."""
+    from featureloop.release import tags
+
+    decided: defaultdict[str, list[str]] = defaultdict(list)
+    for w in weeks:
+        if w.release and w.release.get("verdict") not in (None, "wait"):
+            decided[str(w.release["version"])].append(
+                f"{w.release['stage']} {w.release['verdict']} {w.end.date()}"
+            )
+    found = []
+    for w in weeks:
+        if not w.retrain:
+            continue
+        version = str(w.retrain["version"])
+        mine = {k: v for k, v in client.get_model_version(w.retrain["model"], version).tags.items()}
+        stage = mine.get(tags.STAGE)
+        if w.retrain.get("promoted"):
+            outcome = "promoted at once (releases off)"
+        elif not w.retrain.get("released"):
+            outcome = "refused by the gate"
+        elif stage == tags.PROMOTED:
+            outcome = "promoted after shadow and canary"
+        elif stage == tags.ROLLED_BACK:
+            at = tags.CANARY if tags.started(tags.CANARY) in mine else tags.SHADOW
+            outcome = f"rolled back at {at}: {mine.get(tags.REASON, '')}"
+        else:
+            outcome = f"in {stage} when the replay ended"
+        found.append({"week": w.end.date().isoformat(), "version": version, "outcome": outcome,
+                      "decisions": decided.get(version, [])})  # fmt: skip
+    return found
 
 
 def print_scorecard(card: dict[str, Any], echo: Callable[[str], None]) -> None:
@@ -110,6 +145,12 @@ def print_scorecard(card: dict[str, Any], echo: Callable[[str], None]) -> None:
         f"{t['drift-triggered']['retrains']} retrains ({card['promotions']} promoted), "
         f"never {t['never']['mean']:.4f} with 0, {scheduled} {t['weekly']['mean']:.4f} with {t['weekly']['retrains']}"
     )
+    outcomes = card.get("retrain_outcomes") or []
+    if outcomes:
+        echo("")
+        echo("retrain  window end  version  where it ended")
+        for i, r in enumerate(outcomes, 1):
+            echo(f"{i:>7}  {r['week']}  v{r['version']:<6}  {r['outcome'][:150]}")
 
 
 def write_report(path: Path, card: dict[str, Any], weeks: list[Week]) -> Path:
@@ -130,9 +171,10 @@ def write_report(path: Path, card: dict[str, Any], weeks: list[Week]) -> Path:
         f"<td>{r['never']:.4f}</td><td>{r['weekly']:.4f}</td><td>{r['retrains']} ({r['promotions']})</td></tr>"
         for r in card["months"]
     )
+    outcomes = {r["version"]: r["outcome"] for r in card.get("retrain_outcomes") or []}
     events = "".join(
-        f"<li>{w.end.date()}: {escape('; '.join(w.drift.get('reasons') or []))} &rarr; version {escape(str(w.retrain['version']))} "
-        f"{'promoted' if w.retrain['promoted'] else 'kept out'} ({escape(w.retrain['reason'])})</li>"
+        f"<li>{w.end.date()}: {escape('; '.join(w.drift.get('reasons') or []))} &rarr; version {escape(str(w.retrain['version']))}: "
+        f"{escape(outcomes.get(str(w.retrain['version']), 'promoted' if w.retrain['promoted'] else 'kept out'))}</li>"
         for w in weeks
         if w.retrain
     )

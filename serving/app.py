@@ -151,16 +151,18 @@ def create_app(
             )
         watcher.start()
         state.watcher = watcher
-        if settings.serving_mode != "champion":
-            # The challenger is optional: until the alias exists, everything is the champion's.
-            state.challenger = ChampionWatcher(
-                resolve=source.resolver(CHALLENGER),
-                load=source.load,
-                interval=settings.model_reload_seconds,
-                on_error=lambda _e: metrics.tracking_errors.inc(),
-            )
-            state.challenger.check()
-            state.challenger.start()
+        # The challenger is optional: until the alias exists (a release, or an operator's switch),
+        # everything is the champion's; when it is removed, serving stops using it.
+        state.challenger = ChampionWatcher(
+            resolve=source.resolver(CHALLENGER),
+            load=source.load,
+            interval=settings.model_reload_seconds,
+            on_error=lambda _e: metrics.tracking_errors.inc(),
+            keep_when_gone=False,
+            name="challenger",
+        )
+        state.challenger.check()
+        state.challenger.start()
         state.log = log or PredictionLog(
             settings.prediction_log_dir,
             flush_seconds=settings.prediction_log_flush_seconds,
@@ -224,6 +226,7 @@ def create_app(
             "ready": checks["model_loaded"] and checks["online_store"],
             "checks": checks,
             "model_version": model.version if model else None,
+            "release": state.plan().describe(),
             "tracking_error": state.watcher.last_error if state.watcher else None,
             "prediction_log_error": state.log.last_error if state.log else None,
         }

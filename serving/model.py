@@ -125,12 +125,19 @@ class ChampionWatcher:
         interval: float,
         on_swap: Callable[[ServingModel], None] = lambda _m: None,
         on_error: Callable[[Exception], None] = lambda _e: None,
+        *,
+        keep_when_gone: bool = True,
+        name: str = "champion",
     ) -> None:
         self._resolve, self._load, self._interval = resolve, load, interval
         self._on_swap, self._on_error = on_swap, on_error
+        self._keep_when_gone, self._name = keep_when_gone, name
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="champion-watcher", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{name}-watcher", daemon=True)
         self.current: ServingModel | None = None
+        # The version's tags as last read (a release's stage lives there): replaced with `current`,
+        # in one assignment, so that a reader sees a model and tags of the same version.
+        self.held: tuple[ServingModel, dict[str, str]] | None = None
         self.last_error: str | None = None
 
     def load_now(self) -> ServingModel:
@@ -140,6 +147,7 @@ class ChampionWatcher:
             raise LookupError("no model version has the alias 'champion': train and promote one first")
         version, tags = found
         self.current = self._load(version, tags)
+        self.held = (self.current, tags)
         self._on_swap(self.current)
         return self.current
 
@@ -155,20 +163,28 @@ class ChampionWatcher:
         return self.last_error is None
 
     def check(self) -> None:
-        """One poll: swap if the alias points elsewhere."""
+        """One poll: swap if the alias points elsewhere (or, when `keep_when_gone` is false, drop the
+        model when the alias is gone); the version's tags are read each time."""
         try:
             found = self._resolve()
-            if found is not None and (self.current is None or found[0] != self.current.version):
+            if found is None and not self._keep_when_gone and self.current is not None:
+                logger.info("%s alias removed: version %s no longer used", self._name, self.current.version)
+                self.held, self.current = None, None
+            elif found is not None and (self.current is None or found[0] != self.current.version):
                 started = time.perf_counter()
                 model = self._load(*found)
                 logger.info(
-                    "champion moved: version %s -> %s (loaded in %.2f s)",
+                    "%s moved: version %s -> %s (loaded in %.2f s)",
+                    self._name,
                     getattr(self.current, "version", None),
                     found[0],
                     time.perf_counter() - started,
                 )
+                self.held = (model, found[1])
                 self.current = model
                 self._on_swap(model)
+            elif found is not None and self.current is not None and self.held and found[1] != self.held[1]:
+                self.held = (self.current, found[1])  # the same version, its tags changed (a release stage)
             self.last_error = None
         except Exception as exc:  # keep serving the loaded model whatever the tracking store does
             self.last_error = f"{type(exc).__name__}: {exc}"

@@ -4,6 +4,7 @@ is answered with it: routed (serving/routing.py), scored, logged, counted and en
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +18,8 @@ from serving.metrics import ServingMetrics
 from serving.model import ChampionWatcher, ServingModel
 from serving.online_features import OnlineFeatures
 from serving.prediction_log import PredictionLog
-from serving.predictor import Batcher, score, shadow_columns
-from serving.routing import route, shadow_of
+from serving.predictor import Batcher, Scored, score, shadow_columns
+from serving.routing import Plan, plan_of, route
 from serving.sqlite_store import SqliteStoreFile
 
 logger = logging.getLogger(__name__)
@@ -75,48 +76,74 @@ class AppState:
             return False
         return True
 
+    def plan(self) -> Plan:
+        """The release plan now: the champion, and the challenger in its stage (serving/routing.py)."""
+        held = self.challenger.held if self.challenger else None
+        return plan_of(held, self.settings.serving_mode, self.settings.canary_share)
+
     def score_batch(self, bodies: list[Any]) -> list[bytes | Exception]:
         """Score a batch, log and count it, and encode each request's response (or the error that
         request gets). Each request is answered wholly by one model version: the champion, or in
-        canary mode the challenger for the requests its hash selects."""
+        canary mode the challenger for the requests its hash selects; a canary that fails hands its
+        requests to the champion (the failure is logged on their rows and counted)."""
         assert self.watcher is not None and self.watcher.current is not None and self.log is not None
-        challenger = self.challenger.current if self.challenger else None
-        mode = self.settings.serving_mode
-        shadow = shadow_of(mode, challenger)
+        champion, plan = self.watcher.current, self.plan()
         responses: list[bytes | Exception] = [b""] * len(bodies)
-        for group in route(
-            bodies, self.watcher.current, challenger, mode, self.settings.canary_share, self.contract
-        ):
-            model, indexes = group.model, group.indexes
+        for group in route(bodies, champion, plan.challenger, plan.stage, plan.share, self.contract):
+            model, indexes, role = group.model, group.indexes, group.role
             requests = [bodies[i] for i in indexes]
+            failure = None
             try:
-                scored = score(
-                    self.reader_for(model), model, requests, self.contract, self.settings.decision_threshold
-                )
+                scored = self._score(model, requests)
             except Exception as exc:  # only this group's requests fail (a canary must not fail the rest)
-                for i in indexes:
-                    responses[i] = exc
-                continue
-            if shadow is not None:
-                self._shadow(shadow, requests, scored.log_columns)
-            self.metrics.predictions.labels(model.version, group.role).inc(scored.rows)
+                if role != "canary":
+                    for i in indexes:
+                        responses[i] = exc
+                    continue
+                failure = self._failed(model, "canary", exc)
+                try:
+                    model, role, scored = champion, "champion", self._score(champion, requests)
+                except Exception as again:
+                    for i in indexes:
+                        responses[i] = again
+                    continue
+            if plan.stage == "shadow" and plan.challenger is not None:
+                self._shadow(plan.challenger, requests, scored.log_columns)
+            self.metrics.predictions.labels(model.version, role).inc(scored.rows)
             for status, n in scored.status_counts.items():
                 if n:
                     self.metrics.feature_status.labels(status).inc(n)
-            scored.log_columns["role"] = [group.role] * scored.rows
-            self.log.append(scored.log_columns)
+            columns = scored.log_columns
+            columns["role"] = [role] * scored.rows
+            if plan.challenger is not None:  # which release the row was served under
+                columns["release_version"] = [plan.challenger.version] * scored.rows
+                columns["release_stage"] = [plan.stage] * scored.rows
+            if failure is not None:
+                columns["challenger_error"] = [failure] * scored.rows
+            self.log.append(columns)
             for i, response in zip(indexes, scored.responses, strict=True):
                 responses[i] = to_json(response, inf_nan_mode="null")
         return responses
 
+    def _score(self, model: ServingModel, requests: list[Any]) -> Scored:
+        return score(self.reader_for(model), model, requests, self.contract, self.settings.decision_threshold)
+
+    def _failed(self, challenger: ServingModel, role: str, exc: Exception) -> str:
+        """Count and log a challenger's failure; the text its rows record."""
+        logger.warning("%s scoring with version %s failed: %s", role, challenger.version, exc)
+        self.metrics.errors.labels("/predict", role).inc()
+        return f"{type(exc).__name__}: {exc}"[:300]
+
     def _shadow(self, challenger: ServingModel, group: list[Any], log_columns: dict[str, list[Any]]) -> None:
-        """Score the challenger for the log; its failures are counted and never reach the caller."""
+        """Score the challenger for the log; its failures are counted and logged, never reach the caller."""
+        n = len(log_columns["prediction"])
+        log_columns["shadow_model_version"] = [challenger.version] * n
+        started = time.perf_counter()
         try:
             shadow = shadow_columns(self.reader_for(challenger), challenger, group, self.contract)
         except Exception as exc:
-            logger.warning("shadow scoring with version %s failed: %s", challenger.version, exc)
-            self.metrics.errors.labels("/predict", "shadow").inc()
+            log_columns["challenger_error"] = [self._failed(challenger, "shadow", exc)] * n
             return
-        log_columns["shadow_model_version"] = [challenger.version] * len(shadow)
         log_columns["shadow_prediction"] = shadow
+        log_columns["challenger_latency_ms"] = [(time.perf_counter() - started) * 1000] * n
         self.metrics.predictions.labels(challenger.version, "shadow").inc(len(shadow))

@@ -99,7 +99,8 @@ def local_month(times: pd.Series, zone: str) -> pd.Series:
 
 
 def read_served(log_dir: Path, start: datetime, end: datetime, id_column: str) -> pd.DataFrame:
-    """Every prediction served with a prediction time in [start, end) (the last answer per id)."""
+    """Every prediction served with a prediction time in [start, end) (the last answer per id), by
+    the champion or a canary: what the loop answered (a shadow's scores answered nobody)."""
 
     from featureloop.sql import quote_identifier, quote_literal, session
 
@@ -108,7 +109,7 @@ def read_served(log_dir: Path, start: datetime, end: datetime, id_column: str) -
         f"SELECT * FROM read_parquet({pattern}, union_by_name = true) "
         f"WHERE event_timestamp >= {quote_literal(start.isoformat())}::TIMESTAMPTZ "
         f"AND event_timestamp < {quote_literal(end.isoformat())}::TIMESTAMPTZ "
-        "AND coalesce(role, 'champion') = 'champion' "
+        "AND coalesce(role, 'champion') IN ('champion', 'canary') "
         f"QUALIFY row_number() OVER (PARTITION BY {quote_identifier(id_column)} ORDER BY served_at DESC) = 1"
     )
     with session() as con:

@@ -4,6 +4,7 @@
 - `init`: a new project that works as it is (to start from and edit);
 - `project`: validate (the project's spec against the registry and its tables);
 - `training`: train, rollback (MLflow's registry and the champion alias);
+- `release`: a version the gate passed, released on live traffic (shadow, canary, decided live);
 - `monitoring`: drift (drift, decay and skew of served predictions);
 - `backtest`: a project's history replayed through the loop beside reference policies; `demo`, the
   worked example's (the 2013 New York flights);
@@ -16,7 +17,17 @@ from __future__ import annotations
 
 import typer
 
-from featureloop.cli import backtest, feature_store, init, monitoring, project, serving, stack, training
+from featureloop.cli import (
+    backtest,
+    feature_store,
+    init,
+    monitoring,
+    project,
+    release,
+    serving,
+    stack,
+    training,
+)
 
 app = typer.Typer(
     help="featureloop: a Feast feature store loop (prepare, apply, materialize, ...).",
@@ -32,6 +43,7 @@ for command in (
     project.validate,
     training.train,
     training.rollback,
+    release.release,
     monitoring.drift,
     serving.serve,
     backtest.backtest,

@@ -20,7 +20,7 @@ from featureloop.cli.feature_store import (
 from featureloop.cli.training import print_train, run_train
 
 
-def run_backtest(replay: bool, share: float) -> None:
+def run_backtest(replay: bool, share: float, releases: bool | None = None) -> None:
     """Prepare, apply, load, train the first champion, then replay the project's history through the
     loop (the spec's `backtest` section) beside two reference policies, and print the scorecard."""
     from featureloop.operations.prefect_server import prefect_server
@@ -63,7 +63,9 @@ def run_backtest(replay: bool, share: float) -> None:
                     f"{the.step.days or the.step}, through the loop",
                     err=True,
                 )
-                weeks, card = run_replay_phase(settings, trained["version"], clock, server, share=share)
+                weeks, card = run_replay_phase(
+                    settings, trained["version"], clock, server, share=share, releases=releases
+                )
     except (RuntimeError, ValueError) as exc:
         raise fail(str(exc)) from exc
     print_prepare(prepared)
@@ -83,16 +85,28 @@ def run_backtest(replay: bool, share: float) -> None:
 
 REPLAY = typer.Option(help="Replay the history through the loop (--no-replay: set-up and first model only).")
 SHARE = typer.Option(help="Share of the prediction events the replay sends (a fixed sample by their id).")
+RELEASES = typer.Option(
+    help="Release each retrain the gate passes on live traffic (shadow, canary) or promote it at once; "
+    "default: the spec's monitoring.release.enabled."
+)
 
 
-def backtest(replay: Annotated[bool, REPLAY] = True, share: Annotated[float, SHARE] = 1.0) -> None:
+def backtest(
+    replay: Annotated[bool, REPLAY] = True,
+    share: Annotated[float, SHARE] = 1.0,
+    releases: Annotated[bool | None, RELEASES] = None,
+) -> None:
     """Replay the project's history through the loop (prepare, apply, load, first champion, then
     serving, drift and drift-triggered retraining step by step) beside two reference policies (never
     retrain, retrain on schedule), as the spec's `backtest` section says; prints the scorecard."""
-    run_backtest(replay, share)
+    run_backtest(replay, share, releases)
 
 
-def demo(replay: Annotated[bool, REPLAY] = True, share: Annotated[float, SHARE] = 1.0) -> None:
+def demo(
+    replay: Annotated[bool, REPLAY] = True,
+    share: Annotated[float, SHARE] = 1.0,
+    releases: Annotated[bool | None, RELEASES] = None,
+) -> None:
     """The worked example's backtest (the default project, the 2013 New York flights: January-February
     train the first champion, March-December are replayed): `backtest` by its `make demo` name."""
-    run_backtest(replay, share)
+    run_backtest(replay, share, releases)

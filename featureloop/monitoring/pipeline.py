@@ -73,9 +73,26 @@ def drift_pipeline(
         steps.info(f"skew: {skew['mismatches']} mismatches")
     history = read_history(settings, champion.version.name)
     summary = conclude(champion, span, window, decay, skew, history, params)
+    if summary["event"]:
+        hold_for_release(client, summary)
     report = build_report(champion, window, decay, skew, summary)
     paths = steps("write_outputs", publish, client, settings, report, history)
     return DriftRun(summary, report, paths)
+
+
+def hold_for_release(client: MlflowClient, summary: dict[str, Any]) -> None:
+    """No event while a release is live: its version was trained for this drift (or an earlier one),
+    and the retrain the event starts would replace it before its stages are decided. The reasons
+    stay in the summary; `held` says why nothing fires. (A person can still start a release.)"""
+    from featureloop.release.state import in_progress
+
+    live = in_progress(client, summary["model"])
+    if live is not None:
+        summary["event"] = False
+        summary["held"] = (
+            f"event held: version {live.version}'s release is in its {live.tags['release.stage']} stage; "
+            "the next retrain waits for its decision"
+        )
 
 
 def run_drift(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from featureloop.durations import Duration
+
 
 class FeatureOverride(BaseModel):
     """Thresholds for one feature, where the defaults do not fit it."""
@@ -65,3 +67,67 @@ class DecayConfig(BaseModel):
     max_rmse_rise: float = Field(
         0.2, ge=0, description="Regression: window RMSE above the holdout's by this share of it."
     )
+
+
+class StageWindow(BaseModel):
+    """How long a release stage watches live traffic: until `min_rows` rows were served in it or
+    `max_time` has passed, whichever comes first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_rows: int = Field(1000, ge=1, description="The stage's window closes after this many served rows...")
+    max_time: Duration = Field("7d", description="...or after this long, whichever comes first.")
+
+
+class CanaryWindow(StageWindow):
+    share: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="Share of routing keys (the spec's serving.canary_key) the challenger answers.",
+    )
+
+
+class ReleaseConfig(BaseModel):
+    """A version that passed the offline gate, released on live traffic: it scores every request in
+    the shadow of the champion, then answers a canary share of them, and each stage's live
+    comparison decides whether it goes on or is rolled back (docs/releases.md)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt threshold is an error, not a default
+
+    enabled: bool = Field(
+        True,
+        description="Drift-triggered retrains release through shadow and canary; false: the gate promotes.",
+    )
+    shadow: StageWindow = Field(default_factory=StageWindow)
+    canary: CanaryWindow = Field(default_factory=CanaryWindow)
+    min_labels: int = Field(
+        200, ge=10, description="Labelled rows each side needs before a stage's metrics decide."
+    )
+    label_wait: Duration = Field(
+        "2d", description="After a stage's window, how long to wait for delayed labels before deciding."
+    )
+    max_auc_drop: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Challenger's ROC AUC below the champion's by more (and beyond noise): rolled back.",
+    )
+    max_mae_rise: float = Field(
+        0.02,
+        ge=0,
+        description="Regression: challenger's MAE above the champion's by this share (and beyond noise).",
+    )
+    max_prediction_psi: float = Field(
+        0.25, ge=0, description="PSI between the two versions' predictions above this: rolled back."
+    )
+    max_error_rate: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Share of the challenger's scorings that failed above this: rolled back.",
+    )
+    max_p99_ratio: float = Field(
+        1.5, ge=1, description="Challenger's p99 scoring latency above the champion's times this..."
+    )
+    p99_slack_ms: float = Field(5.0, ge=0, description="...plus this many milliseconds: rolled back.")

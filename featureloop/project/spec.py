@@ -10,32 +10,19 @@ backtest. Nothing here imports Feast: `featureloop.project.checks` compares a sp
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from featureloop.monitoring.thresholds import DecayConfig, DriftConfig
+from featureloop.durations import Duration, parse_duration
+from featureloop.monitoring.thresholds import DecayConfig, DriftConfig, ReleaseConfig
 from featureloop.project.spine import NAME, RequestField, SpecModel, Spine, template_fields
 
-__all__ = ["RequestField", "SpecModel", "Spine", "template_fields"]
+__all__ = ["Duration", "RequestField", "SpecModel", "Spine", "parse_duration", "template_fields"]
 
 SPEC_FILE = "project.yaml"
-DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
-UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_duration(text: str) -> timedelta:
-    """`90d`, `3h`, `15m`, `2w`, `30s` as a timedelta."""
-    found = DURATION.match(text.strip())
-    if not found:
-        raise ValueError(f"{text!r} is not a duration: write a number and a unit, e.g. 90d, 3h, 15m, 2w")
-    return timedelta(**{UNITS[found.group(2)]: int(found.group(1))})
-
-
-Duration = Annotated[str, Field(pattern=DURATION.pattern, examples=["90d", "3h", "15m"])]
 
 
 class OutcomeKnown(SpecModel):
@@ -83,6 +70,10 @@ class Monitoring(SpecModel):
     )
     drift: DriftConfig = Field(default_factory=DriftConfig)
     decay: DecayConfig = Field(default_factory=DecayConfig)
+    release: ReleaseConfig = Field(
+        default_factory=ReleaseConfig,
+        description="How a retrained version that passed the gate is released: shadow, canary, the decisions.",
+    )
     persistence_k: int = Field(2, ge=1)
     persistence_n: int = Field(3, ge=1)
     skew_sample: int = Field(200, ge=0)

@@ -33,9 +33,10 @@ class GateConfig(BaseModel):
 class Decision:
     """Whether to promote, why, and every check with both sides' figures."""
 
-    promote: bool
+    promote: bool  # the gate passed
     reason: str
     checks: list[dict[str, Any]] = field(default_factory=list)
+    released: bool = False  # passed, and released on live traffic rather than promoted at once
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -86,7 +86,16 @@ def run_training_steps(
     )
     steps.info(f"registered {version.name} version {version.version}")
     decision, champion_metrics = (
-        steps("gate", gate_and_promote, client, store, version, candidate, params)
+        steps(
+            "gate",
+            gate_and_promote,
+            client,
+            store,
+            version,
+            candidate,
+            params,
+            spec.monitoring.release.canary.share,
+        )
         if params.promote
         else (None, None)
     )
@@ -121,7 +130,8 @@ def summarize(
         "holdout": candidate.metrics["holdout"],
         "baseline_holdout": candidate.metrics["baseline_holdout"],
         "champion_holdout": champion_metrics,
-        "promoted": bool(decision and decision.promote),
+        "promoted": bool(decision and decision.promote and not decision.released),
+        "released": bool(decision and decision.released),
         "reason": decision.reason if decision else "gate not run (promote=false)",
         "left_out": list(candidate.left_out),
         "lineage": {

@@ -5,6 +5,8 @@ challenger, the champion alias moved when it passes. The decision rules are `tra
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -48,8 +50,11 @@ def gate_and_promote(
     challenger: VersionInfo,
     candidate: Candidate,
     params: TrainParams,
+    canary_share: float = 0.1,
 ) -> tuple[Decision, dict[str, float] | None]:
-    """Compare with the champion on the challenger's holdout, record the decision, promote if it passes."""
+    """Compare with the champion on the challenger's holdout, record the decision, promote if it
+    passes; with `params.release` and a champion to compare with live, release it instead (the
+    challenger alias, shadow stage first: featureloop.release)."""
     from featureloop.training.registry import CHAMPION, get_alias, promote, record_decision
 
     champion = get_alias(client, challenger.name, CHAMPION)
@@ -88,6 +93,14 @@ def gate_and_promote(
         client.set_model_version_tag(
             challenger.name, challenger.version, "gate.champion_metrics", json.dumps(champion_metrics)
         )
-    if decision.promote:
+    if decision.promote and params.release and champion is not None:
+        from featureloop.release.state import start
+
+        start(client, challenger, canary_share, params.labels_as_of or datetime.now(UTC))
+        passed = decision.reason.replace("promoted:", "passed the gate:", 1)
+        decision = replace(
+            decision, reason=f"{passed}; released on live traffic: shadow stage first", released=True
+        )
+    elif decision.promote:
         promote(client, challenger)
     return decision, champion_metrics

@@ -168,10 +168,16 @@ def _predict(url: str, body: dict[str, Any]) -> dict[str, Any]:
     return dict(response.json())
 
 
+def _ready(url: str) -> dict[str, Any]:
+    response = httpx.get(f"{url}/ready", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
 def test_the_loop_runs_on_the_whole_scaleout_stack_from_one_command(
     cluster: Cluster, feast_env: FeastEnv
 ) -> None:
-    from featureloop.training.registry import CHAMPION, get_alias, open_tracking
+    from featureloop.training.registry import CHALLENGER, CHAMPION, get_alias, open_tracking
 
     env, timings = cluster.env, cluster.timings
     # Nothing answers without its credentials.
@@ -232,10 +238,28 @@ def test_the_loop_runs_on_the_whole_scaleout_stack_from_one_command(
     (run,) = created
     _wait_completed(cluster, run.id)
     timings["drift -> event -> retrain on a worker"] = time.monotonic() - clock
-    champion = get_alias(client, cluster.settings.model_name, CHAMPION)
-    assert champion is not None and champion.version != weak.version, (
+    challenger = get_alias(client, cluster.settings.model_name, CHALLENGER)
+    assert challenger is not None and challenger.version != weak.version, (
         "the retrain did not beat a shuffled-label model"
     )
+    # The gate passed it and a drift-triggered retrain releases by default: both replicas score with
+    # it in the shadow of the champion, without a restart (each /ready through the balancer says so).
+    clock = time.monotonic()
+    shadow = {
+        "challenger_version": challenger.version,
+        "stage": "shadow",
+        "canary_share": None,
+        "from_release": True,
+    }
+    while [_ready(balancer)["release"] for _ in range(10)] != [shadow] * 10:
+        assert time.monotonic() < clock + 60, "the replicas did not pick up the release"
+        time.sleep(0.2)
+    timings["release stage seen through the balancer"] = time.monotonic() - clock
+    assert {_predict(balancer, bodies[0])["model_version"] for _ in range(10)} == {weak.version}
+    # A person promotes it from the `release` deployment's form; a worker runs it.
+    _run(cluster, "release/release", {"params": {"action": "promote", "reason": "the cluster test"}})
+    champion = get_alias(client, cluster.settings.model_name, CHAMPION)
+    assert champion is not None and champion.version == challenger.version
 
     # Both replicas swap to it without a restart.
     clock = time.monotonic()

@@ -34,8 +34,11 @@ TRAIN = (datetime(2013, 1, 8, 5, tzinfo=UTC), datetime(2013, 1, 15, 5, tzinfo=UT
 REPLAY = (datetime(2013, 1, 15, 5, tzinfo=UTC), datetime(2013, 2, 12, 5, tzinfo=UTC))
 
 
-@pytest.fixture(scope="module")
-def replayed(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+@pytest.fixture(scope="module", params=[False, True], ids=["releases-off", "releases-on"])
+def replayed(
+    prefect_server: None, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[dict[str, Any]]:
+    """The replay with each retrain the gate passes promoted at once, then released on live traffic."""
     from featureloop.featurestore.materialization import materialize_window
     from featureloop.featurestore.store import apply_repo, open_store
     from featureloop.params import TrainParams
@@ -63,7 +66,13 @@ def replayed(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> 
         force_champion(settings, first["version"])
         lines: list[str] = []
         weeks, card = run_replay_phase(
-            settings, first["version"], lines.append, None, start=REPLAY[0], end=REPLAY[1]
+            settings,
+            first["version"],
+            lines.append,
+            None,
+            start=REPLAY[0],
+            end=REPLAY[1],
+            releases=request.param,
         )
         flights = pd.read_parquet(settings.offline_dir / "flights.parquet")
         try:
@@ -74,6 +83,7 @@ def replayed(prefect_server: None, tmp_path_factory: pytest.TempPathFactory) -> 
                 "card": card,
                 "lines": lines,
                 "flights": flights,
+                "releases": request.param,
             }
         finally:
             remove_retrain_deployment()
@@ -107,10 +117,18 @@ def test_the_control_week_triggers_nothing_and_the_drift_starts_retrain_through_
             assert run.state is not None and run.state.is_completed()
             assert run.deployment_id is not None  # created by the automation, for the deployment
             assert run.parameters["params"]["window_end"] == week.drift["window_end"]
-    promoted = [w for w in triggered if w.retrain and w.retrain["promoted"]]
-    assert promoted, "the better model must be promoted"
+    promoted = [w for w in weeks if w.promoted]
+    assert promoted, "\n".join(replayed["lines"])  # the better model must be promoted
     after = [w for w in weeks if w.start > promoted[0].start]
-    assert after and after[0].serving_version == promoted[0].retrain["version"]  # serving switched
+    if replayed["releases"]:
+        # Released: shadow on the next week's rows, canary on the one after, promoted at its end.
+        (first, *_) = replayed["card"]["retrain_outcomes"]
+        assert first["outcome"] == "promoted after shadow and canary", first
+        assert [d.split()[:2] for d in first["decisions"]] == [["shadow", "pass"], ["canary", "pass"]]
+        assert promoted[0] is weeks[-1] and promoted[0].promoted == first["version"]
+        assert all(w.retrain is None or w.retrain["promoted"] is False for w in weeks)
+    else:
+        assert after and after[0].serving_version == promoted[0].promoted  # serving switched
 
 
 def test_the_loop_beats_never_retraining_after_the_drift_and_the_weekly_policy_fits_each_week(
@@ -121,14 +139,21 @@ def test_the_loop_beats_never_retraining_after_the_drift_and_the_weekly_policy_f
         (w["week"][:10], *(round(w[p], 3) for p in ("drift-triggered", "never", "weekly")))
         for w in card["weeks"]
     ]
-    promoted = next(i for i, w in enumerate(weeks) if w.retrain and w.retrain["promoted"])
+    promoted = next(i for i, w in enumerate(weeks) if w.promoted)
 
     def mean(policy: str, rows: list[dict[str, Any]]) -> float:
         return sum(r[policy] for r in rows) / len(rows)
 
-    served_by_new = card["weeks"][promoted + 1 :]  # the weeks after the promotion
     drifted = card["weeks"][1:]
-    assert mean("drift-triggered", served_by_new) > mean("never", served_by_new) + 0.01, seen
+    if replayed["releases"]:
+        # Promoted at the last week's end; its shadow week scored the same rows as the champion (never's
+        # model): better on them, paired.
+        shadow = next(w.release for w in weeks if w.release and w.release["stage"] == "shadow")
+        (auc,) = [c for c in shadow["checks"] if c["check"] == "roc_auc"]
+        assert auc["challenger"] > auc["champion"] + 0.01 and auc["better"], shadow["summary"]
+    else:
+        served_by_new = card["weeks"][promoted + 1 :]  # the weeks after the promotion
+        assert mean("drift-triggered", served_by_new) > mean("never", served_by_new) + 0.01, seen
     assert mean("weekly", drifted) > mean("never", drifted) + 0.01, seen
     assert card["totals"]["weekly"]["retrains"] == 4
     assert card["totals"]["never"]["retrains"] == 0
@@ -144,10 +169,22 @@ def test_the_loop_beats_never_retraining_after_the_drift_and_the_weekly_policy_f
 def test_the_scorecard_prints_a_table_and_the_report_is_written(
     replayed: dict[str, Any], tmp_path: Any
 ) -> None:
-    from flows.backtest import print_scorecard, write_report
+    from flows.backtest import print_scorecard
 
     out: list[str] = []
     print_scorecard(replayed["card"], out.append)
-    assert out[1].startswith("2013-01") and out[-1].startswith("totals: mean monthly AUC")
-    html = write_report(tmp_path / "replay.html", replayed["card"], replayed["weeks"]).read_text()
+    totals = next(i for i, line in enumerate(out) if line.startswith("totals: mean monthly AUC"))
+    assert out[1].startswith("2013-01") and out[totals + 1] == ""
+    assert out[totals + 2].startswith("retrain  window end  version  where it ended")
+    outcomes = replayed["card"]["retrain_outcomes"]
+    assert len(out) == totals + 3 + len(outcomes) and all(
+        r["outcome"] in html_of(replayed, tmp_path) for r in outcomes
+    )
+    html = html_of(replayed, tmp_path)
     assert html.count("<polyline") == 3 and "Retrain events" in html
+
+
+def html_of(replayed: dict[str, Any], tmp_path: Any) -> str:
+    from flows.backtest import write_report
+
+    return write_report(tmp_path / "replay.html", replayed["card"], replayed["weeks"]).read_text()

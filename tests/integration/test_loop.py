@@ -212,6 +212,25 @@ def test_drift_triggers_retraining_through_prefect_and_serving_switches_models(l
     assert run.parameters["params"]["window_end"] == drifted["window_end"]  # from the event's payload
     assert run.parameters["params"]["reason"] == "; ".join(drifted["reasons"])
 
+    # The gate passed it, and a drift-triggered retrain releases by default: version 2 scores every
+    # request in the shadow of the champion, which still answers (tests/integration/test_release.py
+    # follows a release to its end); here a person promotes it from the `release` flow's form.
+    release = until(
+        lambda: httpx.get(f"{loop.url}/ready", timeout=30).json()["release"],
+        timeout=30, what="serving picking up the released model", interval=0.5,
+    )  # fmt: skip
+    assert release == {
+        "challenger_version": "2",
+        "stage": "shadow",
+        "canary_share": None,
+        "from_release": True,
+    }
+    assert httpx.get(f"{loop.url}/ready", timeout=30).json()["model_version"] == "1"
+    from featureloop.params import ReleaseParams
+    from flows.release import release as release_flow
+
+    promoted = release_flow(ReleaseParams(action="promote", reason="seen enough"))
+    assert promoted["verdict"] == "promoted" and "by hand: seen enough" in promoted["summary"]
     version = until(
         lambda: (answer := httpx.get(f"{loop.url}/ready", timeout=30).json()["model_version"]) != "1" and answer,
         timeout=30, what="serving picking up the promoted model", interval=0.5,

@@ -8,7 +8,7 @@ from featureloop.project.spec import load_spec
 from featureloop.settings import PROJECT_ROOT
 from serving.contract import build_contract
 from serving.model import ServingModel
-from serving.routing import route, shadow_of
+from serving.routing import Plan, plan_of, route
 
 CONTRACT = build_contract(load_spec(PROJECT_ROOT / "feature_repo"))
 
@@ -48,5 +48,25 @@ def test_canary_splits_by_a_stable_hash_of_the_aircraft_near_its_share() -> None
 def test_no_empty_groups_and_shadow_only_in_shadow_mode() -> None:
     assert [g.role for g in route(BATCH, CHAMPION, CHALLENGER, "canary", 0.0, CONTRACT)] == ["champion"]
     assert [g.role for g in route(BATCH, CHAMPION, CHALLENGER, "canary", 1.0, CONTRACT)] == ["canary"]
-    assert shadow_of("shadow", CHALLENGER) is CHALLENGER
-    assert shadow_of("canary", CHALLENGER) is None and shadow_of("shadow", None) is None
+
+
+def test_a_release_sets_the_stage_on_the_version_and_overrides_the_manual_switch() -> None:
+    # No challenger alias: the champion alone, whatever the settings say.
+    assert plan_of(None, "canary", 0.5) == Plan(None, "champion", 0.5)
+    # A challenger no release tagged: the settings' manual switch (as before releases existed).
+    assert plan_of((CHALLENGER, {}), "shadow", 0.1) == Plan(CHALLENGER, "shadow", 0.1)
+    assert plan_of((CHALLENGER, {}), "champion", 0.1) == Plan(None, "champion", 0.1)
+    # A release's stage and share win over the settings.
+    canary = plan_of(
+        (CHALLENGER, {"release.stage": "canary", "release.canary_share": "0.2"}), "champion", 0.5
+    )
+    assert canary == Plan(CHALLENGER, "canary", 0.2, released=True)
+    assert canary.describe() == {"challenger_version": "2", "stage": "canary", "canary_share": 0.2,
+                                 "from_release": True}  # fmt: skip
+    shadow = plan_of((CHALLENGER, {"release.stage": "shadow"}), "canary", 0.5)
+    assert shadow == Plan(CHALLENGER, "shadow", 0.5, released=True)
+    assert shadow.describe() is not None and shadow.describe()["canary_share"] is None  # type: ignore[index]
+    # A decided release: nobody but the champion, even with the alias still there.
+    for ended in ("promoted", "rolled_back"):
+        assert plan_of((CHALLENGER, {"release.stage": ended}), "canary", 0.5) == Plan(None, "champion", 0.5)
+        assert Plan(None, "champion", 0.5).describe() is None
