@@ -210,7 +210,7 @@ def run_replay_phase(
             line += f"; event -> retrain v{w.retrain['version']} {outcome}"
         parts = "+".join(
             f"{w.seconds[k]:.1f}"
-            for k in ("serve", "release", "drift", "trigger", "retrain", "swap")
+            for k in ("serve", "drift", "release", "trigger", "retrain", "swap")
             if k in w.seconds
         )
         report(f"{line} [{parts} s]")

@@ -191,15 +191,15 @@ def replay(
                 wait_logged(client, sent)
                 feed.materialize(week_end)  # the online store as of the window's end, recorded
                 t1 = time.perf_counter()
-                # The release in progress is decided on the step's rows first (they were served under
-                # its stage); then the drift run, whose event may start the next release.
+                result = drift(drift_params(week_start, week_end))
+                t2 = time.perf_counter()
+                # Then the release in progress is decided on the step's rows (they were served under its
+                # stage; the drift run held its event meanwhile); then the event's retrain, if any.
                 decided = release(ReleaseParams(as_of=week_end)) if releases else None
                 if decided is not None and decided["verdict"] not in (None, "wait"):
                     wait_plan(client, settings)
-                t2 = time.perf_counter()
-                result = drift(drift_params(week_start, week_end))
                 week = Week(week_start, week_end, served, version, result, release=decided)
-                week.seconds = {"serve": t1 - t0, "release": t2 - t1, "drift": time.perf_counter() - t2}
+                week.seconds = {"serve": t1 - t0, "drift": t2 - t1, "release": time.perf_counter() - t2}
                 if decided is not None and decided["verdict"] == "pass" and decided["stage"] == "canary":
                     version = week.promoted = decided["version"]
                 t2 = time.perf_counter()

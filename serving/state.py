@@ -108,7 +108,11 @@ class AppState:
                         responses[i] = again
                     continue
             if plan.stage == "shadow" and plan.challenger is not None:
-                self._shadow(plan.challenger, requests, scored.log_columns)
+                self._shadow(plan.challenger, requests, scored.log_columns, "challenger_error")
+            elif (
+                role == "canary"
+            ):  # the champion scores the canary's rows too: the release compares them paired
+                self._shadow(champion, requests, scored.log_columns, "shadow_error")
             self.metrics.predictions.labels(model.version, role).inc(scored.rows)
             for status, n in scored.status_counts.items():
                 if n:
@@ -134,16 +138,19 @@ class AppState:
         self.metrics.errors.labels("/predict", role).inc()
         return f"{type(exc).__name__}: {exc}"[:300]
 
-    def _shadow(self, challenger: ServingModel, group: list[Any], log_columns: dict[str, list[Any]]) -> None:
-        """Score the challenger for the log; its failures are counted and logged, never reach the caller."""
+    def _shadow(
+        self, model: ServingModel, group: list[Any], log_columns: dict[str, list[Any]], error_column: str
+    ) -> None:
+        """Score `model` for the log only (the challenger in the shadow stage, the champion on the
+        canary's rows); its failures are counted and logged in `error_column`, never reach the caller."""
         n = len(log_columns["prediction"])
-        log_columns["shadow_model_version"] = [challenger.version] * n
+        log_columns["shadow_model_version"] = [model.version] * n
         started = time.perf_counter()
         try:
-            shadow = shadow_columns(self.reader_for(challenger), challenger, group, self.contract)
+            shadow = shadow_columns(self.reader_for(model), model, group, self.contract)
         except Exception as exc:
-            log_columns["challenger_error"] = [self._failed(challenger, "shadow", exc)] * n
+            log_columns[error_column] = [self._failed(model, "shadow", exc)] * n
             return
         log_columns["shadow_prediction"] = shadow
-        log_columns["challenger_latency_ms"] = [(time.perf_counter() - started) * 1000] * n
-        self.metrics.predictions.labels(challenger.version, "shadow").inc(len(shadow))
+        log_columns["shadow_latency_ms"] = [(time.perf_counter() - started) * 1000] * n
+        self.metrics.predictions.labels(model.version, "shadow").inc(len(shadow))

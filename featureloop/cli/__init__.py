@@ -5,6 +5,7 @@
 - `project`: validate (the project's spec against the registry and its tables);
 - `training`: train, rollback (MLflow's registry and the champion alias);
 - `release`: a version the gate passed, released on live traffic (shadow, canary, decided live);
+- `experiments`: compare (two versions on one holdout);
 - `monitoring`: drift (drift, decay and skew of served predictions);
 - `backtest`: a project's history replayed through the loop beside reference policies; `demo`, the
   worked example's (the 2013 New York flights);
@@ -19,6 +20,7 @@ import typer
 
 from featureloop.cli import (
     backtest,
+    experiments,
     feature_store,
     init,
     monitoring,
@@ -44,6 +46,7 @@ for command in (
     training.train,
     training.rollback,
     release.release,
+    experiments.compare,
     monitoring.drift,
     serving.serve,
     backtest.backtest,

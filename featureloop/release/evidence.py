@@ -3,13 +3,16 @@ challenger was in a stage records `release_version` and `release_stage`) and joi
 outcomes known by the release clock (the delayed labels of `monitoring.decay`).
 
 Shadow: the champion answered every row and the challenger scored the same rows (`shadow_prediction`,
-its latency in `challenger_latency_ms`; a failure in `challenger_error`). Canary: the challenger
-answered its share (`role` canary); a canary failure handed its rows to the champion and is recorded
-on them (`challenger_error`). The last row served for an id counts, as in decay.
+its latency in `shadow_latency_ms`; a failure in `challenger_error`). Canary: the challenger answered
+its share (`role` canary) and the champion scored those rows for the log (`shadow_prediction`), so
+both stages compare the versions on the same rows; a canary failure handed its rows to the champion
+and is recorded on them (`challenger_error`). Latency: the challenger's own answers against the
+champion's. The last row served for an id counts, as in decay.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from featureloop.release.judge import Evidence, Side
 from featureloop.release.tags import SHADOW
 from featureloop.sql import quote_identifier, quote_literal, session
 
-OPTIONAL = ("challenger_error", "shadow_prediction", "challenger_latency_ms", "role")
+OPTIONAL = ("challenger_error", "shadow_prediction", "shadow_latency_ms", "role")
 
 
 def gather(
@@ -62,7 +65,7 @@ def _shadow(
 ) -> Evidence:
     served, errors, p99_a, p99_b, champion = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE challenger_error IS NOT NULL), "
-        "quantile_cont(latency_ms, 0.99), quantile_cont(challenger_latency_ms, 0.99), mode(model_version) "
+        "quantile_cont(latency_ms, 0.99), quantile_cont(shadow_latency_ms, 0.99), mode(model_version) "
         "FROM stage"
     ).fetchall()[0]
     latest = (
@@ -101,6 +104,38 @@ def _canary(
         "quantile_cont(latency_ms, 0.99) FILTER (WHERE role = 'canary'), "
         "mode(model_version) FILTER (WHERE role <> 'canary') FROM stage"
     ).fetchall()[0]
+    champion_side = Side(str(champion or "?"), int(served) - int(asked), 0, _maybe(p99_champion),
+                         np.array([]), np.array([]), np.array([]))  # fmt: skip
+    # The champion scored the canary's rows too (for the log): compared on the same rows.
+    latest = (
+        "(SELECT __id, shadow_prediction AS a, prediction AS b FROM stage WHERE __id IS NOT NULL "
+        "AND role = 'canary' QUALIFY row_number() OVER (PARTITION BY __id ORDER BY served_at DESC) = 1)"
+    )
+    both = con.execute(f"SELECT a, b FROM {latest} WHERE a IS NOT NULL").fetchnumpy()
+    if len(both["a"]):
+        labelled = con.execute(
+            f"SELECT f.__label::DOUBLE AS y, s.a, s.b FROM {latest} s JOIN {outcomes} f USING (__id) "
+            f"WHERE s.a IS NOT NULL AND {known} ORDER BY s.__id"
+        ).fetchnumpy()
+        y = _floats(labelled["y"])
+        return Evidence(
+            "canary",
+            int(served),
+            elapsed,
+            replace(champion_side, predictions=_floats(both["a"]), labels=y, labelled=_floats(labelled["a"])),
+            Side(
+                version,
+                int(asked),
+                int(errors),
+                _maybe(p99_canary),
+                _floats(both["b"]),
+                y,
+                _floats(labelled["b"]),
+            ),
+            paired=True,
+        )
+    # Without the champion's scores of the canary's rows (a log from before they were kept): each
+    # version on its own rows, unpaired.
     latest = (
         f"(SELECT __id, {side} AS side, prediction FROM stage WHERE __id IS NOT NULL AND ({side}) IS NOT NULL "
         "QUALIFY row_number() OVER (PARTITION BY __id ORDER BY served_at DESC) = 1)"
@@ -117,7 +152,12 @@ def _canary(
         "canary",
         int(served),
         elapsed,
-        Side(str(champion or "?"), int(served) - int(asked), 0, _maybe(p99_champion), *sides["champion"]),
+        replace(
+            champion_side,
+            predictions=sides["champion"][0],
+            labels=sides["champion"][1],
+            labelled=sides["champion"][2],
+        ),
         Side(version, int(asked), int(errors), _maybe(p99_canary), *sides["challenger"]),
         paired=False,
     )

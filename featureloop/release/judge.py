@@ -4,10 +4,11 @@ A stage decides once its window has closed (enough rows served in it, or its tim
 delayed labels of its rows have come in (or the wait for them is over). The challenger goes on when
 it is not worse than the champion on every count: its labelled metric (ROC AUC, or MAE for a
 regression), beyond the configured margin *and* beyond sampling noise; the shift between the two
-versions' predictions (PSI); the share of its scorings that failed; its p99 scoring latency. In the
-shadow stage both versions scored the same rows, so the metric comparison is paired (DeLong's test
-for two correlated AUCs; the mean of per-row absolute-error differences for MAE); in the canary
-stage each version answered rows of its own (the routing hash splits them at random), so it is not.
+versions' predictions (PSI); the share of its scorings that failed; its p99 scoring latency. Both
+versions scored the same rows in either stage (the challenger every row in the shadow stage; the
+champion the canary's rows in the canary stage, for the log), so the metric comparison is paired
+(DeLong's test for two correlated AUCs; the mean of per-row absolute-error differences for MAE);
+unpaired only when a log lacks the second version's scores.
 """
 
 from __future__ import annotations

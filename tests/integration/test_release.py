@@ -207,6 +207,8 @@ def test_a_better_retrain_goes_from_shadow_to_canary_to_champion(live: Live) -> 
         record = json.loads(tags[f"release.{stage}.decision"])
         assert record["verdict"] == "pass" and {c["check"] for c in record["checks"]} == {
             "roc_auc", "prediction_psi", "error_rate", "p99_latency_ms"}  # fmt: skip
+        (auc,) = [c for c in record["checks"] if c["check"] == "roc_auc"]
+        assert auc["limit"].endswith(", paired)"), auc  # the champion scored the canary's rows too
 
 
 def test_a_challenger_worse_on_live_traffic_is_rolled_back_having_answered_nobody(live: Live) -> None:
@@ -234,3 +236,37 @@ def test_a_challenger_worse_on_live_traffic_is_rolled_back_having_answered_nobod
     assert _ready(live)["model_version"] == champion
     # Nothing after the rollback reaches it either.
     assert {v for _, v in live.send(day(26), day(27))} == {champion}
+
+
+def test_compare_puts_two_versions_on_one_holdout(live: Live) -> None:
+    """`featureloop compare 2 3`: the released-then-promoted retrain against the shuffled-label one,
+    on version 3's holdout (the newer), with the paired difference, lineage and decisions."""
+    import json
+
+    from featureloop.training.compare import compare_versions
+    from tests.integration.conftest import featureloop_ok
+
+    found = json.loads(featureloop_ok("compare", "2", "3", "--json").stdout)
+    assert (found["a"], found["b"], found["holdout"]["of"]) == ("2", "3", "3")
+    metrics, d = found["metrics"], found["difference"]
+    assert metrics["2"]["roc_auc"] > metrics["3"]["roc_auc"] + 0.1  # shuffled labels rank at random
+    assert d["b_minus_a"] == pytest.approx(metrics["3"]["roc_auc"] - metrics["2"]["roc_auc"])
+    assert -d["b_minus_a"] > 1.96 * d["standard_error"] > 0
+    # Version 3's holdout, rebuilt, is the one it recorded: the same rows and the same figures.
+    tags = _tags(live, "3")
+    assert found["holdout"]["rows"] == int(float(tags["holdout.n"]))
+    assert metrics["3"]["roc_auc"] == pytest.approx(float(tags["holdout.roc_auc"]), abs=1e-9)
+    differs = {row["key"] for row in found["lineage_differs"]}
+    assert {"train_start", "train_end", "training_set_digest"} <= differs
+    assert {"feature_service", "label", "task", "project"} <= set(found["lineage_same"])
+    decisions = found["decisions"]
+    assert "champion" in decisions["2"]["aliases"] and decisions["2"]["release"]["stage"] == "promoted"
+    assert (
+        decisions["3"]["release"]["stage"] == "rolled_back" and decisions["3"]["gate"]["promoted"] == "true"
+    )
+    # The table a person reads.
+    text = featureloop_ok("compare", "2", "3", "--holdout-of", "2").stdout
+    assert "version 2 vs version 3 on version 2's holdout" in text and "DeLong, paired; beyond noise" in text
+    assert "v3 (no alias): gate passed" in text and "release: rolled_back" in text
+    with pytest.raises(Exception, match="neither version"):
+        compare_versions(live.settings, "2", "3", holdout_of="1")

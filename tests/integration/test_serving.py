@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -879,3 +879,52 @@ def test_compiled_scorer_is_used_and_equals_scikit_learn_on_real_rows(served: Se
     columns = {c: [None if pd.isna(v) else v for v in frame[c]] for c in model.numeric + model.categorical}
     expected = model.pipeline.predict_proba(model_input(frame, model.numeric, model.categorical))[:, 1]
     np.testing.assert_allclose(model.compiled.predict(columns), expected, rtol=0, atol=1e-12)
+
+
+def test_a_failing_canary_hands_its_requests_to_the_champion_and_the_release_sees_its_errors(
+    served: Served, challenger: str
+) -> None:
+    """A released challenger whose every scoring fails (its feature service is gone): the champion
+    answers its canary share, each row records the failure, and the release's evidence counts it."""
+    from featureloop.release.evidence import gather
+    from featureloop.training.registry import CHALLENGER
+
+    client, _ = connect(
+        served.settings.tracking_uri, served.settings.artifact_location, served.settings.experiment
+    )
+    name = served.settings.model_name
+    good = client.get_model_version(name, challenger)
+    broken = client.create_model_version(
+        name, good.source, run_id=good.run_id,
+        tags={**good.tags, "feature_service": "gone_v9", "release.stage": "canary", "release.canary_share": "1.0"},
+    )  # fmt: skip
+    client.set_registered_model_alias(name, CHALLENGER, broken.version)
+    try:
+        flights = _flights(served, 6)
+        with serve_app(create_app(served.settings)) as url, httpx.Client(timeout=30) as http:
+            release = http.get(f"{url}/ready").json()["release"]
+            answers = [http.post(f"{url}/predict", json={"flights": [f]}) for f in flights]
+            text = http.get(f"{url}/metrics").text
+    finally:
+        client.set_registered_model_alias(name, CHALLENGER, challenger)
+    assert release == {
+        "challenger_version": str(broken.version),
+        "stage": "canary",
+        "canary_share": 1.0,
+        "from_release": True,
+    }
+    assert [a.status_code for a in answers] == [200] * 6
+    assert {a.json()["model_version"] for a in answers} == {served.first_version}
+    assert 'featureloop_errors_total{endpoint="/predict",kind="canary"} 6.0' in text
+    ids = ", ".join(f"'{a.json()['request_id']}'" for a in answers)
+    pattern = str(served.settings.prediction_log_dir / "**" / "*.parquet")
+    rows = duckdb.sql(
+        f"SELECT * FROM read_parquet('{pattern}', union_by_name = true) WHERE request_id IN ({ids})"
+    ).df()
+    assert len(rows) == 6 and set(rows["role"]) == {"champion"} and set(rows["release_stage"]) == {"canary"}
+    assert rows["challenger_error"].str.contains("gone_v9").all()
+    evidence = gather(
+        served.settings.prediction_log_dir, "(SELECT NULL AS __id, NULL AS __label, NULL AS __known_at)",
+        "flight_id", str(broken.version), "canary", served.end, timedelta(hours=1),
+    )  # fmt: skip
+    assert (evidence.challenger.rows, evidence.challenger.errors, evidence.champion.rows) == (6, 6, 0)
