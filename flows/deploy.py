@@ -7,7 +7,7 @@ Deployments (each a form in the Prefect UI, from the flows' pydantic parameters)
 - `materialize/materialize`: scheduled every `--materialize-every` minutes (incremental, idempotent);
 - `drift/drift`: scheduled every `--drift-every` minutes (the last `monitoring.window` of served
   predictions, with the thresholds of the project's spec, feature_repo/project.yaml, as its form's values);
-- `train/train`, `rollback/rollback`: on demand;
+- `train/train`, `tune/tune`, `rollback/rollback`: on demand;
 - `release/release`: scheduled every `--release-every` minutes: decides the release in progress when
   its stage's evidence is in (docs/releases.md); a person starts, promotes or rolls one back from its form;
 - `retrain/retrain`: triggered by the event `featureloop.drift.detected` (the automation is created
@@ -37,6 +37,7 @@ from flows.materialize import materialize
 from flows.release import release
 from flows.retrain import retrain
 from flows.train import rollback, train
+from flows.tune import tune
 
 
 def retrain_trigger(train_days: int | None, release: bool | None = None) -> DeploymentEventTrigger:
@@ -88,6 +89,7 @@ def deployments(
             description="Drift, decay and skew of the last window of served predictions (scheduled).", **where,
         ),
         train.to_deployment(name="train", description="Train, register, gate and promote (on demand).", **where),
+        tune.to_deployment(name="tune", description="Search hyperparameters (a child run per trial), register the best, gate it (on demand).", **where),
         retrain.to_deployment(
             name="retrain", triggers=[retrain_trigger(retrain_days)], concurrency_limit=1,
             description="Retrain on the recent window when featureloop.drift.detected arrives.", **where,

@@ -5,7 +5,7 @@
 - `project`: validate (the project's spec against the registry and its tables);
 - `training`: train, rollback (MLflow's registry and the champion alias);
 - `release`: a version the gate passed, released on live traffic (shadow, canary, decided live);
-- `experiments`: compare (two versions on one holdout);
+- `experiments`: tune (a hyperparameter search, a child run per trial), compare (two versions on one holdout);
 - `monitoring`: drift (drift, decay and skew of served predictions);
 - `backtest`: a project's history replayed through the loop beside reference policies; `demo`, the
   worked example's (the 2013 New York flights);
@@ -46,6 +46,7 @@ for command in (
     training.train,
     training.rollback,
     release.release,
+    experiments.tune,
     experiments.compare,
     monitoring.drift,
     serving.serve,

@@ -1,5 +1,6 @@
-"""`compare`: two registered versions side by side on one holdout (metrics, the paired difference,
-lineage differences, the gate's and releases' decisions), for terminals and CI."""
+"""`tune`: a hyperparameter search as an MLflow experiment (a child run per trial, the best through
+the gate); `compare`: two registered versions side by side on one holdout (metrics, the paired
+difference, lineage differences, the gate's and releases' decisions), for terminals and CI."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from featureloop.cli.common import Clock, fail, load_settings
+from featureloop.cli.common import Clock, fail, labeller, load_settings, parse_time
+from featureloop.cli.training import NOTHING_REGISTERED, TRAIN_OPTIONS, print_train
 
 
 def compare(
@@ -72,3 +74,71 @@ def print_comparison(found: dict[str, Any]) -> None:
                 f"  release: {dec['release']['stage']}"
                 + (f": {dec['release']['reason']}" if dec["release"]["reason"] else "")
             )
+
+
+def _value(text: str) -> float | int | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def parse_grid(items: list[str]) -> dict[str, list[float | int | str]]:
+    """`name=v1,v2` options as a grid; a malformed one is a named error."""
+    grid: dict[str, list[float | int | str]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name.strip() or not values.strip():
+            raise fail(f"--grid {item!r} is not NAME=V1,V2: e.g. --grid learning_rate=0.05,0.1")
+        grid[name.strip()] = [_value(v.strip()) for v in values.split(",") if v.strip()]
+    return grid
+
+
+def tune(
+    start: Annotated[str | None, typer.Option(help="First prediction time (ISO, UTC).")] = None,
+    end: Annotated[str | None, typer.Option(help="End of the window (ISO, UTC, exclusive).")] = None,
+    family: Annotated[str | None, typer.Option(help="hist_gradient_boosting | logistic_regression")] = None,
+    grid: Annotated[
+        list[str] | None, typer.Option("--grid", help="NAME=V1,V2 (repeat); default: the family's search.")
+    ] = None,
+    max_trials: Annotated[int, typer.Option(help="At most this many trials.")] = 8,
+    promote: Annotated[bool, typer.Option(help="Gate the best trial and promote it when it passes.")] = True,
+    release: Annotated[
+        bool, typer.Option(help="Release the best on live traffic (shadow, canary) instead of promoting it.")
+    ] = False,
+) -> None:
+    """Search a model family's hyperparameters (a child MLflow run per trial), register the best, gate it."""
+    from pydantic import ValidationError
+
+    from featureloop.params import TrainParams, explain
+    from featureloop.project.spec import SpecError
+    from featureloop.training.dataset import TrainingDataError
+    from featureloop.training.registry import TrackingUnavailable
+    from featureloop.training.tuning import TuneParams, fit_one_by_one, run_tuning_steps
+
+    settings, clock = load_settings(), Clock()
+    label = labeller(TRAIN_OPTIONS, {"train_start": start, "train_end": end, "model_family": family})
+    given = {"train_start": parse_time(start, "--start"), "train_end": parse_time(end, "--end"),
+             "model_family": family, "promote": promote, "release": release}  # fmt: skip
+    try:
+        params = TuneParams(
+            train=TrainParams(**{k: v for k, v in given.items() if v is not None}),
+            grid=parse_grid(grid or []),
+            max_trials=max_trials,
+        )
+    except ValidationError as exc:
+        raise fail(f"{explain(exc, label)}\n{NOTHING_REGISTERED}") from exc
+    from featureloop.steps import PlainSteps
+
+    try:
+        summary = run_tuning_steps(PlainSteps(clock), settings, params, fit_one_by_one(clock))
+    except TrainingDataError as exc:
+        raise fail(f"{exc.describe(label)}\n{NOTHING_REGISTERED}") from exc
+    except (TrackingUnavailable, SpecError, RuntimeError) as exc:
+        raise fail(f"{exc}\n{NOTHING_REGISTERED}") from exc
+    print_train(summary)
+    typer.echo(f"trials: {len(summary['trials'])}, best trial {summary['best_trial']} "
+               f"{summary['trials'][summary['best_trial']]['hyperparameters']}; parent run {summary['parent_run_id']}")  # fmt: skip
+    typer.echo(f"tune done in {clock.elapsed:.1f} s")

@@ -48,8 +48,10 @@ def register_candidate(
     training_set: TrainingSet,
     candidate: Candidate,
     offline_dir: Path,
+    parent_run_id: str | None = None,
 ) -> VersionInfo:
-    """Log the run (params, metrics, model, lineage, reference profile) and register a model version."""
+    """Log the run (params, metrics, model, lineage, reference profile) and register a model version;
+    `parent_run_id`: the run is a child of that one (a tuning experiment's)."""
     import mlflow
     import sklearn
     import skops.io as skops_io
@@ -78,7 +80,8 @@ def register_candidate(
     inputs = {"numeric": candidate.numeric, "categorical": candidate.categorical}
     # The run names its process: a later train tells a version still being tagged by a live run
     # from one a killed run left without tags (registry.find_half_made).
-    with mlflow.start_run(experiment_id=experiment_id, tags=creator_tags()) as run:
+    parent = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
+    with mlflow.start_run(experiment_id=experiment_id, tags={**creator_tags(), **parent}) as run:
         mlflow.log_params(
             {
                 "model_family": params.model_family,

@@ -28,7 +28,7 @@ from tests.integration.conftest import FeastEnv, free_port, remove_retrain_deplo
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 POOL = "featureloop-test-pool"
-NAMES = ("materialize", "drift", "train", "retrain", "rollback", "release")
+NAMES = ("materialize", "drift", "train", "tune", "retrain", "rollback", "release")
 
 
 UNRESPONSIVE_AFTER = timedelta(seconds=45)  # (the workers' runs send a heartbeat every 30 s)
