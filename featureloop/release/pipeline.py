@@ -35,7 +35,12 @@ def run_release_steps(steps: Steps, settings: Settings, params: ReleaseParams) -
     if params.action == "start":
         if params.version is None:
             raise ReleaseRefused("start needs the version to release (--version N)")
-        version = get_version(client, name, params.version)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = get_version(client, name, params.version)
+        except MlflowException as exc:
+            raise ReleaseRefused(f"model {name!r} has no version {params.version!r} ({exc.message})") from exc
         return steps("start_release", start_release, client, version, spec, as_of)
     challenger = get_alias(client, name, CHALLENGER)
     if challenger is None or challenger.tags.get(tags.STAGE) not in tags.LIVE:
@@ -82,8 +87,8 @@ def start_release(
     champion = get_alias(client, version.name, CHAMPION)
     if champion is None or champion.version == version.version:
         raise ReleaseRefused(
-            f"version {version.version} has no champion to be compared with live: promote it with "
-            "`featureloop release --action promote` after starting, or train with promotion"
+            f"version {version.version} has no other champion to be compared with on live traffic: a "
+            "first version is promoted by the gate at once (featureloop train)"
         )
     share = spec.monitoring.release.canary.share
     superseded = start(client, version, share, as_of)
@@ -120,7 +125,11 @@ def _shadow_showed_better(challenger: VersionInfo) -> bool:
     recorded = challenger.tags.get(tags.decision(tags.SHADOW))
     if not recorded or challenger.tags.get(tags.STAGE) == tags.SHADOW:
         return False
-    return any(check.get("better") for check in json.loads(recorded).get("checks", []))
+    try:
+        checks = json.loads(recorded).get("checks", [])
+    except json.JSONDecodeError:  # a record cut at MLflow's tag length: no finding to lean on
+        return False
+    return any(check.get("better") for check in checks)
 
 
 def act(

@@ -51,7 +51,11 @@ def to_canary(client: MlflowClient, version: VersionInfo, as_of: datetime) -> No
 
 def record(client: MlflowClient, version: VersionInfo, stage: str, decision: dict[str, Any]) -> None:
     """A stage's decision (or its progress while it waits) on the version."""
-    _tag(client, version, tags.decision(stage), json.dumps(decision, default=float)[:5000])
+    text = json.dumps(decision, default=float)
+    if len(text) > 5000:  # MLflow's longest tag: the checks' sentences go, their figures stay
+        checks = [{k: v for k, v in c.items() if k != "why"} for c in decision.get("checks", [])]
+        text = json.dumps({**decision, "checks": checks}, default=float)[:5000]
+    _tag(client, version, tags.decision(stage), text)
 
 
 def finish(client: MlflowClient, version: VersionInfo, outcome: str, reason: str) -> VersionInfo | None:

@@ -236,6 +236,19 @@ def test_a_challenger_worse_on_live_traffic_is_rolled_back_having_answered_nobod
     assert _ready(live)["model_version"] == champion
     # Nothing after the rollback reaches it either.
     assert {v for _, v in live.send(day(26), day(27))} == {champion}
+    # The command says so, and names what it cannot do.
+    from typer.testing import CliRunner
+
+    from featureloop.cli import app
+    from tests.integration.conftest import featureloop_ok
+
+    assert "no release in progress" in featureloop_ok("release", "--as-of", "2013-01-27").output
+    refused = CliRunner().invoke(app, ["release", "start", "--version", "99"])
+    assert (
+        refused.exit_code == 2
+        and "has no version '99'" in refused.output
+        and "No alias moved" in refused.output
+    )
 
 
 def test_compare_puts_two_versions_on_one_holdout(live: Live) -> None:
