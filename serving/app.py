@@ -111,6 +111,7 @@ def create_app(
     metrics = ServingMetrics()
     state = AppState(settings=settings, metrics=metrics, contract=contract)
     metrics.count_cache_lookups(state.cache_lookups)
+    metrics.show_release(lambda: state.plan().describe())
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -71,6 +71,28 @@ class ServingMetrics:
     def count_cache_lookups(self, counts: Callable[[], tuple[int, int]]) -> None:
         """Export the online store's answer cache's (hits, misses), read at each scrape."""
         self.registry.register(_CacheLookups(counts))
+
+    def show_release(self, plan: Callable[[], dict[str, object] | None]) -> None:
+        """Export the release in progress (the challenger and its stage; no series without one), read
+        at each scrape from the plan serving answers with."""
+        self.registry.register(_Release(plan))
+
+
+class _Release:
+    def __init__(self, plan: Callable[[], dict[str, object] | None]) -> None:
+        self._plan = plan
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "featureloop_release_stage",
+            "1 for the challenger serving uses now and its stage (shadow: it scores every request; "
+            "canary: it answers its share); no series without one.",
+            labels=["challenger_version", "stage"],
+        )
+        plan = self._plan()
+        if plan is not None:
+            family.add_metric([str(plan["challenger_version"]), str(plan["stage"])], 1.0)
+        yield family
 
 
 class _CacheLookups:

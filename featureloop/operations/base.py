@@ -22,7 +22,13 @@ def ports() -> dict[str, int]:
     """Each service's port: FEATURELOOP_<NAME>_PORT, or its usual one."""
     return {
         name: int(os.environ.get(f"FEATURELOOP_{name.upper()}_PORT", default))
-        for name, default in (("prefect", 4200), ("serving", 8000), ("mlflow", 5000), ("prometheus", 9090))
+        for name, default in (
+            ("prefect", 4200),
+            ("serving", 8000),
+            ("mlflow", 5000),
+            ("prometheus", 9090),
+            ("dashboard", 8050),
+        )
     }
 
 

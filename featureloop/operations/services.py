@@ -202,4 +202,12 @@ def services(settings: Settings, run_dir: Path) -> list[Service]:
              f"--web.listen-address=127.0.0.1:{port['prometheus']}"],
             base,
         ),
+        # The dashboard: the Grafana panels and the loop's history, offline (docs/monitoring.md).
+        Service(
+            "dashboard", f"http://127.0.0.1:{port['dashboard']}/",
+            f"http://127.0.0.1:{port['dashboard']}/health",
+            [sys.executable, "-m", "uvicorn", "dashboard.app:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(port["dashboard"]), "--log-level", "warning"],
+            {**base, "FEATURELOOP_DATA_DIR": str(settings.data_dir)},
+        ),
     ]  # fmt: skip

@@ -179,6 +179,7 @@ def down(report: Callable[[str], None] = print, timeout: float = 30) -> list[str
     replicas = sorted(p.stem for p in RUN_DIR.glob("serving-*.pid"))
     workers = sorted(p.stem for p in RUN_DIR.glob("worker-*.pid"))
     for name in [
+        "dashboard",
         "prometheus",
         "balancer",
         *replicas,

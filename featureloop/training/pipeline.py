@@ -29,7 +29,11 @@ from featureloop.training.training_set import (
 )
 
 if TYPE_CHECKING:
+    from feast import FeatureStore
+    from mlflow import MlflowClient
+
     from featureloop.training.registry import VersionInfo
+    from featureloop.training.training_set import TrainingSet
 
 
 def run_training_steps(
@@ -73,37 +77,40 @@ def run_training_steps(
     steps.info(
         f"fitted {params.model_family}: holdout {task_kind(candidate.task).describe(candidate.metrics['holdout'])}"
     )
-    version = steps(
-        "register",
-        register_candidate,
-        client,
-        experiment_id,
-        settings.model_name,
-        params,
-        training_set,
-        candidate,
-        settings.offline_dir,
+    summary = register_and_gate(
+        steps, settings, client, experiment_id, store, params, training_set, candidate
     )
+    summary["half_made"] = [found.describe() for found in half_made]
+    return summary
+
+
+def register_and_gate(
+    steps: Steps,
+    settings: Settings,
+    client: MlflowClient,
+    experiment_id: str,
+    store: FeatureStore,
+    params: TrainParams,
+    training_set: TrainingSet,
+    candidate: Candidate,
+    parent_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Register the candidate (a child of `parent_run_id` when given), then the gate (promotion or a
+    release) unless `params.promote` is off; the summary `train` and `tune` print."""
+    version = steps(
+        "register", register_candidate, client, experiment_id, settings.model_name, params, training_set,
+        candidate, settings.offline_dir, parent_run_id,
+    )  # fmt: skip
     steps.info(f"registered {version.name} version {version.version}")
+    share = training_set.spec.monitoring.release.canary.share
     decision, champion_metrics = (
-        steps(
-            "gate",
-            gate_and_promote,
-            client,
-            store,
-            version,
-            candidate,
-            params,
-            spec.monitoring.release.canary.share,
-        )
+        steps("gate", gate_and_promote, client, store, version, candidate, params, share)
         if params.promote
         else (None, None)
     )
     if decision is not None:
         steps.info(decision.reason)
-    summary = summarize(version, candidate, decision, champion_metrics)
-    summary["half_made"] = [found.describe() for found in half_made]
-    return summary
+    return summarize(version, candidate, decision, champion_metrics)
 
 
 def run_training(

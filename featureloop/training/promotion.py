@@ -79,6 +79,11 @@ def gate_and_promote(
             params.gate,
             candidate.task,
         )
+    if decision.promote and params.release and champion is not None:  # released, not promoted: say so
+        passed = decision.reason.replace("promoted:", "passed the gate:", 1)
+        decision = replace(
+            decision, reason=f"{passed}; released on live traffic: shadow stage first", released=True
+        )
     record = decision.as_dict()
     record["champion_version"] = champion.version if champion else None
     holdout_start, holdout_end = candidate.holdout_window
@@ -93,14 +98,10 @@ def gate_and_promote(
         client.set_model_version_tag(
             challenger.name, challenger.version, "gate.champion_metrics", json.dumps(champion_metrics)
         )
-    if decision.promote and params.release and champion is not None:
+    if decision.released:
         from featureloop.release.state import start
 
         start(client, challenger, canary_share, params.labels_as_of or datetime.now(UTC))
-        passed = decision.reason.replace("promoted:", "passed the gate:", 1)
-        decision = replace(
-            decision, reason=f"{passed}; released on live traffic: shadow stage first", released=True
-        )
     elif decision.promote:
         promote(client, challenger)
     return decision, champion_metrics

@@ -174,9 +174,7 @@ def run_tuning_steps(steps: Steps, settings: Settings, params: TuneParams, fit_a
     """The search, then the best trial registered and gated as `train` does; a summary for people."""
     from featureloop.featurestore.store import open_store
     from featureloop.project.spec import load_spec
-    from featureloop.training.pipeline import summarize
-    from featureloop.training.promotion import gate_and_promote
-    from featureloop.training.registration import register_candidate
+    from featureloop.training.pipeline import register_and_gate
     from featureloop.training.registry import open_tracking
     from featureloop.training.training_set import load_training_set, resolve_params, training_spine
 
@@ -204,30 +202,12 @@ def run_tuning_steps(steps: Steps, settings: Settings, params: TuneParams, fit_a
     assert best.candidate is not None
     chosen = train.model_copy(update={"hyperparameters": best.hyperparameters})
     steps.info(f"best: trial {best.index} {best.hyperparameters}")
-    version = steps(
-        "register", register_candidate, client, experiment_id, settings.model_name, chosen, training_set,
-        best.candidate, settings.offline_dir, parent,
-    )  # fmt: skip
-    decision, champion_metrics = (
-        steps(
-            "gate",
-            gate_and_promote,
-            client,
-            store,
-            version,
-            best.candidate,
-            chosen,
-            spec.monitoring.release.canary.share,
-        )
-        if chosen.promote
-        else (None, None)
+    summary = register_and_gate(
+        steps, settings, client, experiment_id, store, chosen, training_set, best.candidate, parent
     )
-    if decision is not None:
-        steps.info(decision.reason)
     client.set_tag(parent, "featureloop.best_trial_run", best.run_id)
-    client.set_tag(parent, "featureloop.registered_version", version.version)
+    client.set_tag(parent, "featureloop.registered_version", summary["version"])
     client.set_terminated(parent, "FINISHED")
-    summary = summarize(version, best.candidate, decision, champion_metrics)
     summary["parent_run_id"] = parent
     summary["trials"] = [
         {

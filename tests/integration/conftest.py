@@ -83,6 +83,18 @@ def feast_env(tmp_path_factory: pytest.TempPathFactory) -> FeastEnv:
     return FeastEnv(settings=settings, prepared=prepared, store=open_store(settings))
 
 
+@pytest.fixture()
+def fresh_registry(feast_env: FeastEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The session's Feast store with a fresh MLflow registry; flows read the same settings from the env."""
+    env = {
+        "FEATURELOOP_DATA_DIR": str(feast_env.settings.data_dir),
+        "FEATURELOOP_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """One Prefect test server for the whole session: for each worker's session under `make test`'s

@@ -79,7 +79,7 @@ def _featureloop(env: dict[str, str], *args: str, timeout: float = 600) -> str:
 @pytest.fixture(scope="module")
 def cluster(feast_env: FeastEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("cluster")
-    names = ["redis", "postgres", "prefect", "mlflow", "prometheus", "serving", "workers"]
+    names = ["redis", "postgres", "prefect", "mlflow", "prometheus", "serving", "workers", "dashboard"]
     port = dict(zip(names, _free_ports(len(names)), strict=True))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("FEATURELOOP_", "PREFECT_API"))},
@@ -282,6 +282,7 @@ def test_the_loop_runs_on_the_whole_scaleout_stack_from_one_command(
         "serving-1",
         "serving-2",
         "balancer",
+        "dashboard",
     ):
         line = next(
             line for line in status.splitlines() if line.split() and line.split()[0].rstrip(":") == name
@@ -292,7 +293,7 @@ def test_the_loop_runs_on_the_whole_scaleout_stack_from_one_command(
 
 def test_down_stops_every_part_of_the_stack(cluster: Cluster) -> None:
     out = _featureloop(cluster.env, "down")
-    for name in ("redis", "postgres", "prefect", "worker-1", "worker-2", "mlflow", "prometheus"):
+    for name in ("redis", "postgres", "prefect", "worker-1", "worker-2", "mlflow", "prometheus", "dashboard"):
         assert f"{name}: stopped" in out, out
-    for name in ("redis", "postgres", "prefect", "mlflow", "prometheus", "serving"):
+    for name in ("redis", "postgres", "prefect", "mlflow", "prometheus", "serving", "dashboard"):
         assert not listening("127.0.0.1", cluster.ports[name]), name

@@ -320,11 +320,15 @@ def test_up_starts_the_stack_healthy_and_down_stops_exactly_it(
     from tests.integration.conftest import free_port
 
     monkeypatch.setattr(stack, "RUN_DIR", tmp_path / "run")
-    for name in ("prefect", "serving", "mlflow", "prometheus"):
+    for name in ("prefect", "serving", "mlflow", "prometheus", "dashboard"):
         monkeypatch.setenv(f"FEATURELOOP_{name.upper()}_PORT", str(free_port()))
     try:
         urls = stack.up(Settings(), report=lambda _m: None)
-        assert set(urls) == {"prefect", "deployments", "mlflow", "serving", "prometheus"}
+        assert set(urls) == {"prefect", "deployments", "mlflow", "serving", "prometheus", "dashboard"}
+        # The dashboard reads this stack's Prometheus: every panel answers, none names an error.
+        live = httpx.get(f"{urls['dashboard']}api/live", params={"minutes": 5}, timeout=30).json()
+        assert live["prometheus"].endswith(os.environ["FEATURELOOP_PROMETHEUS_PORT"])
+        assert len(live["panels"]) == 13 and not any(p["errors"] for p in live["panels"])
         assert all(url.startswith("http://127.0.0.1:") for url in urls.values()), urls
         rows = stack.status(Settings())
         assert all(state.startswith("healthy") for _, state, _ in rows), rows

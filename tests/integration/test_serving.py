@@ -916,6 +916,7 @@ def test_a_failing_canary_hands_its_requests_to_the_champion_and_the_release_see
     assert [a.status_code for a in answers] == [200] * 6
     assert {a.json()["model_version"] for a in answers} == {served.first_version}
     assert 'featureloop_errors_total{endpoint="/predict",kind="canary"} 6.0' in text
+    assert f'featureloop_release_stage{{challenger_version="{broken.version}",stage="canary"}} 1.0' in text
     ids = ", ".join(f"'{a.json()['request_id']}'" for a in answers)
     pattern = str(served.settings.prediction_log_dir / "**" / "*.parquet")
     rows = duckdb.sql(

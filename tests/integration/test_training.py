@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,15 +31,8 @@ WEAK = {"max_iter": 1, "max_depth": 1}  # a single stump: better than the prior,
 
 
 @pytest.fixture()
-def settings(feast_env: FeastEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """The session's Feast store with a fresh MLflow registry; flows read the same settings from the env."""
-    env = {
-        "FEATURELOOP_DATA_DIR": str(feast_env.settings.data_dir),
-        "FEATURELOOP_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    yield Settings()
+def settings(fresh_registry: Settings) -> Settings:
+    return fresh_registry
 
 
 def _versions(settings: Settings) -> list[str]:

@@ -4,15 +4,13 @@ metric, through the gate, with the lineage `train` records; the CLI runs the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from featureloop.settings import Settings
 from featureloop.training.registry import open_tracking
-from tests.integration.conftest import FeastEnv, featureloop_ok
+from tests.integration.conftest import featureloop_ok
 
 pytestmark = pytest.mark.integration
 
@@ -22,14 +20,8 @@ GRID = {"max_iter": [1, 60], "max_leaf_nodes": [2, 15]}
 
 
 @pytest.fixture()
-def settings(feast_env: FeastEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    env = {
-        "FEATURELOOP_DATA_DIR": str(feast_env.settings.data_dir),
-        "FEATURELOOP_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    yield Settings()
+def settings(fresh_registry: Settings) -> Settings:
+    return fresh_registry
 
 
 def test_tune_maps_trials_as_child_runs_and_registers_only_the_best_through_the_gate(

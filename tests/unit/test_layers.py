@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS = ("featureloop", "flows", "serving", "data", "feature_repo")
+OURS = ("featureloop", "flows", "serving", "dashboard", "data", "feature_repo")
 
 
 def _modules() -> dict[str, Path]:
@@ -69,6 +69,7 @@ def _within(module: str, *packages: str) -> bool:
     [
         ("core", ("flows", "serving", "featureloop.cli", "data")),
         ("serving", ("flows", "featureloop.cli", "prefect", "data")),
+        ("dashboard", ("flows", "serving", "featureloop.cli", "prefect", "data")),
         ("flows", ("serving", "featureloop.cli")),
         ("feature_repo", ("featureloop", "flows", "serving", "data")),
     ],
