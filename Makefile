@@ -6,7 +6,7 @@ export UV_COMPILE_BYTECODE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install test-tools stack-tools demo serve up down status test test-cluster test-unit test-integration lint format clean vendor-uplot
+.PHONY: install test-tools stack-tools demo serve up down status test test-cluster test-unit test-integration lint format clean
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -74,19 +74,6 @@ lint: install
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
-
-# The dashboard's charting library, vendored (committed) from the npm registry with its integrity
-# checked: nothing the page loads comes from a CDN. `make vendor-uplot UPLOT=1.6.32` refreshes it.
-UPLOT ?= 1.6.32
-vendor-uplot:
-	@set -euo pipefail; tmp=$$(mktemp -d); \
-	curl -fsSL -o $$tmp/uplot.tgz https://registry.npmjs.org/uplot/-/uplot-$(UPLOT).tgz; \
-	want=$$(curl -fsSL https://registry.npmjs.org/uplot/$(UPLOT) | python3 -c 'import json,sys; print(json.load(sys.stdin)["dist"]["integrity"])'); \
-	got=sha512-$$(openssl dgst -sha512 -binary $$tmp/uplot.tgz | base64 -w0); \
-	[ "$$want" = "$$got" ] || { echo "uplot $(UPLOT): integrity $$got is not the registry's $$want"; exit 1; }; \
-	tar -xzf $$tmp/uplot.tgz -C $$tmp; dest=dashboard/static/vendor/uplot-$(UPLOT); mkdir -p $$dest; \
-	cp $$tmp/package/dist/uPlot.iife.min.js $$tmp/package/dist/uPlot.min.css $$tmp/package/LICENSE $$dest/; \
-	echo "uplot $(UPLOT) vendored in $$dest ($$got); point dashboard/static/index.html at it"
 
 clean:
 	rm -rf data/offline data/versions data/feast .pytest_cache .mypy_cache .ruff_cache

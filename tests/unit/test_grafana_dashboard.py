@@ -71,3 +71,24 @@ def test_every_metric_the_grafana_dashboard_queries_is_one_serving_exposes() -> 
 def test_the_check_would_see_a_misspelt_metric() -> None:
     assert "featureloop_predictons_total" not in _exposed()
     assert "featureloop_release_stage" in _exposed()
+
+
+def test_the_dashboard_page_loads_only_its_own_vendored_files() -> None:
+    """The page names nothing outside its origin, and the uPlot it loads is the one published on npm
+    (SHA256SUMS written by scripts/vendor_uplot.sh from the tarball it checked)."""
+    import hashlib
+
+    static = PROJECT_ROOT / "dashboard" / "static"
+    page = (static / "index.html").read_text()
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert sources and all(s.startswith("/static/") for s in sources), sources
+    for source in sources:
+        assert (static / source.removeprefix("/static/")).is_file(), source
+    vendored = static / "vendor" / "uplot-1.6.32"
+    sums = dict(
+        reversed(line.split(maxsplit=1)) for line in (vendored / "SHA256SUMS").read_text().splitlines()
+    )
+    assert {"uPlot.iife.min.js", "uPlot.min.css", "LICENSE"} == sums.keys()
+    for name, digest in sums.items():
+        assert hashlib.sha256((vendored / name).read_bytes()).hexdigest() == digest, name
+    assert "http" not in (static / "dashboard.js").read_text().replace("http://127.0.0.1", "")
