@@ -67,11 +67,11 @@ def _within(module: str, *packages: str) -> bool:
 @pytest.mark.parametrize(
     ("layer", "forbidden"),
     [
-        ("core", ("flows", "serving", "featureloop.cli", "data")),
-        ("serving", ("flows", "featureloop.cli", "prefect", "data")),
+        ("core", ("flows", "serving", "dashboard", "featureloop.cli", "data")),
+        ("serving", ("flows", "dashboard", "featureloop.cli", "prefect", "data")),
         ("dashboard", ("flows", "serving", "featureloop.cli", "prefect", "data")),
-        ("flows", ("serving", "featureloop.cli")),
-        ("feature_repo", ("featureloop", "flows", "serving", "data")),
+        ("flows", ("serving", "dashboard", "featureloop.cli")),
+        ("feature_repo", ("featureloop", "flows", "serving", "dashboard", "data")),
     ],
 )
 def test_each_layer_imports_only_the_layers_below_it(layer: str, forbidden: tuple[str, ...]) -> None:
