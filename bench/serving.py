@@ -14,7 +14,10 @@ Every server runs in the same run, one worker each:
 - `feast serve` on a copy of the repo whose service has a twin with Feast 0.67's
   `precompute_online=True`, on a Redis of its own (Feast precomputes only where it can scan entity
   keys: Redis), loaded to the same time; it answers the plain service from Redis too.
-With `--redis`, ours also runs on that Redis copy.
+With `--redis`, ours also runs on that Redis copy. With `--release`, two more copies of ours serve
+with a challenger (another registered version, under the `challenger` alias for the run): one in
+the shadow stage (both models score every request), one in the canary stage (10% of requests
+answered by the challenger, whose rows the champion also scores): what a release costs /predict.
 
 Bodies name DISTINCT entities: 1 or 100 distinct aircraft (tail numbers) per request, and for the
 service and /predict 1 or 100 distinct late-December flights. wrk rotates through many such bodies
@@ -57,6 +60,7 @@ FEATURES = [
 SERVICE, PRECOMPUTED = "flight_delay_v1", "flight_delay_v1_precomputed"
 FLOOR = "floor (trivial ASGI app)"
 COLD = "ours /predict, answer cache off"
+SHADOW = "ours /predict, shadow stage (two models)"
 TWIN = f"""
 
 # Added by bench/serving.py in its copy of the repo: the same features, with Feast's precomputed vectors.
@@ -279,6 +283,7 @@ def main() -> None:
     parser.add_argument("--connections", default="1,16")
     parser.add_argument("--tools", default="wrk,hey")
     parser.add_argument("--only", default="", help="comma-separated target labels to run (default: all)")
+    parser.add_argument("--release", action="store_true", help="ours in the shadow and canary stages too")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     connection_counts = [int(x) for x in args.connections.split(",")]
@@ -290,6 +295,7 @@ def main() -> None:
     }
     folder = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     procs: list[subprocess.Popen[bytes]] = []
+    restore = _challenger_for_the_run() if args.release else None
     try:
         redis_port = _port()
         procs.append(_start(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
@@ -298,8 +304,11 @@ def main() -> None:
         repo, data = _redis_copy(folder, f"127.0.0.1:{redis_port}")
         redis_env = {**env, "FEATURELOOP_DATA_DIR": str(data), "FEATURELOOP_FEATURE_REPO": str(repo)}
         ports = {
-            name: _port() for name in ("floor", "ours", "ours_cold", "feast", "feast_redis", "ours_redis")
-        }
+            name: _port()
+            for name in (
+                "floor", "ours", "ours_cold", "feast", "feast_redis", "ours_redis", "ours_shadow", "ours_canary"
+            )
+        }  # fmt: skip
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         servers = [
             ("floor", _start(_uvicorn("bench.floor_app:app", ports["floor"]), ROOT, env), "/health"),
@@ -323,6 +332,11 @@ def main() -> None:
         if args.redis:
             command = _uvicorn("serving.app:create_app", ports["ours_redis"], "--factory")
             servers.append(("ours_redis", _start(command, ROOT, redis_env), "/ready"))
+        if args.release:
+            for stage in ("shadow", "canary"):
+                command = _uvicorn("serving.app:create_app", ports[f"ours_{stage}"], "--factory")
+                stage_env = {**env, "FEATURELOOP_SERVING_MODE": stage, "FEATURELOOP_CANARY_SHARE": "0.1"}
+                servers.append((f"ours_{stage}", _start(command, ROOT, stage_env), "/ready"))
         procs += [proc for _, proc, _ in servers]
         for name, proc, path in servers:
             _wait(urls[name], proc, path)
@@ -354,6 +368,11 @@ def main() -> None:
                     SERVICE,
                 ),
                 ("ours Redis /predict (service + model)", "ours_redis", "/predict", "predict"),
+            ]
+        if args.release:
+            targets += [
+                (SHADOW, "ours_shadow", "/predict", "predict"),
+                ("ours /predict, canary stage (10%)", "ours_canary", "/predict", "predict"),
             ]
         if args.only:
             wanted = {x.strip() for x in args.only.split(",")}
@@ -408,6 +427,42 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(folder, ignore_errors=True)
+        if restore is not None:
+            restore()
+
+
+def _challenger_for_the_run() -> Any:
+    """Point the demo registry's `challenger` alias at a version without release tags (serving then
+    uses it only where FEATURELOOP_SERVING_MODE says so: the plain `ours` stays champion-only); the
+    call that puts the alias back as it was."""
+    sys.path.insert(0, str(ROOT))
+    from featureloop.settings import Settings
+    from featureloop.training.registry import CHALLENGER, CHAMPION, get_alias, open_tracking
+
+    settings = Settings(data_dir=ROOT / "data")
+    client, _ = open_tracking(settings)
+    name = settings.model_name
+    champion, before = get_alias(client, name, CHAMPION), get_alias(client, name, CHALLENGER)
+    candidates = [
+        v for v in client.search_model_versions(f"name = '{name}'")
+        if champion is not None and str(v.version) != champion.version and "release.stage" not in v.tags
+        and "holdout.n" in v.tags
+    ]  # fmt: skip
+    if not candidates:
+        raise SystemExit("--release needs a second finished version without release tags: run make demo")
+    chosen = max(candidates, key=lambda v: int(v.version))
+    client.set_registered_model_alias(name, CHALLENGER, str(chosen.version))
+    print(
+        f"release stages: challenger version {chosen.version} beside champion {champion.version if champion else '?'}"
+    )
+
+    def restore() -> None:
+        if before is None:
+            client.delete_registered_model_alias(name, CHALLENGER)
+        else:
+            client.set_registered_model_alias(name, CHALLENGER, before.version)
+
+    return restore
 
 
 def _summary(
@@ -450,6 +505,12 @@ def _summary(
                 cold = results.get((COLD, size, connections, tool))
                 if predict and floor:
                     parts.append(f"/predict {predict['rps'] / floor['rps']:.1%} of the floor")
+                shadow = results.get((SHADOW, size, connections, tool))
+                if predict and shadow:
+                    parts.append(
+                        f"shadow stage {shadow['rps'] / predict['rps']:.0%} of champion-only /predict, "
+                        f"p99 {shadow['p99_ms']:.2f} ms vs {predict['p99_ms']:.2f}"
+                    )
                 if cold and floor:
                     parts.append(f"cache off {cold['rps'] / floor['rps']:.1%}")
                 if predict and features:

@@ -109,10 +109,19 @@ def window_drift_params(spec: ProjectSpec) -> Callable[[datetime, datetime], Dri
 
 
 def force_champion(settings: Settings, version: str) -> None:
-    """The replay starts from the first model, whatever an earlier backtest left as champion."""
+    """The replay starts from the first model, whatever an earlier backtest left as champion, and with
+    no release in progress: one an earlier backtest left live would go on in this one (its version
+    trained on data this replay has not reached yet)."""
+    from featureloop.release.state import finish, in_progress
+    from featureloop.release.tags import ROLLED_BACK
     from featureloop.training.registry import get_version, open_tracking, promote
 
     client, _ = open_tracking(settings)
+    live = in_progress(client, settings.model_name)
+    if live is not None:
+        finish(
+            client, live, ROLLED_BACK, f"{live.tags.get('release.stage')}: ended when a new backtest started"
+        )
     promote(client, get_version(client, settings.model_name, version))
 
 

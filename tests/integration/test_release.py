@@ -283,3 +283,21 @@ def test_compare_puts_two_versions_on_one_holdout(live: Live) -> None:
     assert "v3 (no alias): gate passed" in text and "release: rolled_back" in text
     with pytest.raises(Exception, match="neither version"):
         compare_versions(live.settings, "2", "3", holdout_of="1")
+
+
+def test_a_new_backtest_ends_a_release_an_earlier_one_left_live(live: Live) -> None:
+    """A release left live (here version 3, started again by hand) must not go on into the next
+    backtest's replay: its version learnt from data that replay has not reached yet."""
+    from flows.backtest import force_champion
+    from tests.integration.conftest import featureloop_ok
+
+    assert "version 3 released: shadow stage" in featureloop_ok("release", "start", "--version", "3").output
+    _until_release(live, "shadow")
+    force_champion(live.settings, "1")
+    _until_release(live, None)
+    tags = _tags(live, "3")
+    assert (
+        tags["release.stage"] == "rolled_back"
+        and "ended when a new backtest started" in tags["release.reason"]
+    )
+    until(lambda: _ready(live)["model_version"] == "1", timeout=30, what="serving on the forced champion")
