@@ -43,6 +43,7 @@ def rebuild_holdout(
 ) -> tuple[pd.DataFrame, str]:
     """`version`'s holdout rows, labelled, with the features of its service; and their window."""
     from featureloop.params import TrainParams
+    from featureloop.training.dataset import TIME_COLUMN
     from featureloop.training.training_set import fetch_features, training_spine
 
     run = client.get_run(version.run_id).data.params
@@ -59,8 +60,8 @@ def rebuild_holdout(
     )
     split = training_spine(settings.offline_dir, params, spec)
     holdout = fetch_features(store, split.holdout, params.feature_service, spec.spine.id)
-    times = split.holdout.get(spec.spine.time)
-    window = f"{times.min()}..{times.max()}" if times is not None and len(times) else "?"
+    times = split.holdout[TIME_COLUMN]
+    window = f"{times.min():%Y-%m-%d %H:%M}..{times.max():%Y-%m-%d %H:%M} UTC" if len(times) else "empty"
     return holdout, window
 
 

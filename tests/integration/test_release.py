@@ -11,6 +11,7 @@ offline, is worse on live traffic: rolled back at the shadow stage, having answe
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections import defaultdict
 from collections.abc import Iterator
@@ -261,6 +262,7 @@ def test_compare_puts_two_versions_on_one_holdout(live: Live) -> None:
 
     found = json.loads(featureloop_ok("compare", "2", "3", "--json").stdout)
     assert (found["a"], found["b"], found["holdout"]["of"]) == ("2", "3", "3")
+    assert re.fullmatch(r"2013-01-\d\d \d\d:\d\d\.\.2013-01-\d\d \d\d:\d\d UTC", found["holdout"]["window"])
     metrics, d = found["metrics"], found["difference"]
     assert metrics["2"]["roc_auc"] > metrics["3"]["roc_auc"] + 0.1  # shuffled labels rank at random
     assert d["b_minus_a"] == pytest.approx(metrics["3"]["roc_auc"] - metrics["2"]["roc_auc"])
