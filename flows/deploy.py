@@ -109,6 +109,7 @@ def deploy_to_pool(
     drift_every: float | None,
     retrain_days: int | None = None,
     unresponsive_after: timedelta | None = None,
+    release_every: float | None = 15.0,
 ) -> list[Any]:
     """The deployments in a process work pool (created when missing) instead of this process: `prefect
     worker start --pool <pool>` processes run their flow runs, whichever is free (`make up` starts
@@ -128,7 +129,9 @@ def deploy_to_pool(
         template = ProcessWorker.get_default_base_job_template()
         with contextlib.suppress(ObjectAlreadyExists):
             client.create_work_pool(WorkPoolCreate(name=pool, type="process", base_job_template=template))
-    found = deployments(materialize_every, drift_every, retrain_days, pooled=True)
+    found = deployments(
+        materialize_every, drift_every, retrain_days, pooled=True, release_every=release_every
+    )
     ids = deploy(
         *found,
         work_pool_name=pool,
@@ -161,7 +164,10 @@ def main() -> None:
     if args.no_schedules:
         args.materialize_every = args.drift_every = args.release_every = None
     if args.work_pool:
-        ids = deploy_to_pool(args.work_pool, args.materialize_every, args.drift_every, args.retrain_days)
+        ids = deploy_to_pool(
+            args.work_pool, args.materialize_every, args.drift_every, args.retrain_days,
+            release_every=args.release_every,
+        )  # fmt: skip
         print(f"{len(ids)} deployments in work pool {args.work_pool!r}: start workers with "
               f"`prefect worker start --pool {args.work_pool}`")  # fmt: skip
         return

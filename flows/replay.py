@@ -200,7 +200,10 @@ def replay(
                     wait_plan(client, settings)
                 week = Week(week_start, week_end, served, version, result, release=decided)
                 week.seconds = {"serve": t1 - t0, "drift": t2 - t1, "release": time.perf_counter() - t2}
-                if decided is not None and decided["verdict"] == "pass" and decided["stage"] == "canary":
+                if decided is not None and (
+                    decided["verdict"] == "promoted"
+                    or (decided["verdict"] == "pass" and decided["stage"] == "canary")
+                ):
                     version = week.promoted = decided["version"]
                 t2 = time.perf_counter()
                 if result["event"]:

@@ -171,6 +171,9 @@ class ChampionWatcher:
                 logger.info("%s alias removed: version %s no longer used", self._name, self.current.version)
                 self.held, self.current = None, None
             elif found is not None and (self.current is None or found[0] != self.current.version):
+                if not self._keep_when_gone and self.current is not None:
+                    # A challenger replaced: the old one stops now, not once the new one has loaded.
+                    self.held, self.current = None, None
                 started = time.perf_counter()
                 model = self._load(*found)
                 logger.info(

@@ -119,7 +119,7 @@ class AppState:
                     self.metrics.feature_status.labels(status).inc(n)
             columns = scored.log_columns
             columns["role"] = [role] * scored.rows
-            if plan.challenger is not None:  # which release the row was served under
+            if plan.released and plan.challenger is not None:  # which release the row was served under
                 columns["release_version"] = [plan.challenger.version] * scored.rows
                 columns["release_stage"] = [plan.stage] * scored.rows
             if failure is not None:

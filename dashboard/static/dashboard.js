@@ -3,7 +3,9 @@
 // panel's data-series to how many series it drew (the browser test reads both).
 "use strict";
 // Any error, even one thrown while a chart draws later, marks the page (the browser test reads it).
+let thisRefreshFailed = false;
 window.addEventListener("error", (event) => {
+  thisRefreshFailed = true;
   document.body.dataset.state = "error";
   document.body.dataset.error = String(event.message);
 });
@@ -109,6 +111,7 @@ function drawEvents(body) {
   tbody.innerHTML = "";
   const section = document.getElementById("events");
   section.dataset.series = String(body.events.length);
+  section.querySelectorAll("p.error").forEach(p => p.remove());  // the last refresh's
   if (body.error) note(section, body.error, "error");
   for (const e of body.events) {
     const tr = document.createElement("tr");
@@ -127,13 +130,15 @@ async function refresh() {
   const status = document.getElementById("status");
   charts.forEach(u => u.destroy());
   charts = [];
+  thisRefreshFailed = false;
   try {
     const [live, windows, events] = await Promise.all([get("/api/live?minutes=" + minutes), get("/api/windows"), get("/api/events")]);
     drawLive(live);
     drawWindows(windows);
     drawEvents(events);
     status.textContent = "updated " + new Date().toLocaleTimeString() + " from " + live.prometheus;
-    if (document.body.dataset.state !== "error") document.body.dataset.state = "ready";
+    // An error of this refresh (window "error" event) marks the page; a clean refresh clears it.
+    document.body.dataset.state = thisRefreshFailed ? "error" : "ready";
   } catch (err) {
     status.textContent = "error: " + err.message;
     document.body.dataset.state = "error";

@@ -35,13 +35,17 @@ def release(
 
     if action not in ACTIONS:
         raise fail(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}")
+    from pydantic import ValidationError
+
+    from featureloop.params import explain
+
     settings, clock = load_settings(), Clock()
-    params = ReleaseParams(
-        action=action,
-        version=version,
-        as_of=parse_time(as_of, "--as-of"),
-        reason=reason,
-    )
+    try:
+        params = ReleaseParams(
+            action=action, version=version, as_of=parse_time(as_of, "--as-of"), reason=reason
+        )
+    except ValidationError as exc:
+        raise fail(f"{explain(exc)}\nNothing was done.") from exc
     try:
         result = run_release(settings, params, report=clock)
     except (ReleaseRefused, TrackingUnavailable, SpecError) as exc:

@@ -33,9 +33,12 @@ def gather(
     version: str,
     stage: str,
     as_of: datetime,
-    elapsed: timedelta,
+    began: datetime,
 ) -> Evidence:
-    """The evidence of `version`'s `stage` (`outcomes`: `monitoring.decay.outcomes_sql`)."""
+    """The evidence of `version`'s `stage` since it `began` on the release clock (rows whose prediction
+    time is at or after it: not those of an earlier release of the same version, or of an operator's
+    switch), by `as_of` (`outcomes`: `monitoring.decay.outcomes_sql`)."""
+    elapsed = as_of - began
     empty = Side("?", 0, 0, None, np.array([]), np.array([]), np.array([]))
     pattern = quote_literal(str(log_dir / "**" / "*.parquet"))
     if not any(log_dir.rglob("*.parquet")):
@@ -52,7 +55,8 @@ def gather(
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE stage AS SELECT {quote_identifier(id_column)} AS __id, served_at, "
             f"model_version::VARCHAR AS model_version, prediction, latency_ms, {present} FROM {source} "
-            f"WHERE release_version = {quote_literal(version)} AND release_stage = {quote_literal(stage)}"
+            f"WHERE release_version = {quote_literal(version)} AND release_stage = {quote_literal(stage)} "
+            f"AND event_timestamp >= {quote_literal(began.isoformat())}::TIMESTAMPTZ"
         )
         known = f"f.__label IS NOT NULL AND f.__known_at <= {quote_literal(as_of.isoformat())}::TIMESTAMPTZ"
         if stage == SHADOW:

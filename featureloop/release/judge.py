@@ -125,6 +125,11 @@ def _metric_check(e: Evidence, config: ReleaseConfig, task: str, labelled: int) 
             "(lower monitoring.release.min_labels or lengthen the stage's max_time)"
         )
         return check
+    broken = int((~np.isfinite(e.challenger.labelled)).sum())
+    if broken:  # NaN or infinite predictions would slip through every comparison
+        check = _check("labelled_metric", False, None, None, "finite predictions")
+        check["why"] = f"{broken:,} of the challenger's labelled predictions are not finite numbers"
+        return check
     if task == "regression":
         return _mae_check(e, config)
     return _auc_check(e, config)

@@ -102,18 +102,33 @@ def decide_stage(
     settings: Settings, spec: ProjectSpec, challenger: VersionInfo, as_of: datetime
 ) -> StageDecision:
     """The current stage's evidence, judged."""
+    import duckdb
+
     from featureloop.monitoring.decay import outcomes_sql
     from featureloop.release.evidence import gather
     from featureloop.release.judge import judge
 
     stage = challenger.tags[tags.STAGE]
-    began = datetime.fromisoformat(challenger.tags[tags.started(stage)])
+    started = challenger.tags.get(tags.started(stage))
+    if started is None:
+        raise ReleaseRefused(
+            f"version {challenger.version} is in the {stage} stage but has no {tags.started(stage)} tag (set by "
+            "hand?): start its release with `featureloop release start --version "
+            f"{challenger.version}`, or end it with `featureloop release rollback`"
+        )
+    began = datetime.fromisoformat(started)
     config = spec.monitoring.release
     spine_path = settings.offline_dir / f"{spec.spine.table}.parquet"
     outcomes = outcomes_sql(spine_path, spec.spine, spec.task.outcome_known, spec.task.label)
-    evidence = gather(
-        settings.prediction_log_dir, outcomes, spec.spine.id, challenger.version, stage, as_of, as_of - began
-    )
+    try:
+        evidence = gather(
+            settings.prediction_log_dir, outcomes, spec.spine.id, challenger.version, stage, as_of, began
+        )
+    except duckdb.Error as exc:
+        raise ReleaseRefused(
+            f"the {stage} stage's evidence cannot be read ({type(exc).__name__}: {exc}); check the prediction "
+            f"log under {settings.prediction_log_dir} and {spine_path} (`featureloop prepare`)"
+        ) from exc
     window = config.shadow if stage == tags.SHADOW else config.canary
     return judge(evidence, config, window, spec.task.type, shown_better=_shadow_showed_better(challenger))
 
@@ -135,10 +150,17 @@ def _shadow_showed_better(challenger: VersionInfo) -> bool:
 def act(
     client: MlflowClient, challenger: VersionInfo, decision: StageDecision, as_of: datetime
 ) -> dict[str, Any]:
-    """Record the decision; go on to the canary, promote, or roll back."""
+    """Record the decision; go on to the canary, promote, or roll back; nothing when the release
+    changed while its evidence was read (rolled back or replaced by hand): that decision is stale."""
     from featureloop.release.state import finish, record, to_canary
+    from featureloop.training.registry import CHALLENGER, get_alias
 
     stage = challenger.tags[tags.STAGE]
+    now = get_alias(client, challenger.name, CHALLENGER)
+    if now is None or now.version != challenger.version or now.tags.get(tags.STAGE) != stage:
+        return {"version": challenger.version, "stage": stage, "verdict": None, "checks": decision.checks,
+                "summary": f"version {challenger.version}'s release changed while its {stage} stage was "
+                "judged (rolled back, replaced or moved on by hand): this decision was not applied"}  # fmt: skip
     record(client, challenger, stage, {**decision.as_dict(), "as_of": as_of.isoformat()})
     summary = decision.reason
     if decision.verdict == "pass" and stage == tags.SHADOW:

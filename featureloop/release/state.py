@@ -36,6 +36,8 @@ def start(client: MlflowClient, version: VersionInfo, share: float, as_of: datet
     if old is not None and old.version != version.version and old.tags.get(tags.STAGE) in tags.LIVE:
         finish(client, old, tags.ROLLED_BACK, f"superseded by version {version.version}, a newer release")
         superseded = old
+    for key in [k for k in version.tags if k.startswith("release.")]:  # an earlier release of it
+        client.delete_model_version_tag(version.name, version.version, key)
     _tag(client, version, tags.SHARE, repr(share))
     _tag(client, version, tags.started(tags.SHADOW), as_of.isoformat())
     _tag(client, version, tags.STAGE, tags.SHADOW)

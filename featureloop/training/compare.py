@@ -122,6 +122,15 @@ def compare_versions(settings: Settings, a: str, b: str, holdout_of: str | None 
         raise CannotCompare(
             f"model {name!r} has no version {exc.message.split('version')[-1].strip() or '?'}: {exc.message}"
         ) from exc
+    for v in (va, vb):
+        missing = [
+            k for k in ("feature_service", "model_inputs", "train_start", "train_end") if k not in v.tags
+        ]
+        if missing:
+            raise CannotCompare(
+                f"version {v.version} lacks the tags a finished train writes ({', '.join(missing)}): a train "
+                "stopped between registering and tagging it; compare finished versions"
+            )
     if va.tags.get("task", "binary") != vb.tags.get("task", "binary"):
         raise CannotCompare(
             f"version {a} predicts a {va.tags.get('task', 'binary')} task and version {b} a "

@@ -290,10 +290,23 @@ def test_compare_puts_two_versions_on_one_holdout(live: Live) -> None:
 def test_a_new_backtest_ends_a_release_an_earlier_one_left_live(live: Live) -> None:
     """A release left live (here version 3, started again by hand) must not go on into the next
     backtest's replay: its version learnt from data that replay has not reached yet."""
+    from featureloop.release.judge import StageDecision
+    from featureloop.release.pipeline import act
+    from featureloop.training.registry import CHALLENGER, get_alias, open_tracking
     from flows.backtest import force_champion
     from tests.integration.conftest import featureloop_ok
 
     assert "version 3 released: shadow stage" in featureloop_ok("release", "start", "--version", "3").output
+    client, _ = open_tracking(live.settings)
+    stale = get_alias(client, live.settings.model_name, CHALLENGER)
+    assert stale is not None and stale.tags["release.stage"] == "shadow"
+    assert "release.reason" not in stale.tags  # the earlier release's record is cleared at the start
+    # A decision taken on a release someone rolled back meanwhile is not applied.
+    featureloop_ok("release", "rollback", "--reason", "changed my mind")
+    applied = act(client, stale, StageDecision("pass", "shadow: not worse"), day(27))
+    assert applied["verdict"] is None and "was not applied" in applied["summary"]
+    assert _tags(live, "3")["release.stage"] == "rolled_back" and _ready(live)["model_version"] == "2"
+    assert "version 3 released" in featureloop_ok("release", "start", "--version", "3").output
     _until_release(live, "shadow")
     force_champion(live.settings, "1")
     _until_release(live, None)

@@ -926,6 +926,6 @@ def test_a_failing_canary_hands_its_requests_to_the_champion_and_the_release_see
     assert rows["challenger_error"].str.contains("gone_v9").all()
     evidence = gather(
         served.settings.prediction_log_dir, "(SELECT NULL AS __id, NULL AS __label, NULL AS __known_at)",
-        "flight_id", str(broken.version), "canary", served.end, timedelta(hours=1),
+        "flight_id", str(broken.version), "canary", served.end, served.end - timedelta(hours=1),
     )  # fmt: skip
     assert (evidence.challenger.rows, evidence.challenger.errors, evidence.champion.rows) == (6, 6, 0)

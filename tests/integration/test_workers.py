@@ -85,7 +85,7 @@ def workers(
     data = feast_env.own_data_dir(tmp / "data")
     settings = feast_env.settings.model_copy(update={"data_dir": data})
     apply_repo(settings)
-    ids = deploy_to_pool(POOL, None, None, unresponsive_after=UNRESPONSIVE_AFTER)
+    ids = deploy_to_pool(POOL, None, None, unresponsive_after=UNRESPONSIVE_AFTER, release_every=None)
     assert len(ids) == len(NAMES)
     env = {
         **os.environ,

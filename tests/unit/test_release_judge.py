@@ -145,3 +145,17 @@ def test_regression_compares_mean_absolute_errors() -> None:
         "regression",
     )
     assert worse.verdict == "fail" and "MAE" in worse.reason
+
+
+def test_predictions_that_are_not_numbers_fail_the_metric_check() -> None:
+    e = _evidence()
+    broken = e.challenger.labelled.copy()
+    broken[:5] = np.nan
+    nan = Side("2", 3000, 0, 4.0, e.challenger.predictions, e.challenger.labels, broken)
+    decision = judge(
+        Evidence("shadow", 3000, timedelta(days=3), e.champion, nan, True), CONFIG, WINDOW, "regression"
+    )
+    assert (
+        decision.verdict == "fail"
+        and "5 of the challenger's labelled predictions are not finite" in decision.reason
+    )

@@ -70,3 +70,22 @@ def test_a_release_sets_the_stage_on_the_version_and_overrides_the_manual_switch
     for ended in ("promoted", "rolled_back"):
         assert plan_of((CHALLENGER, {"release.stage": ended}), "canary", 0.5) == Plan(None, "champion", 0.5)
         assert Plan(None, "champion", 0.5).describe() is None
+
+
+def test_a_replaced_challenger_stops_at_once_even_if_its_successor_cannot_load() -> None:
+    from serving.model import ChampionWatcher
+
+    aliases = iter([("2", {"release.stage": "canary"}), ("3", {"release.stage": "shadow"})])
+
+    def load(version: str, _tags: dict[str, str]) -> ServingModel:
+        if version == "3":
+            raise OSError("artifact missing")
+        return _model(version)
+
+    watcher = ChampionWatcher(
+        lambda: next(aliases), load, interval=60, keep_when_gone=False, name="challenger"
+    )
+    watcher.check()
+    assert watcher.current is not None and watcher.current.version == "2"
+    watcher.check()  # the alias moved to 3, whose load fails: 2 (its release ended) answers nobody
+    assert watcher.current is None and watcher.held is None and not watcher.healthy
