@@ -134,11 +134,16 @@ class ChampionWatcher:
         self._keep_when_gone, self._name = keep_when_gone, name
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"{name}-watcher", daemon=True)
-        self.current: ServingModel | None = None
-        # The version's tags as last read (a release's stage lives there): replaced with `current`,
-        # in one assignment, so that a reader sees a model and tags of the same version.
+        # The model and its version's tags as last read (a release's stage lives there), replaced in
+        # one assignment: a reader sees a model and the tags of the same version.
         self.held: tuple[ServingModel, dict[str, str]] | None = None
         self.last_error: str | None = None
+
+    @property
+    def current(self) -> ServingModel | None:
+        """The model serving uses now (None: not loaded, or a challenger whose alias is gone)."""
+        held = self.held
+        return held[0] if held else None
 
     def load_now(self) -> ServingModel:
         """Load the champion (at start-up); raises when there is none or it cannot be loaded."""
@@ -146,10 +151,10 @@ class ChampionWatcher:
         if found is None:
             raise LookupError("no model version has the alias 'champion': train and promote one first")
         version, tags = found
-        self.current = self._load(version, tags)
-        self.held = (self.current, tags)
-        self._on_swap(self.current)
-        return self.current
+        model = self._load(version, tags)
+        self.held = (model, tags)
+        self._on_swap(model)
+        return model
 
     def start(self) -> None:
         self._thread.start()
@@ -166,28 +171,27 @@ class ChampionWatcher:
         """One poll: swap if the alias points elsewhere (or, when `keep_when_gone` is false, drop the
         model when the alias is gone); the version's tags are read each time."""
         try:
-            found = self._resolve()
-            if found is None and not self._keep_when_gone and self.current is not None:
-                logger.info("%s alias removed: version %s no longer used", self._name, self.current.version)
-                self.held, self.current = None, None
-            elif found is not None and (self.current is None or found[0] != self.current.version):
-                if not self._keep_when_gone and self.current is not None:
+            found, held = self._resolve(), self.held
+            if found is None and not self._keep_when_gone and held is not None:
+                logger.info("%s alias removed: version %s no longer used", self._name, held[0].version)
+                self.held = None
+            elif found is not None and (held is None or found[0] != held[0].version):
+                if not self._keep_when_gone:
                     # A challenger replaced: the old one stops now, not once the new one has loaded.
-                    self.held, self.current = None, None
+                    self.held = None
                 started = time.perf_counter()
                 model = self._load(*found)
                 logger.info(
                     "%s moved: version %s -> %s (loaded in %.2f s)",
                     self._name,
-                    getattr(self.current, "version", None),
+                    held[0].version if held else None,
                     found[0],
                     time.perf_counter() - started,
                 )
                 self.held = (model, found[1])
-                self.current = model
                 self._on_swap(model)
-            elif found is not None and self.current is not None and self.held and found[1] != self.held[1]:
-                self.held = (self.current, found[1])  # the same version, its tags changed (a release stage)
+            elif found is not None and held is not None and found[1] != held[1]:
+                self.held = (held[0], found[1])  # the same version, its tags changed (a release stage)
             self.last_error = None
         except Exception as exc:  # keep serving the loaded model whatever the tracking store does
             self.last_error = f"{type(exc).__name__}: {exc}"

@@ -109,9 +109,7 @@ class AppState:
                     continue
             if plan.stage == "shadow" and plan.challenger is not None:
                 self._shadow(plan.challenger, requests, scored.log_columns, "challenger_error")
-            elif (
-                role == "canary"
-            ):  # the champion scores the canary's rows too: the release compares them paired
+            elif role == "canary":  # the champion scores the canary's rows too: compared paired
                 self._shadow(champion, requests, scored.log_columns, "shadow_error")
             self.metrics.predictions.labels(model.version, role).inc(scored.rows)
             for status, n in scored.status_counts.items():

@@ -138,8 +138,8 @@ def _canary(
             ),
             paired=True,
         )
-    # Without the champion's scores of the canary's rows (a log from before they were kept): each
-    # version on its own rows, unpaired.
+    # Without the champion's scores of any canary row (its shadow scoring failed on every one,
+    # `shadow_error`): each version on its own rows, unpaired.
     latest = (
         f"(SELECT __id, {side} AS side, prediction FROM stage WHERE __id IS NOT NULL AND ({side}) IS NOT NULL "
         "QUALIFY row_number() OVER (PARTITION BY __id ORDER BY served_at DESC) = 1)"

@@ -8,7 +8,7 @@ versions' predictions (PSI); the share of its scorings that failed; its p99 scor
 versions scored the same rows in either stage (the challenger every row in the shadow stage; the
 champion the canary's rows in the canary stage, for the log), so the metric comparison is paired
 (DeLong's test for two correlated AUCs; the mean of per-row absolute-error differences for MAE);
-unpaired only when a log lacks the second version's scores.
+unpaired only when the champion's scores of the canary's rows are missing (they all failed).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from featureloop.params import ReleaseParams
 from featureloop.release import tags
-from featureloop.release.state import ReleaseRefused, finish
+from featureloop.release.state import ReleaseRefused, finish, record, start, to_canary
 from featureloop.settings import Settings
 from featureloop.steps import PlainSteps, Steps
 
@@ -76,7 +76,6 @@ def start_release(
     client: MlflowClient, version: VersionInfo, spec: ProjectSpec, as_of: datetime
 ) -> dict[str, Any]:
     """Release a version whose gate passed, in the shadow stage."""
-    from featureloop.release.state import start
     from featureloop.training.registry import CHAMPION, get_alias
 
     if version.tags.get("gate.promoted") != "true":
@@ -152,7 +151,6 @@ def act(
 ) -> dict[str, Any]:
     """Record the decision; go on to the canary, promote, or roll back; nothing when the release
     changed while its evidence was read (rolled back or replaced by hand): that decision is stale."""
-    from featureloop.release.state import finish, record, to_canary
     from featureloop.training.registry import CHALLENGER, get_alias
 
     stage = challenger.tags[tags.STAGE]

@@ -11,7 +11,6 @@ own service, as the gate scores a champion.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -65,28 +64,6 @@ def rebuild_holdout(
     return holdout, window
 
 
-def _predict(
-    store: FeatureStore, version: VersionInfo, holdout: pd.DataFrame, service: str, id_column: str
-) -> np.ndarray:
-    from featureloop.training.model import model_input
-    from featureloop.training.registry import load_model
-    from featureloop.training.tasks import task_kind
-    from featureloop.training.training_set import fetch_features
-
-    inputs = json.loads(version.tags["model_inputs"])
-    frame = holdout
-    own = version.tags.get("feature_service", service)
-    if own != service:  # a version of another service reads its own features for the same rows
-        wanted = set(inputs["numeric"]) | set(inputs["categorical"])
-        frame = fetch_features(
-            store, holdout[[c for c in holdout.columns if c not in wanted]], own, id_column
-        )
-    model = load_model(version.uri)
-    return task_kind(version.tags.get("task")).predict(
-        model, model_input(frame, inputs["numeric"], inputs["categorical"])
-    )
-
-
 def _decisions(version: VersionInfo, aliases: list[str]) -> dict[str, Any]:
     tags = version.tags
     return {
@@ -111,6 +88,7 @@ def compare_versions(settings: Settings, a: str, b: str, holdout_of: str | None 
     from featureloop.project.spec import load_spec
     from featureloop.release.judge import delong_paired
     from featureloop.training.dataset import LABEL_COLUMN
+    from featureloop.training.promotion import predict_version
     from featureloop.training.registry import get_version, open_tracking
     from featureloop.training.tasks import task_kind
 
@@ -145,7 +123,7 @@ def compare_versions(settings: Settings, a: str, b: str, holdout_of: str | None 
     holdout, window = rebuild_holdout(client, store, settings, spec, ref)
     service, kind = ref.tags["feature_service"], task_kind(ref.tags.get("task"))
     y = holdout[LABEL_COLUMN].to_numpy(dtype=float)
-    predicted = {v.version: _predict(store, v, holdout, service, spec.spine.id) for v in (va, vb)}
+    predicted = {v.version: predict_version(store, v, holdout, service, spec.spine.id) for v in (va, vb)}
     metrics = {version: kind.evaluate(y, p) for version, p in predicted.items()}
     aliases = {v.version: list(client.get_model_version(name, v.version).aliases) for v in (va, vb)}
     difference: dict[str, Any] = {"metric": kind.headline}

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from featureloop.params import TrainParams
@@ -26,22 +27,30 @@ if TYPE_CHECKING:
     from featureloop.training.registry import VersionInfo
 
 
-def score_version(
+def predict_version(
     store: FeatureStore, version: VersionInfo, holdout: pd.DataFrame, training_service: str, id_column: str
-) -> dict[str, float]:
-    """A registered model's metrics on a labelled window, with the features of its own service."""
+) -> np.ndarray:
+    """A registered model's predictions for a window's rows (in their order), with the features of
+    its own service (`holdout` carries `training_service`'s)."""
     from featureloop.training.registry import load_model
 
     inputs = json.loads(version.tags["model_inputs"])
     service = version.tags.get("feature_service", training_service)
     frame = holdout
-    if service != training_service:
+    if service != training_service:  # fetch_features keeps the rows' order
         keep = [c for c in holdout.columns if c not in set(inputs["numeric"]) | set(inputs["categorical"])]
         frame = fetch_features(store, holdout[keep], service, id_column)
     model = load_model(version.uri)
     kind = task_kind(version.tags.get("task"))
-    predicted = kind.predict(model, model_input(frame, inputs["numeric"], inputs["categorical"]))
-    return kind.evaluate(frame[LABEL_COLUMN].to_numpy(), predicted)
+    return kind.predict(model, model_input(frame, inputs["numeric"], inputs["categorical"]))
+
+
+def score_version(
+    store: FeatureStore, version: VersionInfo, holdout: pd.DataFrame, training_service: str, id_column: str
+) -> dict[str, float]:
+    """A registered model's metrics on a labelled window, with the features of its own service."""
+    predicted = predict_version(store, version, holdout, training_service, id_column)
+    return task_kind(version.tags.get("task")).evaluate(holdout[LABEL_COLUMN].to_numpy(), predicted)
 
 
 def gate_and_promote(
